@@ -1,0 +1,50 @@
+"""lamina's core: the layer, loss and optimizer protocols, plugin discovery,
+validated network configs and the graph runner. This module only re-exports."""
+
+from .errors import (
+    BackwardBeforeForwardError,
+    CheckpointError,
+    ConfigError,
+    ConfigIssue,
+    DataError,
+    LaminaError,
+    PluginError,
+    ShapeError,
+    StateError,
+    TrainingError,
+    UnknownPluginError,
+)
+from .hookspecs import hookimpl, hookspec
+from .initializers import INITIALIZERS, initialize
+from .layer import Example, Layer, LayerConfig, Shape
+from .loss import Loss, LossExample
+from .optimizer import Optimizer, OptimizerConfig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackwardBeforeForwardError",
+    "CheckpointError",
+    "ConfigError",
+    "ConfigIssue",
+    "DataError",
+    "Example",
+    "INITIALIZERS",
+    "LaminaError",
+    "Layer",
+    "LayerConfig",
+    "Loss",
+    "LossExample",
+    "Optimizer",
+    "OptimizerConfig",
+    "PluginError",
+    "Shape",
+    "ShapeError",
+    "StateError",
+    "TrainingError",
+    "UnknownPluginError",
+    "__version__",
+    "hookimpl",
+    "hookspec",
+    "initialize",
+]

@@ -1,0 +1,64 @@
+"""The hooks a lamina plugin implements: the contract between lamina and its plugins.
+
+A plugin is a module (or any object) with functions marked ``@framework.hookimpl``
+whose names are those below. Built-in plugins are the modules listed in
+:data:`framework.registry.BUILTIN_PLUGINS`; third-party plugins are found through
+the ``lamina`` entry-point group::
+
+    [project.entry-points.lamina]
+    my_layers = "my_package.layers"
+
+Each hook takes no arguments and returns a list of classes, so it is pure and
+easy to call from a test. lamina validates every class it receives and records
+which distribution provided it.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT_NAME = "lamina"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def lamina_register_layers() -> list[type]:
+    """Return the layer classes this plugin provides.
+
+    Each class must have
+
+    - ``name``: a lowercase identifier (``^[a-z][a-z0-9_]*$``), the value of
+      ``type`` that selects it in a network config;
+    - ``Config``: a pydantic model with ``extra="forbid"``, validating the layer's
+      settings (every key of the config's layer table other than ``type``,
+      ``name`` and ``inputs``);
+    - the methods ``build``, ``forward``, ``backward``, ``params``, ``grads`` and
+      ``examples`` of the layer protocol (see :mod:`framework.layer`; subclassing
+      :class:`framework.Layer` provides the bookkeeping).
+
+    A name already provided by another plugin is an error naming both providers.
+    """
+
+
+@hookspec
+def lamina_register_losses() -> list[type]:
+    """Return the loss classes this plugin provides.
+
+    Each class must have ``name``, ``Config`` (as for layers) and the methods
+    ``forward(logits, targets) -> float``, ``backward() -> dlogits``,
+    ``predict_proba(logits)`` and ``examples()`` of the loss protocol (see
+    :mod:`framework.loss`).
+    """
+
+
+@hookspec
+def lamina_register_optimizers() -> list[type]:
+    """Return the optimizer classes this plugin provides.
+
+    Each class must have ``name``, ``Config`` (as for layers, with a learning rate
+    ``lr``) and the methods ``step(params, grads)``, ``state_dict()`` and
+    ``load_state_dict(state)`` of the optimizer protocol (see
+    :mod:`framework.optimizer`).
+    """

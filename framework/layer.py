@@ -1,0 +1,143 @@
+"""The layer protocol and a convenience base class.
+
+A layer plugin is a class with
+
+- ``name``: its plugin name, the value of ``type`` in a config (``"conv2d"``);
+- ``Config``: a frozen pydantic model of its settings that forbids unknown keys;
+- ``build(input_shape, rng, *, dtype) -> output_shape``: shapes are per sample
+  (no batch axis). Allocates and initialises parameters from ``rng`` (the one
+  generator the runner owns) and raises :class:`ShapeError` when the input does
+  not fit;
+- ``forward(x, *, training) -> y`` and ``backward(dy) -> dx``: arrays carry the
+  batch axis first. ``backward`` overwrites (never accumulates) the gradients;
+- ``params()``, ``grads()``: live arrays under the same keys and shapes;
+- ``state()``: non-trainable arrays (running statistics) saved with the params;
+- ``examples()``: configs and input shapes the conformance suite exercises.
+
+A layer that takes several inputs (``multi_input = True``, e.g. ``add``) gets a
+tuple of shapes in ``build``, a list of arrays in ``forward`` and returns a list
+of gradients from ``backward``.
+
+Loaders (the graph runner's ``load_state_dict``, checkpoints) copy values *into*
+the arrays that ``params()`` and ``state()`` return, so a layer may keep
+references to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from .errors import BackwardBeforeForwardError
+
+Shape = tuple[int, ...]
+
+
+class LayerConfig(BaseModel):
+    """Base of every plugin's config model: frozen, unknown keys forbidden."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One configuration the conformance suite runs a plugin with.
+
+    ``input_shape`` is per sample (a tuple of shapes for a multi-input layer).
+    ``input_range`` bounds the uniform inputs the checks draw; a layer whose
+    forward is only defined on part of the line (a log, a sqrt) narrows it.
+    """
+
+    config: dict[str, Any]
+    input_shape: Any
+    id: str = ""
+    input_range: tuple[float, float] = (-1.0, 1.0)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Layer:
+    """Convenience base class implementing the bookkeeping of the layer protocol.
+
+    Subclasses set ``name`` and ``Config`` and implement ``build``, ``forward``,
+    ``backward`` and ``examples``. In ``build`` they call :meth:`add_param` (a
+    trainable array with a zero gradient beside it) and :meth:`add_state`
+    (non-trainable). In ``forward`` they keep what ``backward`` needs in
+    ``self.cache``; ``backward`` reads it back with :meth:`cached`, which raises
+    :class:`BackwardBeforeForwardError` if ``forward`` has not run.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[BaseModel]] = LayerConfig
+    #: takes a list of inputs (e.g. ``add``)
+    multi_input: ClassVar[bool] = False
+    #: one sample's output depends on other samples of the batch (e.g. batchnorm)
+    batch_dependent: ClassVar[bool] = False
+    #: training-mode output is random (e.g. dropout); eval mode must not be
+    stochastic: ClassVar[bool] = False
+
+    def __init__(self, config: BaseModel | dict[str, Any] | None = None, /, **kwargs: Any):
+        if config is None:
+            config = self.Config(**kwargs)
+        elif kwargs:
+            raise TypeError("pass either a config object or keyword arguments, not both")
+        elif isinstance(config, dict):
+            config = self.Config(**config)
+        self.config = config
+        self._params: dict[str, np.ndarray] = {}
+        self._grads: dict[str, np.ndarray] = {}
+        self._state: dict[str, np.ndarray] = {}
+        self.cache: Any = None
+        self.input_shape: Any = None
+        self.output_shape: Any = None
+        self.dtype = np.dtype(np.float32)
+
+    # -- the protocol -----------------------------------------------------------------
+    def build(self, input_shape: Shape, rng: np.random.Generator, *, dtype=np.float32) -> Shape:
+        raise NotImplementedError(f"{type(self).__name__} must implement build()")
+
+    def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement backward()")
+
+    def params(self) -> dict[str, np.ndarray]:
+        return self._params
+
+    def grads(self) -> dict[str, np.ndarray]:
+        return self._grads
+
+    def state(self) -> dict[str, np.ndarray]:
+        return self._state
+
+    @classmethod
+    def examples(cls) -> list[Example]:
+        raise NotImplementedError(f"{cls.__name__} must list examples() for the conformance suite")
+
+    # -- helpers for subclasses -------------------------------------------------------
+    def add_param(self, key: str, value: np.ndarray) -> np.ndarray:
+        """Register a trainable array and a zero gradient of the same shape and dtype."""
+        self._params[key] = value
+        self._grads[key] = np.zeros_like(value)
+        return value
+
+    def add_state(self, key: str, value: np.ndarray) -> np.ndarray:
+        """Register a non-trainable array (saved with the params, never optimised)."""
+        self._state[key] = value
+        return value
+
+    def cached(self) -> Any:
+        """What ``forward`` kept for ``backward``; raises if ``forward`` never ran."""
+        if self.cache is None:
+            raise BackwardBeforeForwardError(
+                f"layer {self.name!r}: backward() was called before forward(); "
+                "run forward(x, training=True) on a batch first"
+            )
+        return self.cache
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())
+        return f"{type(self).__name__}({settings})"

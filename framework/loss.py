@@ -1,0 +1,70 @@
+"""The loss protocol and a convenience base class.
+
+A loss plugin is a class with ``name``, ``Config`` (frozen, unknown keys
+forbidden) and
+
+- ``forward(logits, targets) -> float``: the mean loss over the batch. ``logits``
+  is (N, C); ``targets`` are class indices (N,), one-hot rows or soft labels
+  (N, C) whose rows sum to 1;
+- ``backward() -> dlogits``: (N, C), the gradient of that mean loss;
+- ``predict_proba(logits) -> (N, C)`` probabilities;
+- ``examples()``: configs and class counts the conformance suite exercises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel
+
+from .errors import BackwardBeforeForwardError
+from .layer import LayerConfig
+
+
+@dataclass(frozen=True)
+class LossExample:
+    """One configuration the conformance suite runs a loss with."""
+
+    config: dict[str, Any]
+    n_classes: int
+    id: str = ""
+
+
+class Loss:
+    """Base class: keeps the config and what ``forward`` left for ``backward``."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[BaseModel]] = LayerConfig
+
+    def __init__(self, config: BaseModel | dict[str, Any] | None = None, /, **kwargs: Any):
+        if config is None:
+            config = self.Config(**kwargs)
+        elif kwargs:
+            raise TypeError("pass either a config object or keyword arguments, not both")
+        elif isinstance(config, dict):
+            config = self.Config(**config)
+        self.config = config
+        self.cache: Any = None
+
+    def forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def backward(self) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement backward()")
+
+    def predict_proba(self, logits: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement predict_proba()")
+
+    @classmethod
+    def examples(cls) -> list[LossExample]:
+        raise NotImplementedError(f"{cls.__name__} must list examples() for the conformance suite")
+
+    def cached(self) -> Any:
+        if self.cache is None:
+            raise BackwardBeforeForwardError(
+                f"loss {self.name!r}: backward() was called before forward(); "
+                "run forward(logits, targets) first"
+            )
+        return self.cache
