@@ -25,6 +25,7 @@ references to them.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -58,7 +59,7 @@ class Example:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Layer:
+class Layer(ABC):
     """Convenience base class implementing the bookkeeping of the layer protocol.
 
     Subclasses set ``name`` and ``Config`` and implement ``build``, ``forward``,
@@ -95,12 +96,15 @@ class Layer:
         self.dtype = np.dtype(np.float32)
 
     # -- the protocol -----------------------------------------------------------------
+    @abstractmethod
     def build(self, input_shape: Shape, rng: np.random.Generator, *, dtype=np.float32) -> Shape:
         raise NotImplementedError(f"{type(self).__name__} must implement build()")
 
+    @abstractmethod
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
+    @abstractmethod
     def backward(self, dy: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement backward()")
 
@@ -114,6 +118,7 @@ class Layer:
         return self._state
 
     @classmethod
+    @abstractmethod
     def examples(cls) -> list[Example]:
         raise NotImplementedError(f"{cls.__name__} must list examples() for the conformance suite")
 

@@ -13,6 +13,7 @@ forbidden) and
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -32,7 +33,7 @@ class LossExample:
     id: str = ""
 
 
-class Loss:
+class Loss(ABC):
     """Base class: keeps the config and what ``forward`` left for ``backward``."""
 
     name: ClassVar[str]
@@ -48,16 +49,20 @@ class Loss:
         self.config = config
         self.cache: Any = None
 
+    @abstractmethod
     def forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
+    @abstractmethod
     def backward(self) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement backward()")
 
+    @abstractmethod
     def predict_proba(self, logits: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement predict_proba()")
 
     @classmethod
+    @abstractmethod
     def examples(cls) -> list[LossExample]:
         raise NotImplementedError(f"{cls.__name__} must list examples() for the conformance suite")
 

@@ -13,6 +13,7 @@ forbidden, with at least ``lr``) and
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,7 +29,7 @@ class OptimizerConfig(BaseModel):
     lr: float = Field(1e-3, gt=0, description="learning rate")
 
 
-class Optimizer:
+class Optimizer(ABC):
     """Base class: keeps the config, the current learning rate and named state arrays.
 
     Subclasses keep their per-parameter state in ``self.slots`` (a dict of dicts:
@@ -52,6 +53,7 @@ class Optimizer:
         self.slots: dict[str, dict[str, np.ndarray]] = {}
         self.counters: dict[str, int] = {}
 
+    @abstractmethod
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement step()")
 
@@ -63,7 +65,8 @@ class Optimizer:
         return arrays[key]
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        state = {f"{slot}/{key}": arr for slot, arrays in self.slots.items()
+        """Copies of every state array, so later steps cannot change a saved state."""
+        state = {f"{slot}/{key}": arr.copy() for slot, arrays in self.slots.items()
                  for key, arr in arrays.items()}
         state.update({f"#{name}": np.asarray(value) for name, value in self.counters.items()})
         state["#lr"] = np.asarray(self.lr)

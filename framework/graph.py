@@ -1,0 +1,194 @@
+"""The graph runner: a network assembled from a validated config.
+
+Nodes run in topological order on the forward pass and in reverse on the
+backward pass. A node whose output feeds several layers (a fan-out) receives the
+sum of their gradients. Shapes are inferred when the network is built, before
+any data is seen, so a layer that does not fit its input fails at once, naming
+the layer in the config and the fix.
+
+Parameters, gradients and non-trainable state are exposed under stable dotted
+names, ``<layer name>.<key>`` (``conv2d_1.W``), in the order of the config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .config import INPUT, NetworkConfig, NodeConfig, topological_order
+from .errors import ShapeError, StateError
+from .registry import Provider, Registry
+
+
+@dataclass
+class Node:
+    """One layer of the network with its place in the graph."""
+
+    config: NodeConfig
+    layer: Any
+    provider: Provider
+    input_shape: Any = None
+    output_shape: tuple[int, ...] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.config.inputs
+
+
+class Network:
+    """Layers wired as the config says, built for per-sample ``input_shape``.
+
+    ``rng`` initialises every parameter and is kept by stochastic layers (dropout)
+    for their masks: one generator makes a run reproducible from its seed.
+    """
+
+    def __init__(
+        self,
+        config: NetworkConfig,
+        registry: Registry,
+        rng: np.random.Generator,
+        *,
+        dtype: Any = np.float32,
+    ):
+        self.config = config
+        self.dtype = np.dtype(dtype)
+        self.input_shape = tuple(config.input_shape)
+        self.nodes: list[Node] = []
+        for node_config in config.nodes:
+            entry = registry.entry("layer", node_config.type)
+            self.nodes.append(Node(node_config, entry.cls(node_config.config), entry.provider))
+        self.order = [self._by_name(n.name) for n in topological_order(config.nodes)]
+        self.output = config.output
+        self._build(rng)
+
+    # -- construction -----------------------------------------------------------------
+    def _by_name(self, name: str) -> Node:
+        return next(node for node in self.nodes if node.name == name)
+
+    def _build(self, rng: np.random.Generator) -> None:
+        shapes: dict[str, Any] = {INPUT: self.input_shape}
+        for node in self.order:
+            in_shapes = [shapes[ref] for ref in node.inputs]
+            node.input_shape = tuple(in_shapes) if node.layer.multi_input else in_shapes[0]
+            try:
+                out = node.layer.build(node.input_shape, rng, dtype=self.dtype)
+            except ShapeError as exc:
+                came_from = ", ".join(f"{ref} {shapes[ref]}" for ref in node.inputs)
+                raise ShapeError(
+                    f"{node.config.path} {node.name!r} cannot take its input "
+                    f"(from {came_from}): {exc}"
+                ) from exc
+            node.output_shape = tuple(int(d) for d in out)
+            shapes[node.name] = node.output_shape
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self._by_name(self.output).output_shape
+
+    # -- running ----------------------------------------------------------------------
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        """``x`` (N, *input_shape) -> output (N, *output_shape)."""
+        values: dict[str, Any] = {INPUT: x}
+        remaining = self._consumer_counts()
+        for node in self.order:
+            args = [values[ref] for ref in node.inputs]
+            for ref in node.inputs:  # let go of activations no later layer reads
+                remaining[ref] -= 1
+                if remaining[ref] == 0 and ref != self.output:
+                    del values[ref]
+            arg = args if node.layer.multi_input else args[0]
+            values[node.name] = node.layer.forward(arg, training=training)
+        return values[self.output]
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """Gradient of the output -> gradient of the input; fills every layer's grads."""
+        pending: dict[str, np.ndarray] = {self.output: dy}
+        for node in reversed(self.order):
+            d_out = pending.pop(node.name)
+            d_in = node.layer.backward(d_out)
+            d_ins = d_in if node.layer.multi_input else [d_in]
+            for ref, grad in zip(node.inputs, d_ins, strict=True):
+                # A fan-out sums its consumers' gradients. ``+`` makes a new array, so a
+                # buffer a layer reuses across calls is never written through.
+                pending[ref] = pending[ref] + grad if ref in pending else grad
+        return pending[INPUT]
+
+    def _consumer_counts(self) -> dict[str, int]:
+        counts = {INPUT: 0, **{node.name: 0 for node in self.nodes}}
+        for node in self.nodes:
+            for ref in node.inputs:
+                counts[ref] += 1
+        return counts
+
+    # -- parameters and state ---------------------------------------------------------
+    def params(self) -> dict[str, np.ndarray]:
+        return {f"{n.name}.{k}": v for n in self.nodes for k, v in n.layer.params().items()}
+
+    def grads(self) -> dict[str, np.ndarray]:
+        return {f"{n.name}.{k}": v for n in self.nodes for k, v in n.layer.grads().items()}
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Non-trainable arrays (running statistics), saved with the params."""
+        return {f"{n.name}.{k}": v for n in self.nodes for k, v in n.layer.state().items()}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter and non-trainable array, by dotted name."""
+        return {k: v.copy() for k, v in {**self.params(), **self.state()}.items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copy ``state`` into the network; every missing, unexpected or misshapen
+        entry is listed in one :class:`StateError` and nothing is changed then."""
+        targets = {**self.params(), **self.state()}
+        problems = [f"missing {k!r} {v.shape}" for k, v in targets.items() if k not in state]
+        problems += [f"unexpected {k!r}" for k in state if k not in targets]
+        for key, target in targets.items():
+            if key in state:
+                value = np.asarray(state[key])
+                if value.shape != target.shape:
+                    problems.append(f"{key!r} has shape {value.shape}, expected {target.shape}")
+                elif not np.can_cast(value.dtype, target.dtype, casting="same_kind"):
+                    problems.append(f"{key!r} has dtype {value.dtype}, expected {target.dtype}")
+        if problems:
+            raise StateError(
+                f"the state does not fit this network ({len(problems)} problem"
+                f"{'s' if len(problems) != 1 else ''}): " + "; ".join(problems)
+                + ". Was it saved from a different config?"
+            )
+        for key, target in targets.items():
+            np.copyto(target, state[key], casting="same_kind")
+
+    # -- description ------------------------------------------------------------------
+    def summary(self) -> str:
+        """A table of layers, types, output shapes, parameter counts and providers."""
+        dag = not self.config.is_sequential()
+        header = ["Layer", "Type", "Output shape", "Params"]
+        header += ["Inputs"] if dag else []
+        header += ["Plugin"]
+        rows = [["input", "", str(self.input_shape), "0"] + ([""] if dag else []) + [""]]
+        for node in self.nodes:
+            count = sum(v.size for v in node.layer.params().values())
+            row = [node.name, node.config.type, str(node.output_shape), f"{count:,}"]
+            row += [", ".join(node.inputs)] if dag else []
+            row += [str(node.provider)]
+            rows.append(row)
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+        def line(cells: list[str]) -> str:
+            return "  ".join(c.rjust(w) if h == "Params" else c.ljust(w)
+                             for c, w, h in zip(cells, widths, header, strict=True)).rstrip()
+
+        rule = "-" * len(line(header))
+        trainable = sum(v.size for v in self.params().values())
+        frozen = sum(v.size for v in self.state().values())
+        return "\n".join([
+            rule, line(header), rule, *(line(r) for r in rows), rule,
+            f"Total params: {trainable + frozen:,}",
+            f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {frozen:,}",
+        ])

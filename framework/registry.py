@@ -1,0 +1,311 @@
+"""Plugin discovery: built-in modules and the ``lamina`` entry-point group.
+
+:func:`load_registry` builds a fresh pluggy manager (there is no global one),
+registers the built-in plugin modules listed in :data:`BUILTIN_PLUGINS` and then
+every third-party plugin advertised in the ``lamina`` entry-point group, calls
+the ``lamina_register_*`` hooks of each plugin separately (so that every class
+is attributed to the distribution that provided it), validates every class and
+returns a :class:`Registry`.
+
+A third-party plugin that fails to import, to call its hooks or to validate is
+recorded in :attr:`Registry.problems` with its distribution name and version and
+skipped as a whole, while the others keep working; ``strict=True`` (or
+``LAMINA_STRICT_PLUGINS=1``) makes that fatal. A name provided twice is always
+an error naming both providers: lamina never renames a plugin silently.
+``LAMINA_DISABLE_PLUGIN_AUTOLOAD=1`` skips the entry points altogether.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+from pydantic import BaseModel
+
+from . import hookspecs
+from .errors import PluginError, UnknownPluginError
+
+#: The built-in plugins, loaded exactly like third-party ones but from this tuple.
+#: This is the only place where the core names the ``plugins`` package.
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "plugins.conv2d",
+    "plugins.relu",
+    "plugins.maxpool2d",
+    "plugins.flatten",
+    "plugins.dropout",
+    "plugins.dense",
+    "plugins.batchnorm",
+    "plugins.add",
+    "plugins.softmax_cross_entropy",
+    "plugins.sgd",
+    "plugins.adam",
+)
+
+ENTRY_POINT_GROUP = "lamina"
+DISABLE_AUTOLOAD_ENV = "LAMINA_DISABLE_PLUGIN_AUTOLOAD"
+STRICT_ENV = "LAMINA_STRICT_PLUGINS"
+
+KINDS = ("layer", "loss", "optimizer")
+HOOKS = {
+    "layer": "lamina_register_layers",
+    "loss": "lamina_register_losses",
+    "optimizer": "lamina_register_optimizers",
+}
+REQUIRED_METHODS = {
+    "layer": ("build", "forward", "backward", "params", "grads", "examples"),
+    "loss": ("forward", "backward", "predict_proba", "examples"),
+    "optimizer": ("step", "state_dict", "load_state_dict"),
+}
+#: keys of a layer table that the graph runner reads itself, never the layer's Config
+RESERVED_LAYER_KEYS = ("type", "name", "inputs")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Where a plugin came from: distribution, version and module (or entry point)."""
+
+    dist: str
+    version: str
+    module: str
+
+    def __str__(self) -> str:
+        return f"{self.dist} {self.version}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered class and its provenance."""
+
+    kind: str
+    name: str
+    cls: type
+    provider: Provider
+
+
+@dataclass(frozen=True)
+class PluginProblem:
+    """A third-party plugin that was skipped, and why."""
+
+    provider: Provider
+    reason: str
+
+    def __str__(self) -> str:
+        return (
+            f"plugin {self.provider.module!r} from {self.provider} was skipped: {self.reason}"
+        )
+
+
+@dataclass
+class Registry:
+    """Every layer, loss and optimizer class that the loaded plugins provide."""
+
+    layers: dict[str, Entry] = field(default_factory=dict)
+    losses: dict[str, Entry] = field(default_factory=dict)
+    optimizers: dict[str, Entry] = field(default_factory=dict)
+    problems: list[PluginProblem] = field(default_factory=list)
+
+    def table(self, kind: str) -> dict[str, Entry]:
+        return {"layer": self.layers, "loss": self.losses, "optimizer": self.optimizers}[kind]
+
+    def entry(self, kind: str, name: str) -> Entry:
+        """The entry for ``name``; an unknown name lists the known ones with a did-you-mean."""
+        table = self.table(kind)
+        if name in table:
+            return table[name]
+        raise UnknownPluginError(unknown_name_message(kind, name, table))
+
+    def layer(self, name: str) -> type:
+        return self.entry("layer", name).cls
+
+    def loss(self, name: str) -> type:
+        return self.entry("loss", name).cls
+
+    def optimizer(self, name: str) -> type:
+        return self.entry("optimizer", name).cls
+
+    def entries(self) -> list[Entry]:
+        return [*self.layers.values(), *self.losses.values(), *self.optimizers.values()]
+
+
+def unknown_name_message(kind: str, name: Any, known: dict[str, Any]) -> str:
+    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (
+        f"unknown {kind} type {name!r}; {hint}known {kind} types: {', '.join(sorted(known))}"
+        f" (install the plugin that provides it, or run `lamina layers` to list them)"
+    )
+
+
+def make_plugin_manager() -> pluggy.PluginManager:
+    """A new pluggy manager that knows lamina's hookspecs and no plugin yet."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def load_registry(
+    *,
+    builtins: tuple[str, ...] = BUILTIN_PLUGINS,
+    load_entry_points: bool | None = None,
+    strict: bool | None = None,
+    extra_plugins: tuple[tuple[object, Provider], ...] = (),
+) -> Registry:
+    """Discover, validate and register every plugin.
+
+    ``load_entry_points`` defaults to true unless ``LAMINA_DISABLE_PLUGIN_AUTOLOAD``
+    is set; ``strict`` defaults to ``LAMINA_STRICT_PLUGINS``. ``extra_plugins``
+    registers plugin objects directly (with the provider to report), for tests and
+    for programs that embed lamina.
+    """
+    if load_entry_points is None:
+        load_entry_points = not _env_flag(DISABLE_AUTOLOAD_ENV)
+    if strict is None:
+        strict = _env_flag(STRICT_ENV)
+
+    pm = make_plugin_manager()
+    registry = Registry()
+    providers: dict[str, Provider] = {}
+    third_party: set[str] = set()
+
+    from . import __version__
+
+    for module_name in builtins:
+        module = importlib.import_module(module_name)
+        pm.register(module, name=module_name)
+        providers[module_name] = Provider("lamina", __version__, module_name)
+
+    def skip(provider: Provider, reason: str, exc: BaseException | None = None) -> None:
+        problem = PluginProblem(provider, reason)
+        if strict:
+            raise PluginError(f"{problem} (strict plugin loading is on)") from exc
+        registry.problems.append(problem)
+
+    candidates = list(extra_plugins)
+    if load_entry_points:
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist
+            provider = Provider(
+                dist.metadata["Name"] if dist else "<unknown distribution>",
+                dist.version if dist else "?",
+                f"{ep.name} = {ep.value}",
+            )
+            try:
+                candidates.append((ep.load(), provider))
+            except Exception as exc:  # a broken plugin must not take lamina down
+                skip(provider, f"import failed: {type(exc).__name__}: {exc}", exc)
+
+    for plugin, provider in candidates:
+        key = provider.module
+        try:
+            pm.register(plugin, name=key)
+        except Exception as exc:
+            skip(provider, f"registration failed: {exc}", exc)
+            continue
+        providers[key] = provider
+        third_party.add(key)
+
+    # Hook implementations whose name has our prefix but no spec are misspellings.
+    for key in list(third_party):
+        plugin = pm.get_plugin(key)
+        misspelled = [
+            attr for attr in dir(plugin)
+            if attr.startswith("lamina_") and attr not in HOOKS.values()
+            and callable(getattr(plugin, attr, None))
+        ]
+        if misspelled:
+            pm.unregister(plugin)
+            third_party.discard(key)
+            skip(providers[key], f"unknown hook {misspelled[0]!r}; "
+                 f"the hooks are {', '.join(HOOKS.values())}")
+    pm.check_pending()
+
+    # Collect each plugin's classes separately so that each is attributed, and a
+    # broken third-party plugin is skipped whole rather than half-registered.
+    by_plugin: dict[str, list[tuple[str, type]]] = {}
+    failed: set[str] = set()
+    for kind in KINDS:
+        for impl in getattr(pm.hook, HOOKS[kind]).get_hookimpls():
+            key = impl.plugin_name
+            if key in failed:
+                continue
+            try:
+                classes = impl.function()
+                for cls in _as_class_list(classes, HOOKS[kind]):
+                    _validate_class(kind, cls)
+                    by_plugin.setdefault(key, []).append((kind, cls))
+            except Exception as exc:
+                if key not in third_party:
+                    raise PluginError(f"built-in plugin {key!r} is invalid: {exc}") from exc
+                failed.add(key)
+                by_plugin.pop(key, None)
+                skip(providers[key], str(exc), exc)
+
+    for key, items in by_plugin.items():
+        for kind, cls in items:
+            _add(registry, Entry(kind, cls.name, cls, providers[key]))
+    return registry
+
+
+def _as_class_list(classes: Any, hook: str) -> list[type]:
+    if classes is None:
+        return []
+    if not isinstance(classes, list | tuple):
+        raise PluginError(f"{hook}() must return a list of classes, received {classes!r}")
+    return list(classes)
+
+
+def _validate_class(kind: str, cls: Any) -> None:
+    """Raise PluginError unless ``cls`` is a well-formed ``kind`` plugin class."""
+    if not isinstance(cls, type):
+        raise PluginError(f"expected a {kind} class, received {cls!r}")
+    who = f"{kind} class {cls.__module__}.{cls.__qualname__}"
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise PluginError(
+            f"{who} has name {name!r}; set a class attribute `name` that is lowercase "
+            "letters, digits and underscores, starting with a letter (e.g. 'leaky_relu')"
+        )
+    config = getattr(cls, "Config", None)
+    if not (isinstance(config, type) and issubclass(config, BaseModel)):
+        raise PluginError(f"{who} ({name!r}) needs a pydantic model `Config`, received {config!r}")
+    if config.model_config.get("extra") != "forbid":
+        raise PluginError(
+            f"{who} ({name!r}): its Config must forbid unknown keys so that typos are "
+            "reported; set model_config = ConfigDict(extra='forbid') "
+            "(or subclass framework.LayerConfig)"
+        )
+    if kind == "layer":
+        clash = [k for k in RESERVED_LAYER_KEYS if k in config.model_fields]
+        if clash:
+            raise PluginError(
+                f"{who} ({name!r}): its Config may not define {clash[0]!r}, which the graph "
+                "runner reserves for itself; rename the field"
+            )
+    abstract = getattr(cls, "__abstractmethods__", frozenset())  # base-class placeholders
+    missing = [m for m in REQUIRED_METHODS[kind]
+               if not callable(getattr(cls, m, None)) or m in abstract]
+    if missing:
+        raise PluginError(f"{who} ({name!r}) lacks the method(s) {', '.join(missing)}")
+
+
+def _add(registry: Registry, entry: Entry) -> None:
+    table = registry.table(entry.kind)
+    if entry.name in table:
+        first = table[entry.name]
+        raise PluginError(
+            f"{entry.kind} type {entry.name!r} is provided twice: by {first.provider} "
+            f"({first.provider.module}) and by {entry.provider} ({entry.provider.module}); "
+            "uninstall one of the two distributions, or ask its author to rename the plugin"
+        )
+    table[entry.name] = entry

@@ -1,0 +1,41 @@
+"""Shared fixtures: fake third-party distributions, built the way pip installs them."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Make installed-looking distributions: a module plus a ``.dist-info`` folder
+    with ``METADATA`` and an ``entry_points.txt`` in the ``lamina`` group, on a
+    ``sys.path`` entry that is removed again after the test."""
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    created: list[str] = []
+
+    def make(dist: str, version: str, module: str, source: str,
+             entry_points: dict[str, str] | None = None) -> Path:
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n"
+        )
+        eps = entry_points or {module: module}
+        (info / "entry_points.txt").write_text(
+            "[lamina]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items())
+        )
+        created.append(module)
+        importlib.invalidate_caches()
+        return info
+
+    yield make
+    for module in created:
+        sys.modules.pop(module, None)

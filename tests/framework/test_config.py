@@ -1,0 +1,138 @@
+"""Config validation: structure first, then each plugin's own model; all errors at once."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from framework import ConfigError
+from framework.config import load_config, read_config, shipped_configs, validate_config
+from framework.registry import load_registry
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry(load_entry_points=False)
+
+
+def mlp(*layers, **sections):
+    return {"model": {"input_shape": [8], "layers": list(layers)}, **sections}
+
+
+def test_three_mistakes_are_reported_together_with_their_paths(registry):
+    raw = mlp(
+        {"type": "dense", "units": 0},
+        {"type": "relu", "alpha": 0.1},
+        {"type": "dropout", "rate": 1.0},
+        {"type": "dense", "units": 10},
+    )
+    with pytest.raises(ConfigError) as info:
+        validate_config(raw, registry)
+    paths = [issue.path for issue in info.value.issues]
+    assert paths == [
+        "model.layers[0] (dense).units",
+        "model.layers[1] (relu).alpha",
+        "model.layers[2] (dropout).rate",
+    ]
+    message = str(info.value)
+    assert message.startswith("3 problems found")
+    assert "received 0" in message and "received 1.0" in message
+    assert "unknown key 'alpha'" in message
+
+
+def test_unknown_type_suggests_the_closest_and_lists_known(registry):
+    with pytest.raises(ConfigError) as info:
+        validate_config(mlp({"type": "dense", "units": 4}, {"type": "rellu"}), registry)
+    [issue] = info.value.issues
+    assert issue.path == "model.layers[1] (rellu).type"
+    assert "did you mean 'relu'?" in issue.message
+    assert "known layer types:" in issue.message and "conv2d" in issue.message
+
+
+def test_misspelled_key_gets_a_did_you_mean(registry):
+    with pytest.raises(ConfigError) as info:
+        validate_config(mlp({"type": "dense", "unit": 4}), registry)
+    messages = [str(i) for i in info.value.issues]
+    assert any(m.startswith("model.layers[0] (dense).unit: unknown key 'unit'; "
+                            "did you mean 'units'?") for m in messages)
+    assert "model.layers[0] (dense).units: required key is missing" in messages
+
+
+def test_loss_optimizer_and_training_sections_are_validated(registry):
+    raw = mlp({"type": "dense", "units": 2}, loss={"type": "softmax_crossentropy"},
+              optimizer={"type": "adam", "lr": -1}, training={"epochs": 0, "batchsize": 3})
+    with pytest.raises(ConfigError) as info:
+        validate_config(raw, registry)
+    paths = {issue.path for issue in info.value.issues}
+    assert paths == {"loss.type", "optimizer (adam).lr", "training.epochs",
+                     "training.batchsize"}
+    assert "did you mean 'softmax_cross_entropy'" in str(info.value)
+
+
+def test_unknown_top_level_section_and_missing_model(registry):
+    with pytest.raises(ConfigError) as info:
+        validate_config({"modle": {}}, registry)
+    paths = {issue.path for issue in info.value.issues}
+    assert paths == {"model", "modle"}
+
+
+def test_inputs_must_name_existing_layers_and_fit_arity(registry):
+    raw = mlp(
+        {"type": "dense", "units": 4, "name": "a"},
+        {"type": "dense", "units": 4, "inputs": ["input", "a"]},
+        {"type": "add", "inputs": ["b"]},
+    )
+    with pytest.raises(ConfigError) as info:
+        validate_config(raw, registry)
+    messages = "\n".join(str(i) for i in info.value.issues)
+    assert "model.layers[1] (dense).inputs: dense takes one input, received 2" in messages
+    assert "model.layers[2] (add).inputs[0]: no layer named 'b'" in messages
+
+
+def test_duplicate_names_and_cycles_are_rejected(registry):
+    dupes = mlp({"type": "relu", "name": "x"}, {"type": "relu", "name": "x"})
+    with pytest.raises(ConfigError, match="already used by model.layers"):
+        validate_config(dupes, registry)
+    cycle = mlp({"type": "relu", "name": "a", "inputs": ["b"]},
+                {"type": "relu", "name": "b", "inputs": ["a"]})
+    with pytest.raises(ConfigError, match="form a cycle"):
+        validate_config(cycle, registry)
+
+
+def test_unused_layer_output_is_reported(registry):
+    raw = mlp({"type": "relu", "name": "dangling"}, {"type": "relu", "inputs": ["input"]})
+    with pytest.raises(ConfigError, match="'dangling' is used by no layer"):
+        validate_config(raw, registry)
+
+
+def test_automatic_names_are_numbered_per_type(registry):
+    config = validate_config(
+        mlp({"type": "dense", "units": 4}, {"type": "relu"}, {"type": "dense", "units": 2}),
+        registry,
+    )
+    assert [n.name for n in config.nodes] == ["dense_1", "relu_1", "dense_2"]
+    assert config.is_sequential()
+
+
+def test_resolved_config_round_trips_through_json(registry, tmp_path):
+    config = load_config("mnist_cnn", registry)
+    path = tmp_path / "resolved.json"
+    path.write_text(json.dumps(config.to_dict()))
+    again = load_config(path, registry)
+    assert again.to_dict() == config.to_dict()
+    assert again.nodes[0].config.filters == 32
+
+
+def test_shipped_configs_and_file_errors(registry, tmp_path):
+    assert {"mnist_cnn", "residual_cnn"} <= set(shipped_configs())
+    with pytest.raises(ConfigError, match="no config file 'mnist_cn'"):
+        read_config("mnist_cn")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        read_config(bad)
+    yaml = tmp_path / "net.yaml"
+    yaml.write_text("model: {}")
+    with pytest.raises(ConfigError, match="use .toml or .json"):
+        read_config(yaml)
