@@ -1,0 +1,84 @@
+"""add: element-wise sum of two or more inputs of the same shape (residual merges).
+
+Forward, for K >= 2 inputs x_1, ..., x_K, each (N, ...) with the same shape:
+
+    y = x_1 + x_2 + ... + x_K         (N, ...)
+
+Backward: dy/dx_k is the identity for every k, so each input receives the upstream
+gradient unchanged:
+
+    dx_k = dy                         (N, ...), for k = 1..K
+
+The K gradients are returned as K independent copies. The graph runner sums the
+gradients of a node that feeds several consumers (fan-out, e.g. the shortcut of a
+residual block), and a copy is safe to add into, whereas K references to one array
+would turn one in-place sum into K. Derivation: docs/layers/add.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from framework import Example, Layer, LayerConfig, Shape, ShapeError, hookimpl
+
+
+class AddConfig(LayerConfig):
+    """add has no settings; its inputs are named by the node's ``inputs`` in the graph."""
+
+
+class Add(Layer):
+    """y = sum of the inputs; every input gets a copy of dy."""
+
+    name = "add"
+    Config = AddConfig
+    multi_input = True
+
+    def build(
+        self, input_shape: tuple[Shape, ...], rng: np.random.Generator, *, dtype=np.float32
+    ) -> Shape:
+        if input_shape and all(isinstance(d, int | np.integer) for d in input_shape):
+            input_shape = (input_shape,)  # a single shape: one input, rejected below
+        shapes = [tuple(shape) for shape in input_shape]
+        if len(shapes) < 2:
+            raise ShapeError(
+                f"add expects two or more inputs, received {len(shapes)}; list at least two "
+                'nodes in this layer\'s inputs, e.g. inputs = ["conv2d_2", "relu_1"]'
+            )
+        expected = shapes[0]
+        for k, shape in enumerate(shapes[1:], start=1):
+            if shape != expected:
+                raise ShapeError(
+                    f"add expects inputs of equal shape: expected {expected} (the shape of "
+                    f"input 0), received {shape} for input {k}; make the branches agree (e.g. "
+                    'the same filters and padding="same" on the convolutions) or project the '
+                    "shortcut to the same shape"
+                )
+        self.dtype = np.dtype(dtype)
+        self.input_shape = tuple(shapes)
+        self.output_shape = expected
+        return self.output_shape
+
+    def forward(self, x: list[np.ndarray], *, training: bool) -> np.ndarray:
+        """x: K arrays (N, ...) -> y: (N, ...)."""
+        y = x[0] + x[1]
+        for x_k in x[2:]:
+            y += x_k
+        self.cache = len(x)
+        return y
+
+    def backward(self, dy: np.ndarray) -> list[np.ndarray]:
+        """dy: (N, ...) -> K arrays (N, ...), each a fresh copy of dy."""
+        n_inputs = self.cached()
+        return [dy.copy() for _ in range(n_inputs)]
+
+    @classmethod
+    def examples(cls) -> list[Example]:
+        return [
+            Example(config={}, input_shape=((6,), (6,)), id="two_flat"),
+            Example(config={}, input_shape=((2, 3, 3),) * 3, id="three_images"),
+        ]
+
+
+@hookimpl
+def lamina_register_layers():
+    return [Add]

@@ -1,0 +1,137 @@
+"""batchnorm: batch normalisation, per feature (N, F) or per channel (N, C, H, W).
+
+Each channel c is normalised over the m entries that share it: the batch axis for
+flat input (m = N), the batch and both spatial axes for images (m = N * H * W).
+
+Forward in training, with gamma, beta, mu, var of shape (C,) broadcast over the
+other axes:
+
+    mu    = mean(x)                        over the m entries of each channel
+    var   = mean((x - mu)^2)               biased (divides by m)
+    x_hat = (x - mu) / sqrt(var + eps)     same shape as x
+    y     = gamma * x_hat + beta           same shape as x
+
+and the running estimates move towards the batch statistics (Keras's convention):
+
+    running_mean = momentum * running_mean + (1 - momentum) * mu
+    running_var  = momentum * running_var  + (1 - momentum) * var
+
+In evaluation mu and var are replaced by running_mean and running_var.
+
+Backward in training, with sums over the m entries of each channel (derivation in
+docs/layers/batchnorm.md, since mu and var depend on every x of the channel):
+
+    dbeta  = sum(dy)                                           (C,)
+    dgamma = sum(dy * x_hat)                                   (C,)
+    dx     = gamma / (m * sqrt(var + eps))
+             * (m * dy - sum(dy) - x_hat * sum(dy * x_hat))   same shape as x
+
+In evaluation the statistics are constants: dx = dy * gamma / sqrt(running_var + eps).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from framework import Example, Layer, LayerConfig, Shape, ShapeError, hookimpl
+
+
+class BatchNormConfig(LayerConfig):
+    """Settings of batchnorm."""
+
+    momentum: float = Field(
+        0.99,
+        strict=True,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "weight of the old running statistics in each training step, as in Keras: "
+            "running = momentum * running + (1 - momentum) * batch. Close to 1 means a slow "
+            "average over many batches (PyTorch's momentum=0.1 is 0.9 here)"
+        ),
+    )
+    epsilon: float = Field(
+        1e-3,
+        strict=True,
+        gt=0.0,
+        description="added to the variance before the square root (Keras: 1e-3)",
+    )
+
+
+class BatchNorm(Layer):
+    """Normalise each channel by batch statistics, then scale by gamma and shift by beta."""
+
+    name = "batchnorm"
+    Config = BatchNormConfig
+    batch_dependent = True
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, *, dtype=np.float32) -> Shape:
+        input_shape = tuple(input_shape)
+        if len(input_shape) not in (1, 3):
+            raise ShapeError(
+                "batchnorm expects a per-sample input of (features,) or "
+                f"(channels, height, width), received {input_shape}; add a flatten layer "
+                "before it or reshape the data to one of those layouts"
+            )
+        self.dtype = np.dtype(dtype)
+        self.input_shape = input_shape
+        self.output_shape = input_shape
+        n_channels = input_shape[0]
+        # Batch axis plus the spatial axes: everything but the channel axis.
+        self.axes = (0,) if len(input_shape) == 1 else (0, 2, 3)
+        self.stat_shape = (1, n_channels) + (1,) * (len(input_shape) - 1)
+        self.gamma = self.add_param("gamma", np.ones(n_channels, dtype=self.dtype))
+        self.beta = self.add_param("beta", np.zeros(n_channels, dtype=self.dtype))
+        self.running_mean = self.add_state("running_mean", np.zeros(n_channels, dtype=self.dtype))
+        self.running_var = self.add_state("running_var", np.ones(n_channels, dtype=self.dtype))
+        return self.output_shape
+
+    def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
+        """x: (N, F) or (N, C, H, W) -> y: same shape."""
+        if training:
+            mu = x.mean(axis=self.axes)
+            var = x.var(axis=self.axes)
+            self._update_running(mu, var)
+        else:
+            mu, var = self.running_mean, self.running_var
+        inv_std = 1.0 / np.sqrt(var + x.dtype.type(self.config.epsilon))
+        x_hat = (x - mu.reshape(self.stat_shape)) * inv_std.reshape(self.stat_shape)
+        self.cache = (x_hat, inv_std, training)
+        return x_hat * self.gamma.reshape(self.stat_shape) + self.beta.reshape(self.stat_shape)
+
+    def _update_running(self, mu: np.ndarray, var: np.ndarray) -> None:
+        # In place: loaders and checkpoints hold references to these arrays.
+        momentum = self.config.momentum
+        self.running_mean *= momentum
+        self.running_mean += (1.0 - momentum) * mu
+        self.running_var *= momentum
+        self.running_var += (1.0 - momentum) * var
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dy: like x -> dx: like x; fills dgamma (C,) and dbeta (C,)."""
+        x_hat, inv_std, training = self.cached()
+        sum_dy = dy.sum(axis=self.axes)
+        sum_dy_x_hat = (dy * x_hat).sum(axis=self.axes)
+        self._grads["beta"][...] = sum_dy
+        self._grads["gamma"][...] = sum_dy_x_hat
+        scale = (self.gamma * inv_std).reshape(self.stat_shape)
+        if not training:
+            return dy * scale
+        m = dy.size // dy.shape[1]
+        mean_dy = (sum_dy / m).reshape(self.stat_shape)
+        mean_dy_x_hat = (sum_dy_x_hat / m).reshape(self.stat_shape)
+        return scale * (dy - mean_dy - x_hat * mean_dy_x_hat)
+
+    @classmethod
+    def examples(cls) -> list[Example]:
+        return [
+            Example(config={}, input_shape=(5,), id="features"),
+            Example(config={}, input_shape=(3, 4, 4), id="channels"),
+            Example(config={"momentum": 0.9, "epsilon": 1e-5}, input_shape=(2, 3, 3), id="torch"),
+        ]
+
+
+@hookimpl
+def lamina_register_layers():
+    return [BatchNorm]

@@ -1,0 +1,91 @@
+"""dense: a fully connected (affine) layer.
+
+Forward, for a flat input x (one feature vector per sample):
+
+    x: (N, F)    W: (F, U)    b: (U,)
+    y = x W + b                       (N, U)
+
+Backward, from dy = dL/dy (N, U): y_nu = sum_f x_nf W_fu + b_u, so
+
+    dx = dy W^T                       (N, F)
+    dW = x^T dy                       (F, U)   (sums over the batch)
+    db = sum_n dy_n                   (U,)
+
+One matrix product forward, two backward. W is drawn by ``initializer``
+(Glorot-uniform by default, as in Keras); b starts at zero.
+Derivation: docs/layers/dense.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from framework import Example, Layer, LayerConfig, Shape, ShapeError, hookimpl, initialize
+from framework.initializers import Initializer
+
+
+class DenseConfig(LayerConfig):
+    """Settings of dense."""
+
+    units: int = Field(
+        ..., strict=True, ge=1, description="number of outputs U per sample (at least 1)"
+    )
+    use_bias: bool = Field(True, strict=True, description="add a learned bias b of shape (units,)")
+    initializer: Initializer = Field(
+        "glorot_uniform", description="how W is drawn (see framework.initializers)"
+    )
+
+
+class Dense(Layer):
+    """y = x W + b for x of shape (N, F)."""
+
+    name = "dense"
+    Config = DenseConfig
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, *, dtype=np.float32) -> Shape:
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 1:
+            raise ShapeError(
+                f"dense expects a flat input (features,), received {input_shape}; "
+                "add a flatten layer before it"
+            )
+        self.dtype = np.dtype(dtype)
+        self.input_shape = input_shape
+        self.output_shape = (self.config.units,)
+        (n_features,) = input_shape
+        shape_W = (n_features, self.config.units)
+        self.W = self.add_param("W", initialize(self.config.initializer, shape_W, rng, self.dtype))
+        self.b = None
+        if self.config.use_bias:
+            self.b = self.add_param("b", np.zeros(self.config.units, dtype=self.dtype))
+        return self.output_shape
+
+    def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
+        """x: (N, F) -> y: (N, U)."""
+        self.cache = x
+        y = x @ self.W
+        if self.b is not None:
+            y += self.b
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dy: (N, U) -> dx: (N, F); fills dW (F, U) and db (U,)."""
+        x = self.cached()
+        np.matmul(x.T, dy, out=self._grads["W"])
+        if self.b is not None:
+            np.sum(dy, axis=0, out=self._grads["b"])
+        return dy @ self.W.T
+
+    @classmethod
+    def examples(cls) -> list[Example]:
+        return [
+            Example(config={"units": 4}, input_shape=(6,), id="units_4"),
+            Example(config={"units": 3, "use_bias": False}, input_shape=(5,), id="no_bias"),
+            Example(config={"units": 1, "initializer": "he_normal"}, input_shape=(7,), id="he_1"),
+        ]
+
+
+@hookimpl
+def lamina_register_layers():
+    return [Dense]

@@ -1,0 +1,60 @@
+"""relu: the rectified linear unit, applied element-wise.
+
+Forward, for x of any shape (N, ...):
+
+    mask = x > 0                      (N, ...) booleans
+    y    = x * mask = max(x, 0)       (N, ...)
+
+Backward: dy/dx is 1 where x > 0 and 0 elsewhere (the kink at 0 gets 0, the usual
+subgradient choice), so the upstream gradient passes through the mask:
+
+    dx = dy * mask                    (N, ...)
+
+No parameters; the per-sample shape is unchanged. Derivation: docs/layers/relu.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from framework import Example, Layer, LayerConfig, Shape, hookimpl
+
+
+class ReLUConfig(LayerConfig):
+    """relu has no settings."""
+
+
+class ReLU(Layer):
+    """y = max(x, 0) element-wise; the gradient flows only where x was positive."""
+
+    name = "relu"
+    Config = ReLUConfig
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, *, dtype=np.float32) -> Shape:
+        self.dtype = np.dtype(dtype)
+        self.input_shape = tuple(input_shape)
+        self.output_shape = self.input_shape
+        return self.output_shape
+
+    def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
+        """x: (N, ...) -> y: (N, ...)."""
+        mask = x > 0
+        self.cache = mask
+        return np.multiply(x, mask, dtype=x.dtype)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dy: (N, ...) -> dx: (N, ...)."""
+        mask = self.cached()
+        return np.multiply(dy, mask, dtype=dy.dtype)
+
+    @classmethod
+    def examples(cls) -> list[Example]:
+        return [
+            Example(config={}, input_shape=(7,), id="flat"),
+            Example(config={}, input_shape=(2, 4, 3), id="image"),
+        ]
+
+
+@hookimpl
+def lamina_register_layers():
+    return [ReLU]
