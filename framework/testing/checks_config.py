@@ -1,0 +1,147 @@
+"""Checks of a plugin's pydantic ``Config``, shared by layers and losses.
+
+Invalid values are found generically from the model's JSON schema, the same
+document ``lamina`` shows users: for every field, a value of the wrong type (an
+arbitrary object), a number on the wrong side of each declared bound
+(``minimum``, ``exclusiveMaximum``, ...) and a string outside a declared ``enum``
+must each be rejected. A numeric field must declare at least one bound, because
+otherwise nothing stops a negative size or rate from reaching ``build``.
+Cross-field rules (a model validator) cannot be found this way and are left to
+the plugin's own tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .base import ConformanceError, check, fail
+
+_UNKNOWN_KEY = "lamina_conformance_unknown_key"
+_NOT_A_CHOICE = "lamina-conformance-not-a-choice"
+_NUMERIC = ("integer", "number")
+
+
+class _WrongType:
+    """A value no field of a well-typed config accepts."""
+
+    def __repr__(self) -> str:
+        return "<object of an unrelated type>"
+
+
+def _validate(plugin: type, config: dict[str, Any]) -> BaseModel:
+    return plugin.Config(**config)
+
+
+def _branches(schema: dict[str, Any], defs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The alternatives of a property: its ``anyOf`` branches, or itself; refs resolved."""
+    if "$ref" in schema:
+        schema = {**defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), **schema}
+    if "anyOf" in schema:
+        return [b for branch in schema["anyOf"] for b in _branches(branch, defs)]
+    return [schema]
+
+
+def _bound_violations(branch: dict[str, Any]) -> list[tuple[str, Any]]:
+    # One step past each bound; a step of 1 is outside for integers and floats alike.
+    out = []
+    if "minimum" in branch:
+        out.append((f"minimum {branch['minimum']}", branch["minimum"] - 1))
+    if "exclusiveMinimum" in branch:
+        out.append((f"exclusiveMinimum {branch['exclusiveMinimum']}", branch["exclusiveMinimum"]))
+    if "maximum" in branch:
+        out.append((f"maximum {branch['maximum']}", branch["maximum"] + 1))
+    if "exclusiveMaximum" in branch:
+        out.append((f"exclusiveMaximum {branch['exclusiveMaximum']}", branch["exclusiveMaximum"]))
+    return out
+
+
+def invalid_values(config_model: type[BaseModel]) -> dict[str, list[tuple[str, Any]]]:
+    """For each field (by alias): (why it is invalid, a value the model must reject)."""
+    schema = config_model.model_json_schema()
+    defs = schema.get("$defs", {})
+    found: dict[str, list[tuple[str, Any]]] = {}
+    for key, prop in schema.get("properties", {}).items():
+        candidates: list[tuple[str, Any]] = [("a value of the wrong type", _WrongType())]
+        branches = _branches(prop, defs)
+        numeric = [b for b in branches if b.get("type") in _NUMERIC]
+        # A bound of one numeric branch says nothing when another numeric branch may
+        # accept the same number (int | float), so only a lone numeric branch counts.
+        if len(numeric) == 1:
+            candidates += _bound_violations(numeric[0])
+        if len(branches) == 1 and "enum" in branches[0]:
+            candidates.append((f"enum {branches[0]['enum']}", _NOT_A_CHOICE))
+        found[key] = candidates
+    return found
+
+
+def unbounded_numeric_fields(config_model: type[BaseModel]) -> list[str]:
+    schema = config_model.model_json_schema()
+    defs = schema.get("$defs", {})
+    unbounded = []
+    for key, prop in schema.get("properties", {}).items():
+        for branch in _branches(prop, defs):
+            if branch.get("type") in _NUMERIC and not _bound_violations(branch):
+                unbounded.append(key)
+                break
+    return unbounded
+
+
+@check
+def check_config_forbids_unknown_keys(plugin: type, example: Any) -> None:
+    config = {**example.config, _UNKNOWN_KEY: 1}
+    try:
+        _validate(plugin, config)
+    except ValidationError:
+        return
+    fail(
+        f"{plugin.__name__}.Config to reject the unknown key {_UNKNOWN_KEY!r}",
+        "a config that accepted it (a typo in a user's config would be silently ignored)",
+        "Subclass framework.LayerConfig, or set model_config = ConfigDict(extra='forbid')",
+    )
+
+
+@check
+def check_config_rejects_invalid_values(plugin: type, example: Any) -> None:
+    _validate(plugin, dict(example.config))  # the example itself must be valid
+    unbounded = unbounded_numeric_fields(plugin.Config)
+    if unbounded:
+        fail(
+            "every numeric config field to declare a bound (Field(ge=..., le=...))",
+            f"no bound on {', '.join(unbounded)}",
+            "Add the bounds that make sense (a size >= 1, a rate in [0, 1))",
+        )
+    accepted = []
+    for key, candidates in invalid_values(plugin.Config).items():
+        for why, value in candidates:
+            try:
+                _validate(plugin, {**example.config, key: value})
+            except ValidationError:
+                continue
+            accepted.append(f"{key}={value!r} ({why})")
+    if accepted:
+        fail(
+            "the config to reject values outside its declared types and bounds",
+            f"it accepted {'; '.join(accepted)}",
+            "Enforce the bounds with Field(ge=..., lt=...) rather than only documenting them, "
+            "and type every field",
+        )
+
+
+@check
+def check_config_json_roundtrip(plugin: type, example: Any) -> None:
+    config = _validate(plugin, dict(example.config))
+    text = config.model_dump_json()
+    try:
+        again = plugin.Config.model_validate_json(text)
+    except ValidationError as exc:
+        raise ConformanceError(
+            f"expected the config's own JSON {text} to validate again; received {exc}"
+        ) from None
+    if again != config:
+        fail(f"{config!r} back from its JSON {text}", repr(again),
+             "Make every field's type serialise to JSON and back (tuples, enums, numbers)")
+    instance = plugin(example.config)
+    if instance.config != config:
+        fail(f"{plugin.__name__}(config).config == {config!r}", repr(instance.config))

@@ -1,0 +1,212 @@
+"""The conformance checks of a loss plugin.
+
+Each check makes a fresh loss from the class and the example's config and feeds it
+float64 logits (N, C) drawn from a seeded generator, with targets as class indices
+(N,), one-hot rows and soft labels (N, C).
+
+Two checks only make sense for a loss built on a softmax of the logits:
+:func:`check_loss_unfused_reference` (the loss is softmax cross-entropy) and
+:func:`check_loss_row_invariance`. They apply when the class sets
+``softmax_cross_entropy = True``, or, when the class does not say, when its
+``predict_proba`` is the row softmax of the logits. A softmax-based loss that is
+not plain cross-entropy (label smoothing, focal) sets
+``softmax_cross_entropy = False``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from framework.errors import BackwardBeforeForwardError
+
+from . import gradcheck
+from .base import ConformanceError, check, describe_array, fail, rng
+
+ROWS = 4
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def logits(example: Any, scale: float = 2.0) -> np.ndarray:
+    return rng(21).normal(0.0, scale, size=(ROWS, example.n_classes))
+
+
+def targets(example: Any) -> dict[str, np.ndarray]:
+    gen = rng(23)
+    c = example.n_classes
+    indices = gen.integers(0, c, size=ROWS)
+    return {
+        "indices": indices,
+        "one-hot": np.eye(c)[indices],
+        "soft labels": gen.dirichlet(np.ones(c), size=ROWS),
+    }
+
+
+def new_loss(plugin: type, example: Any) -> Any:
+    return plugin(dict(example.config))
+
+
+def run(loss: Any, z: np.ndarray, t: np.ndarray) -> tuple[Any, np.ndarray]:
+    value = loss.forward(z.copy(), t.copy())
+    return value, np.array(loss.backward(), copy=True)
+
+
+def softmax_based(plugin: type, example: Any) -> bool:
+    declared = getattr(plugin, "softmax_cross_entropy", None)
+    if declared is not None:
+        return bool(declared)
+    z = logits(example)
+    try:
+        p = np.asarray(new_loss(plugin, example).predict_proba(z.copy()), dtype=np.float64)
+    except Exception:  # check_loss_predict_proba reports it
+        return False
+    return p.shape == z.shape and np.allclose(p, softmax(z), rtol=1e-6, atol=1e-9)
+
+
+@check
+def check_loss_scalar(plugin: type, example: Any) -> None:
+    z = logits(example)
+    for form, t in targets(example).items():
+        value = new_loss(plugin, example).forward(z.copy(), t.copy())
+        if not isinstance(value, float | np.floating) or not np.isfinite(value):
+            fail(f"forward(logits, {form}) to return a finite float (the batch mean)",
+                 f"{value!r} of type {type(value).__name__}",
+                 "Return float(loss) rather than an array")
+
+
+@check
+def check_loss_gradient_shape(plugin: type, example: Any) -> None:
+    for dtype in (np.float32, np.float64):
+        z = logits(example).astype(dtype)
+        _, dz = run(new_loss(plugin, example), z, targets(example)["indices"])
+        if dz.shape != z.shape or dz.dtype != z.dtype:
+            fail(f"backward() to return dL/dlogits like the logits, {describe_array(z)}",
+                 describe_array(dz))
+
+
+@check
+def check_loss_predict_proba(plugin: type, example: Any) -> None:
+    z = logits(example)
+    p = np.asarray(new_loss(plugin, example).predict_proba(z.copy()))
+    if p.shape != z.shape:
+        fail(f"predict_proba to return shape {z.shape}", f"shape {p.shape}")
+    if np.any(p < 0) or not np.allclose(p.sum(axis=1), 1.0, atol=1e-9):
+        fail("predict_proba rows to be non-negative and sum to 1",
+             f"row sums {np.round(p.sum(axis=1), 6).tolist()} and minimum {p.min():.3g}")
+
+
+@check
+def check_loss_finite_at_large_logits(plugin: type, example: Any) -> None:
+    signs = np.where(rng(25).random((ROWS, example.n_classes)) < 0.5, -1.0, 1.0)
+    for magnitude in (1e4, -1e4):
+        z = signs * magnitude
+        t = targets(example)["indices"]
+        with np.errstate(all="ignore"):
+            value, dz = run(new_loss(plugin, example), z, t)
+        if not (np.isfinite(value) and np.all(np.isfinite(dz))):
+            fail(f"a finite loss and gradient at logits of +-{abs(magnitude):g}",
+                 f"loss {value!r} and {int(np.sum(~np.isfinite(dz)))} non-finite gradient "
+                 "entries",
+                 "Shift each row by its max before exp (log-sum-exp), and compute log p as "
+                 "z - logsumexp(z) rather than log(softmax(z))")
+
+
+@check
+def check_loss_gradient(plugin: type, example: Any) -> None:
+    z = logits(example)
+    gen = rng(27)
+    bad = []
+    for form, t in targets(example).items():
+        _, dz = run(new_loss(plugin, example), z, t)
+
+        def evaluate(index: tuple[int, ...], delta: float, t=t) -> np.ndarray:
+            shifted = z.copy()
+            shifted[index] += delta
+            return np.array([new_loss(plugin, example).forward(shifted, t.copy())])
+
+        report = gradcheck.compare(f"dlogits ({form})", dz, evaluate, np.ones(1),
+                                   gradcheck.sample_indices(z.shape, gen))
+        if not report.ok:
+            bad.append(report.describe())
+    if bad:
+        fail("backward() to agree with float64 central finite differences of forward()",
+             " | ".join(bad), "Remember the 1 / N of the batch mean")
+
+
+@check
+def check_loss_unfused_reference(plugin: type, example: Any) -> None:
+    z = logits(example)
+    y = targets(example)["soft labels"]
+    value, dz = run(new_loss(plugin, example), z, y)
+    # Computed step by step, independently of the plugin: softmax, the mean negative
+    # log-likelihood, then the chain rule through the softmax Jacobian diag(p) - p p^T.
+    p = softmax(z)
+    reference = -np.sum(y * np.log(p)) / ROWS
+    dp = -y / p / ROWS
+    dz_reference = p * (dp - np.sum(p * dp, axis=1, keepdims=True))
+    if not np.isclose(value, reference, rtol=1e-10, atol=1e-12):
+        fail(f"the loss to equal mean(-sum(y * log(softmax(z)))) = {reference:.12g}",
+             f"{value!r}", "Or set softmax_cross_entropy = False on a loss that is not "
+             "plain softmax cross-entropy")
+    if not np.allclose(dz, dz_reference, rtol=1e-8, atol=1e-12):
+        fail("backward() to equal the chain rule through softmax and the negative "
+             "log-likelihood", f"a difference of up to {np.max(np.abs(dz - dz_reference)):.3g}",
+             "The fused gradient is (softmax(z) - y) / N")
+
+
+@check
+def check_loss_row_invariance(plugin: type, example: Any) -> None:
+    z = logits(example)
+    shift = rng(29).uniform(-5.0, 5.0, size=(ROWS, 1))
+    y = targets(example)["soft labels"]
+    value, dz = run(new_loss(plugin, example), z, y)
+    shifted_value, shifted_dz = run(new_loss(plugin, example), z + shift, y)
+    if not (np.isclose(value, shifted_value, rtol=1e-10, atol=1e-12)
+            and np.allclose(dz, shifted_dz, rtol=1e-8, atol=1e-12)):
+        fail("the loss and its gradient to be unchanged by adding a constant to each row "
+             "of the logits (softmax is)",
+             f"loss {value!r} -> {shifted_value!r}, gradient changed by up to "
+             f"{np.max(np.abs(dz - shifted_dz)):.3g}")
+
+
+@check
+def check_loss_target_forms(plugin: type, example: Any) -> None:
+    z = logits(example)
+    forms = targets(example)
+    value_i, dz_i = run(new_loss(plugin, example), z, forms["indices"])
+    value_o, dz_o = run(new_loss(plugin, example), z, forms["one-hot"])
+    if not (np.isclose(value_i, value_o, rtol=1e-12) and np.allclose(dz_i, dz_o, rtol=1e-12)):
+        fail("class-index targets and their one-hot rows to give the same loss and gradient",
+             f"loss {value_i!r} vs {value_o!r}, gradients differing by up to "
+             f"{np.max(np.abs(dz_i - dz_o)):.3g}")
+
+
+@check
+def check_loss_backward_before_forward(plugin: type, example: Any) -> None:
+    loss = new_loss(plugin, example)
+    try:
+        loss.backward()
+    except BackwardBeforeForwardError:
+        return
+    except Exception as exc:
+        raise ConformanceError(
+            "expected backward() before forward() to raise framework."
+            f"BackwardBeforeForwardError; received {type(exc).__name__}: {exc}"
+        ) from exc
+    fail("backward() before forward() to raise framework.BackwardBeforeForwardError",
+         "no error", "Start backward() with `... = self.cached()`")
+
+
+def loss_checks(plugin: type, example: Any) -> list:
+    checks = [check_loss_scalar, check_loss_gradient_shape, check_loss_predict_proba,
+              check_loss_finite_at_large_logits, check_loss_gradient, check_loss_target_forms]
+    if softmax_based(plugin, example):
+        checks += [check_loss_unfused_reference, check_loss_row_invariance]
+    checks.append(check_loss_backward_before_forward)
+    return checks
+
