@@ -52,7 +52,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
     registry = _registry(args)
     config = load_config(args.config, registry)
-    print(f"{config.source}")
+    print(f"config: {config.source}")
     print(_network(args, registry, config).summary())
     return 0
 
@@ -67,6 +67,82 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{config.source}: valid ({len(config.nodes)} layers, output {network.output_shape}, "
           f"{total:,} parameters)")
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import resume_run, start_run
+
+    registry = _registry(args)
+    overrides = {key: getattr(args, key) for key in
+                 ("epochs", "batch_size", "seed", "dataset", "limit")
+                 if getattr(args, key) is not None}
+    if args.resume is not None:
+        fixed = [f"--{k.replace('_', '-')}" for k in overrides if k != "epochs"]
+        fixed += ["--lr"] if args.lr is not None else []
+        fixed += ["--run-dir"] if args.run_dir is not None else []
+        fixed += ["CONFIG"] if args.config is not None else []
+        if fixed:
+            print(f"error: {', '.join(fixed)} cannot change a run being resumed (its "
+                  "config.json decides); only --epochs, --data-dir and --quiet apply",
+                  file=sys.stderr)
+            return EXIT_INVALID
+        resume_run(args.resume, registry, epochs=args.epochs, data_dir=args.data_dir,
+                   quiet=args.quiet, log=_log)
+        return 0
+    start_run(args.config or DEFAULT_CONFIG, registry, overrides=overrides,
+              optimizer_lr=args.lr, run_dir=args.run_dir, data_dir=args.data_dir,
+              quiet=args.quiet, log=_log)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from .training import evaluate_run, format_evaluation
+
+    registry = _registry(args)
+    result = evaluate_run(args.run_dir, registry, data_dir=args.data_dir,
+                          log=_log)
+    print(json.dumps(result, indent=2) if args.json else format_evaluation(result))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .training.plots import plot_run
+
+    for path in plot_run(args.run_dir, _registry(args), args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def _log(message: str) -> None:
+    """Progress messages go to stderr so that stdout stays clean for --json output."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def _whole_number(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, received {text!r}") \
+                from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected a number of at least {minimum}, received {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, received {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, received {text}")
+    return value
 
 
 # -- parser ---------------------------------------------------------------------------
@@ -93,6 +169,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("validate", cmd_validate,
             "check a config (structure, plugin settings and shapes); exit 0 if valid, 2 if not")
     p.add_argument("config", metavar="CONFIG", help=config_help)
+
+    p = add("train", cmd_train, "train a network (the reference MNIST convnet by default)")
+    p.add_argument("config", nargs="?", default=None, metavar="CONFIG", help=config_help)
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--epochs", type=_whole_number(1), help="number of epochs")
+    p.add_argument("--batch-size", type=_whole_number(1), help="samples per minibatch")
+    p.add_argument("--lr", type=_positive_float, help="the optimizer's learning rate")
+    p.add_argument("--seed", type=_whole_number(0), help="seed of the run's one generator")
+    p.add_argument("--dataset", help="mnist or fashion-mnist")
+    p.add_argument("--limit", type=_whole_number(1), metavar="N",
+                   help="train on the first N training samples (quick runs)")
+    p.add_argument("--data-dir", help="folder holding <dataset>/ (else LAMINA_DATA, else "
+                                      "~/.cache/lamina)")
+    p.add_argument("--run-dir", help="where the run is written (default runs/<config>-<time>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar: one line per epoch")
+
+    p = add("evaluate", cmd_evaluate,
+            "test-set loss, accuracy, per-class accuracy and confusion matrix of a run")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument("--data-dir", help="folder holding <dataset>/")
+
+    p = add("plot", cmd_plot, "write training-curve and first-layer filter PNGs of a run")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", help="folder for the PNGs (default: the run directory)")
     return parser
 
 

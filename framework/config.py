@@ -65,6 +65,9 @@ class TrainingConfig(BaseModel):
     schedule: ScheduleConfig = Field(
         default_factory=ConstantSchedule, description="learning-rate schedule"
     )
+    limit: int | None = Field(
+        None, ge=1, description="train on the first N training samples only (quick runs)"
+    )
     early_stopping_patience: int | None = Field(
         None, ge=1, description="stop after this many epochs without a better validation loss"
     )

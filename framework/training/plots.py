@@ -1,0 +1,72 @@
+"""Training-curve and filter plots of a run (matplotlib is an optional extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LaminaError
+from ..registry import Registry
+from . import runs
+from .api import load_trained
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no screen is needed
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise LaminaError(
+            "plotting needs matplotlib, which is an optional extra: "
+            "pip install 'lamina[plot]' (or pip install matplotlib)"
+        ) from exc
+    return plt
+
+
+def plot_run(run_dir: str | Path, registry: Registry, out_dir: str | Path | None = None) -> list:
+    """Write curves.png (loss and accuracy per epoch) and filters.png (first conv layer)."""
+    plt = _pyplot()
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    history = runs.read_json(run_dir / runs.METRICS, "metrics history")
+    written = []
+
+    epochs = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.plot(epochs, [r[f"train_{metric}"] for r in history], "o-", label="train")
+        val = [(r["epoch"], r[f"val_{metric}"]) for r in history if r[f"val_{metric}"] is not None]
+        if val:
+            ax.plot(*zip(*val, strict=True), "s-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(run_dir.name)
+    fig.tight_layout()
+    written.append(out / "curves.png")
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+
+    session = load_trained(run_dir, registry)
+    conv = next((n for n in session.network.nodes if n.config.type == "conv2d"), None)
+    if conv is not None:
+        W = conv.layer.params()["W"]  # (out, in, kh, kw): show the first input channel
+        kernels = W[:, 0]
+        cols = int(np.ceil(np.sqrt(len(kernels))))
+        rows = int(np.ceil(len(kernels) / cols))
+        fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.2))
+        limit = float(np.abs(kernels).max()) or 1.0
+        for i, ax in enumerate(np.ravel(axes)):
+            ax.axis("off")
+            if i < len(kernels):
+                ax.imshow(kernels[i], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        fig.suptitle(f"{conv.name} filters (input channel 0)")
+        written.append(out / "filters.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+    return written

@@ -1,0 +1,210 @@
+"""The training loop.
+
+One generator, seeded from ``training.seed``, drives everything random in a run,
+in this order: parameter initialisation, the validation split, then for every
+epoch the shuffle and the dropout masks. Its state is saved with every
+checkpoint, so a resumed run draws exactly the numbers the uninterrupted run
+would have drawn and ends with bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import NetworkConfig
+from ..errors import TrainingError
+from ..graph import Network
+from ..registry import Registry
+from ..schedules import learning_rate
+from . import runs
+from .runs import Checkpoint
+
+
+@dataclass
+class Data:
+    """Arrays a run trains and validates on: x (N, *input_shape), y (N,) class indices."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+
+
+@dataclass
+class Session:
+    """Everything a run is made of, built identically for a new run and a resumed one."""
+
+    config: NetworkConfig
+    network: Network
+    loss: Any
+    optimizer: Any
+    rng: np.random.Generator
+    run_dir: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    epoch: int = 0  # epochs completed
+
+
+def make_session(config: NetworkConfig, registry: Registry, run_dir: Path) -> Session:
+    """Network, loss and optimizer from the config; the generator seeded and used to init."""
+    rng = np.random.default_rng(config.training.seed)
+    network = Network(config, registry, rng)
+    loss = registry.loss(config.loss.type)(config.loss.config)
+    optimizer = registry.optimizer(config.optimizer.type)(config.optimizer.config)
+    return Session(config, network, loss, optimizer, rng, Path(run_dir))
+
+
+def split_validation(session: Session, x: np.ndarray, y: np.ndarray) -> Data:
+    """The seeded validation split, drawn from the run's generator after initialisation."""
+    from ..data import split
+
+    fraction = session.config.training.validation_split
+    if fraction == 0:
+        return Data(x, y, x[:0], y[:0])
+    (tx, ty), (vx, vy) = split(x, y, fraction=fraction, rng=session.rng)
+    return Data(tx, ty, vx, vy)
+
+
+def restore(session: Session, ckpt: Checkpoint) -> None:
+    """Put a freshly made session into the state a checkpoint recorded."""
+    session.network.load_state_dict(ckpt.params)
+    session.optimizer.load_state_dict(ckpt.optimizer)
+    session.rng.bit_generator.state = ckpt.rng_state
+    session.history = list(ckpt.history)
+    session.extra = dict(ckpt.extra)
+    session.epoch = ckpt.epoch
+
+
+def checkpoint(session: Session) -> None:
+    runs.save_checkpoint(session.run_dir, Checkpoint(
+        epoch=session.epoch,
+        params=session.network.state_dict(),
+        optimizer=session.optimizer.state_dict(),
+        rng_state=session.rng.bit_generator.state,
+        history=session.history,
+        extra=session.extra,
+    ))
+    runs.write_metrics(session.run_dir, session.history)
+
+
+def provenance(session: Session, registry: Registry, dataset_files: dict[str, Any]) -> dict:
+    from .. import __version__
+
+    used = {node.type for node in session.config.nodes}
+    used |= {session.config.loss.type, session.config.optimizer.type}
+    return {
+        "lamina": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "command": sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "plugins": {e.name: {"kind": e.kind, "provider": e.provider.dist,
+                             "version": e.provider.version, "module": e.provider.module}
+                    for e in registry.entries() if e.name in used},
+        "data_files": {k: str(v) for k, v in dataset_files.items()},
+    }
+
+
+# -- the loop -------------------------------------------------------------------------
+def evaluate_arrays(session: Session, x: np.ndarray, y: np.ndarray,
+                    batch_size: int = 1000) -> tuple[float, np.ndarray]:
+    """Mean loss and predicted classes of the network in eval mode."""
+    total, predictions = 0.0, []
+    for start in range(0, len(x), batch_size):
+        logits = session.network.forward(x[start:start + batch_size], training=False)
+        total += session.loss.forward(logits, y[start:start + batch_size]) * len(logits)
+        predictions.append(np.argmax(logits, axis=1))
+    return total / max(len(x), 1), np.concatenate(predictions) if predictions else y[:0]
+
+
+def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, float]:
+    """One pass over the shuffled training set; returns (mean loss, accuracy)."""
+    batch_size = session.config.training.batch_size
+    order = session.rng.permutation(len(data.train_x))
+    net, loss_fn, opt = session.network, session.loss, session.optimizer
+    params, grads = net.params(), net.grads()
+    seen = correct = 0
+    loss_sum = 0.0
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        xb, yb = data.train_x[index], data.train_y[index]
+        logits = net.forward(xb, training=True)
+        loss = loss_fn.forward(logits, yb)
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"the loss became {loss} at epoch {session.epoch + 1}, batch "
+                f"{start // batch_size + 1}; training stopped. The last good checkpoint "
+                f"(epoch {session.epoch}) is kept in {session.run_dir}. Lower the learning "
+                "rate (--lr) or check the data"
+            )
+        net.backward(loss_fn.backward())
+        opt.step(params, grads)
+        seen += len(index)
+        correct += int(np.sum(np.argmax(logits, axis=1) == yb))
+        loss_sum += loss * len(index)
+        progress.update(len(index))
+        progress.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
+                             refresh=False)
+    return loss_sum / seen, correct / seen
+
+
+def fit(session: Session, data: Data, *, quiet: bool = False, log=print) -> list[dict]:
+    """Train from ``session.epoch`` to the configured number of epochs, checkpointing each."""
+    from tqdm import tqdm
+
+    training = session.config.training
+    patience = training.early_stopping_patience
+    while session.epoch < training.epochs:
+        if patience is not None and session.extra.get("stale_epochs", 0) >= patience:
+            log(f"early stopping: no better validation loss for {patience} epochs")
+            break
+        epoch = session.epoch
+        session.optimizer.lr = learning_rate(training.schedule, session.config.optimizer.config.lr,
+                                             epoch, training.epochs)
+        started = time.perf_counter()
+        with tqdm(total=len(data.train_x), desc=f"epoch {epoch + 1}/{training.epochs}",
+                  unit="sample", disable=quiet, leave=False, file=sys.stderr,
+                  dynamic_ncols=True) as progress:
+            train_loss, train_acc = train_epoch(session, data, progress=progress)
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": session.optimizer.lr,
+            "train_loss": train_loss,
+            "train_accuracy": train_acc,
+            "val_loss": None,
+            "val_accuracy": None,
+            "seconds": 0.0,
+        }
+        if len(data.val_x):
+            val_loss, predicted = evaluate_arrays(session, data.val_x, data.val_y)
+            record["val_loss"] = val_loss
+            record["val_accuracy"] = float(np.mean(predicted == data.val_y))
+            best = session.extra.get("best_val_loss")
+            if best is None or val_loss < best:
+                session.extra["best_val_loss"] = val_loss
+                session.extra["stale_epochs"] = 0
+            else:
+                session.extra["stale_epochs"] = session.extra.get("stale_epochs", 0) + 1
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        session.history.append(record)
+        session.epoch += 1
+        checkpoint(session)
+        log(format_record(record, training.epochs))
+    return session.history
+
+
+def format_record(record: dict[str, Any], epochs: int) -> str:
+    text = (f"epoch {record['epoch']}/{epochs}  loss {record['train_loss']:.4f}  "
+            f"acc {record['train_accuracy']:.4f}")
+    if record["val_loss"] is not None:
+        text += f"  val_loss {record['val_loss']:.4f}  val_acc {record['val_accuracy']:.4f}"
+    return text + f"  lr {record['lr']:.2e}  {record['seconds']:.1f}s"
