@@ -1,0 +1,151 @@
+"""The conformance checks themselves: each broken plugin fails exactly its check."""
+
+from __future__ import annotations
+
+import broken
+import numpy as np
+import pytest
+
+from framework.testing import (
+    ConformanceError,
+    check_gradient,
+    check_layer,
+    check_loss,
+    run_checks,
+)
+from framework.testing.runner import examples_of
+
+# A bug that cannot help breaking two contracts lists both, with the reason here:
+# - dropout_in_eval: eval outputs that depend on the generator also differ between
+#   the batch and the sample alone, and between two builds with copied parameters;
+# - loss_gradient_not_averaged: the unfused reference compares the same gradient.
+BROKEN = {
+    broken.WrongGradientSign: {"check_gradient"},
+    broken.MissingGradKey: {"check_params_grads_match"},
+    broken.InputMutated: {"check_input_not_mutated"},
+    broken.OutputShapeLies: {"check_output_shape"},
+    broken.ConfigAcceptsExtraKeys: {"check_config_forbids_unknown_keys"},
+    broken.ConfigWithoutBounds: {"check_config_rejects_invalid_values"},
+    broken.ConfigBoundNotEnforced: {"check_config_rejects_invalid_values"},
+    broken.UndeclaredBatchCoupling: {"check_batch_independence"},
+    broken.DropoutIgnoresTraining: {"check_training_flag"},
+    broken.DropoutInEval: {"check_eval_deterministic", "check_batch_independence",
+                           "check_state_roundtrip"},
+    broken.EvalUpdatesState: {"check_eval_deterministic"},
+    broken.BackwardAttributeError: {"check_backward_before_forward"},
+    broken.AccumulatingGrads: {"check_backward_twice"},
+    broken.DtypeUpcast: {"check_dtype_preserved"},
+    broken.StaleWeightCopy: {"check_state_roundtrip"},
+    broken.DeadParameter: {"check_optimizer_step"},
+    broken.LossOverflows: {"check_loss_finite_at_large_logits"},
+    broken.LossReturnsArray: {"check_loss_scalar"},
+    broken.LossGradientNotAveraged: {"check_loss_gradient", "check_loss_unfused_reference"},
+    broken.LossBackwardWithoutForward: {"check_loss_backward_before_forward"},
+    broken.LossIndexTargetsOffByOne: {"check_loss_target_forms"},
+}
+
+
+@pytest.mark.parametrize("plugin", broken.REFERENCE, ids=lambda c: c.name)
+def test_reference_plugins_pass_every_check(plugin):
+    results = run_checks(plugin)
+    assert [r.message for r in results if not r.passed] == []
+    assert len({r.check for r in results}) >= 9
+
+
+@pytest.mark.parametrize("plugin", list(BROKEN), ids=lambda c: c.name)
+def test_broken_plugin_fails_exactly_its_check(plugin):
+    results = run_checks(plugin)
+    failed = {r.check for r in results if not r.passed}
+    assert failed == BROKEN[plugin]
+    for result in results:
+        if not result.passed:
+            # Recognisable: who, which example, which check, expected versus received.
+            assert result.message.startswith(f"{plugin.name} [example '{result.example}'] "
+                                             f"{result.check}: ")
+            assert "expected" in result.message and "received" in result.message
+
+
+def test_every_layer_check_is_exercised_by_a_broken_layer():
+    caught = set().union(*BROKEN.values())
+    ran = {r.check for plugin in broken.REFERENCE for r in run_checks(plugin)}
+    assert ran - caught == {"check_examples", "check_config_json_roundtrip",
+                            "check_loss_gradient_shape", "check_loss_predict_proba",
+                            "check_loss_row_invariance"}
+
+
+def test_gradient_failure_names_the_worst_element():
+    example = examples_of(broken.WrongGradientSign)[0]
+    with pytest.raises(ConformanceError) as info:
+        check_gradient(broken.WrongGradientSign, example)
+    message = str(info.value)
+    assert "worst element dx[" in message
+    assert "relative error 1 " in message  # a flipped sign is off by 100 %
+    assert "dW" not in message  # the parameter gradients are right
+
+
+def test_gradient_check_skips_rare_kinks_and_passes_a_relu():
+    results = check_layer(broken.RefLeakyRelu)
+    assert all(r.passed for r in results if r.check == "check_gradient")
+
+
+def test_gradient_of_a_dead_relu_is_compared_not_skipped():
+    # slope 0: half the gradient is exactly 0; a wrong nonzero value there must fail.
+    class LeakyGradient(broken.RefLeakyRelu):
+        name = "leaky_gradient"
+
+        def backward(self, dy):
+            return dy * np.maximum(self.cached(), 1e-3)
+
+    example = [e for e in examples_of(LeakyGradient) if e.id == "relu"][0]
+    with pytest.raises(ConformanceError, match="check_gradient"):
+        check_gradient(LeakyGradient, example)
+
+
+def test_config_failure_names_the_value_accepted():
+    result = [r for r in check_layer(broken.ConfigBoundNotEnforced) if not r.passed][0]
+    assert "slope=-1.0 (minimum 0.0)" in result.message
+    assert "slope=2.0 (maximum 1.0)" in result.message
+
+
+def test_an_exception_inside_the_plugin_is_a_failure_with_its_location():
+    class Crashes(broken.RefDense):
+        name = "crashes"
+
+        def forward(self, x, *, training):
+            raise RuntimeError("boom")
+
+    results = check_layer(Crashes)
+    forward_checks = [r for r in results if r.check == "check_output_shape"]
+    assert forward_checks and not any(r.passed for r in forward_checks)
+    assert "the plugin raised RuntimeError: boom (at " in forward_checks[0].message
+    assert "test_checks.py:" in forward_checks[0].message
+
+
+def test_checks_do_not_touch_the_callers_instance():
+    layer = broken.RefDense(units=2)
+    layer.build((3,), np.random.default_rng(5))
+    before = {k: v.copy() for k, v in layer.params().items()}
+    results = check_layer(layer)
+    assert all(r.passed for r in results)
+    assert {r.example for r in results} == {"all", "instance"}
+    assert all(np.array_equal(layer.params()[k], v) for k, v in before.items())
+    assert layer.cache is None
+
+
+def test_examples_that_cannot_be_listed_fail_one_check():
+    class NoExamples(broken.RefDense):
+        name = "no_examples"
+
+        @classmethod
+        def examples(cls):
+            return []
+
+    results = check_layer(NoExamples)
+    assert [(r.check, r.passed) for r in results] == [("check_examples", False)]
+
+
+def test_check_loss_rejects_a_layer_and_check_layer_a_loss():
+    with pytest.raises(TypeError, match="use check_layer"):
+        check_loss(broken.RefDense)
+    with pytest.raises(TypeError, match="use check_loss"):
+        check_layer(broken.RefSoftmaxCrossEntropy)
