@@ -1,0 +1,76 @@
+"""The ``lamina check`` report: every discovered layer and loss, certified or not.
+
+:func:`run_report` takes the registry as an argument (the CLI passes the one it
+loaded, tests pass their own) and returns the text to print and the number of
+failures; exiting non-zero on failures is the CLI's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from framework.errors import UnknownPluginError
+
+from .base import CheckResult
+from .runner import run_checks
+
+
+def _selected(registry: Any, names: Sequence[str] | None) -> list[Any]:
+    entries = {**registry.layers, **registry.losses}
+    if not names:
+        return list(entries.values())
+    unknown = [n for n in names if n not in entries]
+    if unknown:
+        from framework.registry import unknown_name_message
+
+        raise UnknownPluginError(unknown_name_message("layer or loss", unknown[0], entries))
+    return [entries[n] for n in dict.fromkeys(names)]
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def format_report(results: dict[Any, list[CheckResult]], problems: Sequence[Any] = ()) -> str:
+    """A pass/fail table, one row per plugin, then every failing check's message."""
+    rows = [("plugin", "kind", "provider", "passed", "failed", "xfailed", "status")]
+    details = []
+    for entry, checks in results.items():
+        failed = [r for r in checks if not r.ok]
+        rows.append((entry.name, entry.kind, str(entry.provider),
+                     str(sum(r.status == "passed" for r in checks)), str(len(failed)),
+                     str(sum(r.status == "xfailed" for r in checks)),
+                     "FAIL" if failed else "ok"))
+        for r in failed:
+            why = f" (declared to fail: {r.expected_failure})" if r.status == "xpassed" else ""
+            details.append(f"  {r.id}: {r.message or 'passed unexpectedly'}{why}")
+    lines = _table(rows)
+    if details:
+        lines += ["", "failures:", *details]
+    if problems:
+        lines += ["", "plugins that could not be loaded (not certified):",
+                  *(f"  {p}" for p in problems)]
+    n_checks = sum(len(c) for c in results.values())
+    n_failed = sum(not r.ok for c in results.values() for r in c) + len(problems)
+    lines += ["", f"{len(results)} plugins, {n_checks} checks, {n_failed} "
+                  f"failure{'' if n_failed == 1 else 's'}"]
+    return "\n".join(lines)
+
+
+def run_report(registry: Any, names: Sequence[str] | None = None) -> tuple[str, int]:
+    """Run the conformance checks on the named (default: all) layers and losses.
+
+    Returns ``(text, n_failed)``: the table to print and the number of failed checks
+    plus, when no names are given, plugins the registry had to skip. An unknown
+    name raises :class:`~framework.errors.UnknownPluginError`.
+    """
+    entries = _selected(registry, names)
+    results = {entry: run_checks(entry.cls) for entry in entries}
+    problems = [] if names else list(getattr(registry, "problems", []))
+    text = format_report(results, problems)
+    return text, sum(not r.ok for c in results.values() for r in c) + len(problems)
