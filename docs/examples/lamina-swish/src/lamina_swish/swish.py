@@ -1,0 +1,70 @@
+"""swish: a smooth, self-gated activation, for x of any shape (N, ...).
+
+Forward, with beta > 0:
+
+    s = sigmoid(beta * x) = 1 / (1 + exp(-beta * x))     (N, ...)
+    y = x * s                                             (N, ...)
+
+Backward: ds/dx = beta * s * (1 - s), so by the product rule
+
+    dy/dx = s + x * beta * s * (1 - s) = s * (1 + beta * x * (1 - s))
+    dx    = dy * s * (1 + beta * x * (1 - s))             (N, ...)
+
+The sigmoid is computed as (1 + tanh(beta * x / 2)) / 2, which equals it exactly
+and never overflows (exp(-beta * x) would for large negative x in float32).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from framework import Example, Layer, LayerConfig, Shape, hookimpl
+
+
+class SwishConfig(LayerConfig):
+    """Settings of swish."""
+
+    beta: float = Field(
+        1.0, gt=0.0, le=100.0,
+        description="sharpness of the gate; 1 gives SiLU, large values approach relu",
+    )
+
+
+class Swish(Layer):
+    """y = x * sigmoid(beta * x); no parameters."""
+
+    name = "swish"
+    Config = SwishConfig
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, *, dtype=np.float32) -> Shape:
+        self.dtype = np.dtype(dtype)
+        self.input_shape = self.output_shape = tuple(input_shape)
+        return self.output_shape
+
+    def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
+        """x: (N, ...) -> y: (N, ...)."""
+        beta = x.dtype.type(self.config.beta)
+        half = x.dtype.type(0.5)
+        s = half * (1 + np.tanh(half * beta * x))
+        self.cache = (x, s)
+        return x * s
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dy: (N, ...) -> dx: (N, ...)."""
+        x, s = self.cached()
+        beta = x.dtype.type(self.config.beta)
+        return dy * s * (1 + beta * x * (1 - s))
+
+    @classmethod
+    def examples(cls) -> list[Example]:
+        return [
+            Example(config={}, input_shape=(6,), id="silu"),
+            Example(config={"beta": 4.0}, input_shape=(2, 3, 3), id="sharp_image",
+                    input_range=(-3.0, 3.0)),
+        ]
+
+
+@hookimpl
+def lamina_register_layers():
+    return [Swish]
