@@ -115,6 +115,17 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench import format_bench, run_bench
+
+    result = run_bench(args.config, _registry(args), batch_size=args.batch_size,
+                       steps=args.steps, warmup=args.warmup)
+    print(json.dumps(result, indent=2) if args.json else format_bench(result))
+    return 0
+
+
 def _log(message: str) -> None:
     """Progress messages go to stderr so that stdout stays clean for --json output."""
     print(message, file=sys.stderr, flush=True)
@@ -194,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("plot", cmd_plot, "write training-curve and first-layer filter PNGs of a run")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", help="folder for the PNGs (default: the run directory)")
+
+    p = add("bench", cmd_bench,
+            "time each layer, the training step and inference on random data (samples/s)")
+    p.add_argument("config", nargs="?", default=DEFAULT_CONFIG, metavar="CONFIG", help=config_help)
+    p.add_argument("--batch-size", type=_whole_number(1), default=128)
+    p.add_argument("--steps", type=_whole_number(1), default=20, help="timed steps")
+    p.add_argument("--warmup", type=_whole_number(0), default=3, help="untimed steps first")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
     return parser
 
 
@@ -211,6 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `lamina evaluate RUN | head`: the reader left early
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ names, ``<layer name>.<key>`` (``conv2d_1.W``), in the order of the config.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,8 +93,12 @@ class Network:
         return self._by_name(self.output).output_shape
 
     # -- running ----------------------------------------------------------------------
-    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
-        """``x`` (N, *input_shape) -> output (N, *output_shape)."""
+    def forward(self, x: np.ndarray, *, training: bool = False,
+                timings: dict[str, float] | None = None) -> np.ndarray:
+        """``x`` (N, *input_shape) -> output (N, *output_shape).
+
+        With ``timings``, each layer's forward seconds are stored under its name
+        (``lamina bench`` uses this)."""
         values: dict[str, Any] = {INPUT: x}
         remaining = self._consumer_counts()
         for node in self.order:
@@ -103,15 +108,21 @@ class Network:
                 if remaining[ref] == 0 and ref != self.output:
                     del values[ref]
             arg = args if node.layer.multi_input else args[0]
+            started = time.perf_counter()
             values[node.name] = node.layer.forward(arg, training=training)
+            if timings is not None:
+                timings[node.name] = time.perf_counter() - started
         return values[self.output]
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray, *, timings: dict[str, float] | None = None) -> np.ndarray:
         """Gradient of the output -> gradient of the input; fills every layer's grads."""
         pending: dict[str, np.ndarray] = {self.output: dy}
         for node in reversed(self.order):
             d_out = pending.pop(node.name)
+            started = time.perf_counter()
             d_in = node.layer.backward(d_out)
+            if timings is not None:
+                timings[node.name] = time.perf_counter() - started
             d_ins = d_in if node.layer.multi_input else [d_in]
             for ref, grad in zip(node.inputs, d_ins, strict=True):
                 # A fan-out sums its consumers' gradients. ``+`` makes a new array, so a

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -39,3 +40,12 @@ def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     yield make
     for module in created:
         sys.modules.pop(module, None)
+
+
+@pytest.fixture
+def mnist_root() -> str:
+    """The data root holding mnist/ (``LAMINA_DATA``); tests that need MNIST skip without it."""
+    root = os.environ.get("LAMINA_DATA")
+    if not root or not (Path(root) / "mnist").is_dir():
+        pytest.skip("set LAMINA_DATA to a folder holding mnist/ to run this test")
+    return str(Path(root).resolve())

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -45,12 +44,8 @@ seed = 7
 
 
 @pytest.fixture
-def mnist_dir() -> str:
-    """The data root holding mnist/ (LAMINA_DATA); tests needing MNIST skip without it."""
-    root = os.environ.get("LAMINA_DATA")
-    if not root or not (Path(root) / "mnist").is_dir():
-        pytest.skip("set LAMINA_DATA to a folder holding mnist/ to run the training tests")
-    return root
+def mnist_dir(mnist_root: str) -> str:
+    return mnist_root
 
 
 @pytest.fixture

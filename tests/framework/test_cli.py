@@ -1,0 +1,150 @@
+"""The command line: exit codes, messages without tracebacks, nothing saved is lost."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from framework.cli import main
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "framework.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def no_traceback(result: subprocess.CompletedProcess) -> None:
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_layers_lists_every_plugin_with_provider(capsys):
+    assert main(["layers"]) == 0
+    out = capsys.readouterr().out
+    for name in ("conv2d", "maxpool2d", "dense", "softmax_cross_entropy", "adam", "sgd"):
+        assert name in out
+    assert "lamina 0.1.0" in out and "plugins.conv2d" in out
+
+
+def test_summary_of_the_default_config(capsys):
+    assert main(["summary"]) == 0
+    out = capsys.readouterr().out
+    for shape in ("(32, 26, 26)", "(32, 13, 13)", "(64, 11, 11)", "(64, 5, 5)", "(1600,)",
+                  "(10,)"):
+        assert shape in out
+    assert "Total params: 34,826" in out
+
+
+def test_validate_exit_codes_and_all_messages(tmp_path, capsys):
+    assert main(["validate", "mnist_cnn"]) == 0
+    assert "valid" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("""
+[model]
+input_shape = [1, 28, 28]
+[[model.layers]]
+type = "conv2d"
+filters = 0
+kernel_size = 3
+[[model.layers]]
+type = "maxpol2d"
+[[model.layers]]
+type = "dense"
+units = 10
+use_bias = "maybe"
+""")
+    result = run("validate", str(bad))
+    assert result.returncode == 2
+    no_traceback(result)
+    assert "3 problems found" in result.stderr
+    assert "model.layers[0] (conv2d).filters" in result.stderr
+    assert "model.layers[1] (maxpol2d).type" in result.stderr
+    assert "did you mean 'maxpool2d'?" in result.stderr
+    assert "model.layers[2] (dense).use_bias" in result.stderr
+
+
+def test_validate_reports_shape_misfit_with_the_fix(tmp_path):
+    config = tmp_path / "misfit.json"
+    config.write_text(json.dumps({"model": {"input_shape": [1, 28, 28], "layers": [
+        {"type": "conv2d", "filters": 4, "kernel_size": 3}, {"type": "dense", "units": 10}]}}))
+    result = run("validate", str(config))
+    assert result.returncode == 2
+    no_traceback(result)
+    assert "model.layers[1] (dense)" in result.stderr and "add a flatten layer" in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--epochs", "0"],
+    ["train", "--batch-size", "many"],
+    ["train", "--lr", "-1"],
+    ["frobnicate"],
+    ["summary", "no_such_config"],
+])
+def test_wrong_arguments_give_a_clear_error(args):
+    result = run(*args)
+    assert result.returncode == 2, result.stderr
+    no_traceback(result)
+    assert "error" in result.stderr
+
+
+def test_resume_refuses_settings_that_would_change_the_run(tmp_path):
+    result = run("train", "--resume", str(tmp_path), "--lr", "0.1")
+    assert result.returncode == 2
+    assert "--lr cannot change a run being resumed" in result.stderr
+
+
+def test_missing_or_corrupt_data_gives_a_clear_error(tmp_path, mnist_root):
+    data = tmp_path / "data"
+    (data / "mnist").mkdir(parents=True)
+    for f in Path(mnist_root, "mnist").glob("*.gz"):
+        shutil.copy(f, data / "mnist" / f.name)
+    labels = data / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:-100])  # truncated
+    result = run("train", "--data-dir", str(data), "--run-dir", str(tmp_path / "run"),
+                 "--limit", "500", "--epochs", "1", "--quiet")
+    assert result.returncode == 2
+    no_traceback(result)
+    assert "t10k-labels-idx1-ubyte.gz" in result.stderr
+    assert not (tmp_path / "run").exists()  # nothing half-made
+
+
+def test_used_run_dir_and_corrupt_checkpoint_lose_nothing(tmp_path, mnist_root):
+    run_dir = tmp_path / "run"
+    ok = run("train", "--data-dir", mnist_root, "--run-dir", str(run_dir), "--limit", "600",
+             "--epochs", "1", "--batch-size", "100", "--quiet")
+    assert ok.returncode == 0, ok.stderr
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+
+    again = run("train", "--data-dir", mnist_root, "--run-dir", str(run_dir), "--limit", "600",
+                "--epochs", "1", "--quiet")
+    assert again.returncode == 2
+    no_traceback(again)
+    assert "already exists and is not empty" in again.stderr and "--resume" in again.stderr
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+
+    npz = next(run_dir.glob("*.npz"))
+    npz.write_bytes(npz.read_bytes()[:-50])
+    for args in (["evaluate", str(run_dir)], ["train", "--resume", str(run_dir)]):
+        result = run(*args, "--data-dir", mnist_root)
+        assert result.returncode == 2
+        no_traceback(result)
+        assert "corrupt" in result.stderr
+
+
+def test_evaluate_json_has_the_documented_keys(tmp_path, mnist_root):
+    run_dir = tmp_path / "run"
+    assert run("train", "--data-dir", mnist_root, "--run-dir", str(run_dir), "--limit", "600",
+               "--epochs", "1", "--quiet").returncode == 0
+    result = run("evaluate", str(run_dir), "--json", "--data-dir", mnist_root)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {"loss", "accuracy", "per_class_accuracy", "confusion_matrix"} <= set(report)
+    matrix = report["confusion_matrix"]
+    assert len(matrix) == 10 and sum(map(sum, matrix)) == 10_000
+    assert report["accuracy"] == pytest.approx(sum(matrix[i][i] for i in range(10)) / 10_000)
+    text = run("evaluate", str(run_dir), "--data-dir", mnist_root)
+    assert "confusion matrix" in text.stdout and "per-class accuracy" in text.stdout
