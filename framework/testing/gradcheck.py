@@ -40,7 +40,7 @@ TOLERANCE = 1e-6
 MAX_ELEMENTS = 100
 #: allowed fraction of checked elements found next to a kink
 MAX_KINK_FRACTION = 0.2
-_KINK_THRESHOLD = 1e-4
+_KINK_THRESHOLD = 1e-3
 
 #: evaluate(index, delta) -> the output with element ``index`` shifted by ``delta``
 Evaluate = Callable[[tuple[int, ...], float], np.ndarray]
