@@ -1,0 +1,186 @@
+"""conv2d: 2-D cross-correlation of channels-first images with a bank of filters.
+
+Shapes (per batch): x (N, C, H, W), W (F, C, kh, kw), b (F,), y (N, F, H', W')
+with ``H' = (H + pt + pb - kh) // sh + 1`` and ``W' = (W + pl + pr - kw) // sw + 1``
+for a stride (sh, sw) and zero padding (pt, pb, pl, pr).
+
+Forward (cross-correlation, as in Keras and PyTorch; the kernel is not flipped),
+with xp the zero-padded input:
+
+    y[n, f, p, q] = b[f] + sum_{c, i, j} W[f, c, i, j] * xp[n, c, p*sh + i, q*sw + j]
+
+With cols = im2col(x) (C*kh*kw, N*H'*W') and W2 = W.reshape(F, C*kh*kw) this is one
+matrix product, ``y = W2 @ cols + b`` (F, N*H'*W'), reordered to (N, F, H', W').
+
+Backward, with dy (N, F, H', W') laid out as the matrix dY (F, N*H'*W'):
+
+    dW = dY @ cols.T        (F, C*kh*kw)   the correlation of dy with x
+    db = dY.sum(axis=1)     (F,)
+    dx = col2im(W2.T @ dY)  (N, C, H, W)   the full convolution of dy with W
+
+Padding: ``"valid"`` is none; an int p pads p zeros on every side; ``"same"`` pads
+so that H' = ceil(H / sh) (for stride 1, H' = H), splitting an odd total with the
+extra zero at the bottom and right, as TensorFlow does.
+
+Buffers: the columns, the (F, N*H'*W') staging matrix and the column gradient
+live in a :class:`framework.ops.Workspace` reused while the batch shape stays the
+same. They are never handed out: ``y`` and ``dx`` are new arrays on every call,
+so a caller may keep them as long as it likes. ``backward`` differentiates the
+most recent ``forward`` (whose columns it reads from the workspace).
+See docs/layers/conv2d.md for the derivation.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from framework import Example, Layer, LayerConfig, ShapeError, hookimpl, initialize
+from framework.initializers import Initializer
+from framework.ops import (
+    Workspace,
+    col2im,
+    cols_shape,
+    conv_output_size,
+    im2col,
+    pair,
+    same_padding,
+)
+
+PositiveInt = Annotated[int, Field(strict=True, ge=1)]
+Size = PositiveInt | tuple[PositiveInt, PositiveInt]
+
+
+class Conv2DConfig(LayerConfig):
+    filters: PositiveInt = Field(description="number of output channels F (>= 1)")
+    kernel_size: Size = Field(description="kernel height and width: an int or [kh, kw], each >= 1")
+    stride: Size = Field(default=1, description="step between windows: an int or [sh, sw], >= 1")
+    padding: Literal["valid", "same"] | Annotated[int, Field(strict=True, ge=0)] = Field(
+        default="valid",
+        description='"valid" (none), "same" (output = ceil(input / stride)) '
+        "or the number of zeros per side (>= 0)",
+    )
+    use_bias: bool = Field(default=True, description="add a learned bias per filter")
+    initializer: Initializer = Field(
+        default="glorot_uniform", description="weight initializer (framework.initializers)"
+    )
+
+
+class Conv2D(Layer):
+    """2-D cross-correlation: (N, C, H, W) -> (N, F, H', W'); weights W (F, C, kh, kw)."""
+
+    name: ClassVar[str] = "conv2d"
+    Config: ClassVar[type[LayerConfig]] = Conv2DConfig
+
+    def __init__(self, config=None, /, **kwargs):
+        super().__init__(config, **kwargs)
+        self.kernel = pair(self.config.kernel_size)
+        self.stride = pair(self.config.stride)
+        self.padding = ((0, 0), (0, 0))
+        self._work = Workspace()
+
+    def build(self, input_shape, rng, *, dtype=np.float32):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3:
+            raise ShapeError(
+                "conv2d expects (channels, height, width) per sample; "
+                f"received {input_shape} ({len(input_shape)}-D). Fix: feed it images, e.g. "
+                "an input of shape (1, 28, 28), not the output of flatten or dense"
+            )
+        c, h, w = input_shape
+        (kh, kw), (sh, sw) = self.kernel, self.stride
+        self.padding = self._padding(h, w)
+        (top, bottom), (left, right) = self.padding
+        if kh > h + top + bottom or kw > w + left + right:
+            raise ShapeError(
+                f"conv2d kernel_size ({kh}, {kw}) is larger than its input ({h}, {w}) "
+                f"padded to ({h + top + bottom}, {w + left + right}); expected a kernel that "
+                "fits inside the padded input. Fix: use a smaller kernel_size, padding = "
+                '"same", or fewer pooling layers before this one'
+            )
+        f = self.config.filters
+        self.dtype = np.dtype(dtype)
+        self.input_shape = input_shape
+        self.output_shape = (
+            f,
+            conv_output_size(h, kh, sh, top, bottom),
+            conv_output_size(w, kw, sw, left, right),
+        )
+        self.add_param("W", initialize(self.config.initializer, (f, c, kh, kw), rng, self.dtype))
+        if self.config.use_bias:
+            self.add_param("b", np.zeros(f, dtype=self.dtype))
+        self._work.clear()
+        return self.output_shape
+
+    def _padding(self, h: int, w: int):
+        padding = self.config.padding
+        if padding == "valid":
+            return ((0, 0), (0, 0))
+        if padding == "same":
+            return (same_padding(h, self.kernel[0], self.stride[0]),
+                    same_padding(w, self.kernel[1], self.stride[1]))
+        return ((padding, padding), (padding, padding))
+
+    def forward(self, x, *, training):
+        geometry = (self.kernel, self.stride, self.padding)
+        shape = cols_shape(x.shape, *geometry)
+        cols = im2col(x, *geometry, out=self._work.get("cols", shape, self.dtype))
+        c, kh, kw, n, h_out, w_out = shape
+        f = self.config.filters
+        W2 = self._params["W"].reshape(f, c * kh * kw)
+        # One GEMM for the whole batch, written to a reused (F, N*H'*W') buffer; the
+        # reorder to (N, F, H', W') is fused with the bias add into the fresh output.
+        y_fm = np.matmul(W2, cols.reshape(c * kh * kw, n * h_out * w_out),
+                         out=self._work.get("fm", (f, n * h_out * w_out), self.dtype))
+        y_nf = y_fm.reshape(f, n, h_out, w_out).transpose(1, 0, 2, 3)
+        y = np.empty((n, f, h_out, w_out), dtype=self.dtype)
+        if self.config.use_bias:
+            np.add(y_nf, self._params["b"][:, None, None], out=y)
+        else:
+            np.copyto(y, y_nf)
+        self.cache = (x.shape, cols)
+        return y
+
+    def backward(self, dy):
+        x_shape, cols = self.cached()
+        c, kh, kw, n, h_out, w_out = cols.shape
+        f, k, m = self.config.filters, c * kh * kw, n * h_out * w_out
+        # dY (F, N*H'*W') in the column order of cols; reuses the forward's staging buffer.
+        dY = self._work.get("fm", (f, m), self.dtype)
+        dy_fnp = dy.reshape(n, f, h_out * w_out).transpose(1, 0, 2)
+        np.copyto(dY.reshape(f, n, h_out * w_out), dy_fnp)
+        cols2 = cols.reshape(k, m)
+        np.matmul(dY, cols2.T, out=self._grads["W"].reshape(f, k))
+        if self.config.use_bias:
+            np.sum(dY, axis=1, out=self._grads["b"])
+        W2 = self._params["W"].reshape(f, k)
+        dcols = np.matmul(W2.T, dY, out=self._work.get("dcols", (k, m), self.dtype))
+        return col2im(dcols.reshape(cols.shape), x_shape, self.kernel, self.stride, self.padding)
+
+    @classmethod
+    def examples(cls):
+        return [
+            Example(config={"filters": 2, "kernel_size": 3}, input_shape=(2, 5, 5), id="3x3"),
+            Example(
+                config={"filters": 3, "kernel_size": [3, 2], "stride": 2, "padding": "same"},
+                input_shape=(2, 7, 6),
+                id="stride2-same",
+            ),
+            Example(
+                config={"filters": 2, "kernel_size": 2, "padding": 1, "use_bias": False},
+                input_shape=(1, 4, 5),
+                id="pad1-nobias",
+            ),
+            Example(
+                config={"filters": 2, "kernel_size": 3, "stride": [2, 1], "padding": "same"},
+                input_shape=(3, 6, 5),
+                id="stride21-same",
+            ),
+        ]
+
+
+@hookimpl
+def lamina_register_layers():
+    return [Conv2D]

@@ -1,0 +1,169 @@
+"""maxpool2d: the maximum of each (ph, pw) window of every channel.
+
+Shapes (per batch): x (N, C, H, W), y (N, C, H', W') with
+``H' = (H - ph) // sh + 1`` and ``W' = (W - pw) // sw + 1`` (floor: rows and columns
+that do not fill a window are dropped, so 11 -> 5 for a 2x2 pool with stride 2).
+
+Forward, for the window offsets (i, j) in 0 <= i < ph, 0 <= j < pw:
+
+    y[n, c, p, q] = max_{i, j} x[n, c, p*sh + i, q*sw + j]
+
+Backward: y is locally a selection of one input, the window's argmax (i*, j*), so
+
+    dx[n, c, p*sh + i, q*sw + j] += dy[n, c, p, q]  if (i, j) == (i*, j*) else 0
+
+Each output's gradient goes to exactly one input. On ties the winner is the first
+maximal offset in row-major order (i, then j), which keeps the gradient a valid
+subgradient and the result independent of memory layout. When windows overlap
+(stride < pool) one input can win several windows and its gradients are summed.
+
+Both passes loop over the ph*pw window offsets, each step one strided slice of the
+whole batch: the forward keeps the running maximum and the offset that set it
+(``winner``, (N, C, H', W'), uint8 for pools up to 16x16); the backward writes
+``dy`` masked by ``winner == k`` into the slice of offset k. Eval-mode forwards
+skip the winner bookkeeping; a backward after one derives it from the cached input.
+See docs/layers/maxpool2d.md for the derivation.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from framework import Example, Layer, LayerConfig, ShapeError, hookimpl
+from framework.ops import Workspace, conv_output_size, pair
+
+PositiveInt = Annotated[int, Field(strict=True, ge=1)]
+Size = PositiveInt | tuple[PositiveInt, PositiveInt]
+
+
+class MaxPool2DConfig(LayerConfig):
+    pool_size: Size = Field(
+        default=2, description="window height and width: an int or [ph, pw], each >= 1"
+    )
+    stride: Size | None = Field(
+        default=None,
+        description="step between windows: an int or [sh, sw], each >= 1; default pool_size",
+    )
+
+
+class MaxPool2D(Layer):
+    """Max pooling over (ph, pw) windows: (N, C, H, W) -> (N, C, H', W')."""
+
+    name: ClassVar[str] = "maxpool2d"
+    Config: ClassVar[type[LayerConfig]] = MaxPool2DConfig
+
+    def __init__(self, config=None, /, **kwargs):
+        super().__init__(config, **kwargs)
+        self.pool = pair(self.config.pool_size)
+        self.stride = pair(self.config.stride if self.config.stride is not None else self.pool)
+        ph, pw = self.pool
+        self.offsets = [(i, j) for i in range(ph) for j in range(pw)]
+        self._winner_dtype = np.min_scalar_type(ph * pw - 1)
+        self._work = Workspace()
+
+    def build(self, input_shape, rng, *, dtype=np.float32):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3:
+            raise ShapeError(
+                "maxpool2d expects (channels, height, width) per sample; "
+                f"received {input_shape} ({len(input_shape)}-D). Fix: pool images (e.g. the "
+                "output of a conv2d), before any flatten"
+            )
+        c, h, w = input_shape
+        (ph, pw), (sh, sw) = self.pool, self.stride
+        if ph > h or pw > w:
+            raise ShapeError(
+                f"maxpool2d pool_size ({ph}, {pw}) is larger than its input ({h}, {w}); "
+                "expected a pool that fits inside the input. Fix: use a smaller pool_size "
+                "or fewer pooling layers before this one"
+            )
+        self.dtype = np.dtype(dtype)
+        self.input_shape = input_shape
+        self.output_shape = (c, conv_output_size(h, ph, sh), conv_output_size(w, pw, sw))
+        return self.output_shape
+
+    def _window(self, a, i, j, h_out, w_out):
+        """The (N, C, H', W') strided view of ``a`` at window offset (i, j)."""
+        sh, sw = self.stride
+        return a[:, :, i : i + sh * (h_out - 1) + 1 : sh, j : j + sw * (w_out - 1) + 1 : sw]
+
+    def _pool(self, x, out, winner=None):
+        """Running max over the offsets into ``out``; if ``winner`` is given, also the
+        first offset that reached it (strict > keeps the earliest of tied values)."""
+        h_out, w_out = out.shape[2:]
+        np.copyto(out, self._window(x, 0, 0, h_out, w_out))
+        if winner is not None:
+            winner[...] = 0
+            beats = self._work.get("beats", out.shape, np.bool_)
+            stamp = self._work.get("stamp", out.shape, winner.dtype)
+        for k, (i, j) in enumerate(self.offsets[1:], start=1):
+            x_k = self._window(x, i, j, h_out, w_out)
+            if winner is not None:
+                np.greater(x_k, out, out=beats)
+                # Offsets run in increasing k, so the winner so far is < k: max() sets k
+                # exactly where x_k beats the running maximum (cheaper than a masked copy).
+                np.multiply(beats, stamp.dtype.type(k), out=stamp)
+                np.maximum(winner, stamp, out=winner)
+            np.maximum(out, x_k, out=out)
+
+    def forward(self, x, *, training):
+        n, c = x.shape[:2]
+        out_shape = (n, c, *self.output_shape[1:])
+        y = np.empty(out_shape, dtype=self.dtype)
+        if training:
+            winner = self._work.get("winner", out_shape, self._winner_dtype)
+            self._pool(x, y, winner)
+            self.cache = (x.shape, None, winner)
+        else:
+            self._pool(x, y)
+            self.cache = (x.shape, x, None)
+        return y
+
+    def backward(self, dy):
+        x_shape, x, winner = self.cached()
+        if winner is None:  # the last forward ran in eval mode: recover its argmax
+            winner = self._work.get("winner", dy.shape, self._winner_dtype)
+            self._pool(x, self._work.get("y", dy.shape, self.dtype), winner)
+        h_out, w_out = dy.shape[2:]
+        (ph, pw), (sh, sw) = self.pool, self.stride
+        chosen = self._work.get("beats", dy.shape, np.bool_)
+        if (sh, sw) == (ph, pw):
+            # Windows tile the input: each input is in at most one window, so every
+            # offset writes its slice directly; only the cropped tail needs zeros.
+            dx = np.empty(x_shape, dtype=self.dtype)
+            dx[:, :, h_out * sh :] = 0
+            dx[:, :, : h_out * sh, w_out * sw :] = 0
+            for k, (i, j) in enumerate(self.offsets):
+                np.equal(winner, k, out=chosen)
+                np.multiply(dy, chosen, out=self._window(dx, i, j, h_out, w_out))
+            return dx
+        # Overlapping (or gapped) windows: an input may win several windows, so add.
+        dx = np.zeros(x_shape, dtype=self.dtype)
+        routed = self._work.get("routed", dy.shape, self.dtype)
+        for k, (i, j) in enumerate(self.offsets):
+            np.equal(winner, k, out=chosen)
+            np.multiply(dy, chosen, out=routed)
+            self._window(dx, i, j, h_out, w_out)[...] += routed
+        return dx
+
+    @classmethod
+    def examples(cls):
+        return [
+            Example(config={}, input_shape=(2, 4, 4), id="2x2"),
+            Example(config={"pool_size": 2}, input_shape=(2, 5, 7), id="2x2-odd"),
+            Example(
+                config={"pool_size": 3, "stride": 2}, input_shape=(2, 7, 6), id="3x3-s2-overlap"
+            ),
+            Example(
+                config={"pool_size": [2, 3], "stride": [1, 3]}, input_shape=(1, 4, 7), id="2x3-s13"
+            ),
+            Example(config={"pool_size": 2, "stride": 3}, input_shape=(2, 7, 8), id="2x2-s3-gaps"),
+        ]
+
+
+@hookimpl
+def lamina_register_layers():
+    return [MaxPool2D]
