@@ -14,10 +14,9 @@ The rows are ordered (c, i, j), exactly like a weight ``W`` (F, C, kh, kw)
 reshaped to (F, C*kh*kw), so a whole batch of cross-correlations is the single
 matrix product ``W2 @ cols`` (F, N*H'*W'). Columns are ordered (n, oh, ow), which
 keeps both BLAS operands of every product in the layer (forward, dW, dcols) plain
-2-D matrices: one large GEMM each instead of N small ones. (Batched N x (F, K) @
-(K, H'W') products avoid the transposes below but ran 2-3x slower here, because
-each small product pays OpenBLAS's threading overhead.) :func:`col2im` is the
-adjoint: it adds every column back onto the input position it was read from.
+2-D matrices: one large GEMM each instead of N small ones (see docs/layers/conv2d.md
+for the measured trade-off). :func:`col2im` is the adjoint: it adds every column
+back onto the input position it was read from.
 
 Both kernels loop over the kh*kw kernel offsets only; each step moves one strided
 block (C, N, H', W') with a single NumPy copy or add. Positions that fall in the
