@@ -115,6 +115,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from .testing.report import run_report
+
+    text, n_failed = run_report(_registry(args), args.names or None)
+    print(text)
+    return EXIT_FAILED if n_failed else 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
@@ -205,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("plot", cmd_plot, "write training-curve and first-layer filter PNGs of a run")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", help="folder for the PNGs (default: the run directory)")
+
+    p = add("check", cmd_check,
+            "run the conformance suite on every discovered layer and loss (or those named); "
+            "exit 1 on any failure")
+    p.add_argument("names", nargs="*", metavar="NAME", help="plugin names (default: all)")
 
     p = add("bench", cmd_bench,
             "time each layer, the training step and inference on random data (samples/s)")

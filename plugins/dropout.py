@@ -91,7 +91,9 @@ class Dropout(Layer):
         return [
             Example(config={"rate": 0.5}, input_shape=(8,), id="rate_0.5_flat"),
             Example(config={"rate": 0.25}, input_shape=(2, 3, 3), id="rate_0.25_image"),
-            Example(config={"rate": 0.0}, input_shape=(5,), id="rate_0_identity"),
+            # rate 0 keeps every unit: deterministic even in training mode
+            Example(config={"rate": 0.0}, input_shape=(5,), id="rate_0_identity",
+                    extra={"stochastic": False}),
         ]
 
 
