@@ -431,6 +431,8 @@ def _pydantic_issues(
             message = f"unknown key {key!r}; {hint}{allowed}"
         elif kind == "missing":
             message = "required key is missing"
+        elif kind == "value_error" and "received" in err["msg"]:
+            message = err["msg"].removeprefix("Value error, ")  # the plugin's own words
         else:
             message = f"{err['msg']} (received {err['input']!r})"
         issues.append(ConfigIssue(path, message))
