@@ -43,6 +43,7 @@ def plot_run(run_dir: str | Path, registry: Registry, out_dir: str | Path | None
         if val:
             ax.plot(*zip(*val, strict=True), "s-", label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
