@@ -18,7 +18,9 @@ from .trainer import Data, Session, fit, make_session, provenance, restore, spli
 Log = Callable[[str], None]
 
 
-def _load_data(session: Session, data_dir: str | None, log: Log) -> tuple[Data, Any]:
+def _load_data(session: Session, data_dir: str | None, log: Log) -> tuple[Data, dict]:
+    """The split training data and the files it came from. The loaded dataset itself
+    (its unsplit training and its test arrays) is let go: training never reads them."""
     from ..data import load_dataset
 
     training = session.config.training
@@ -35,7 +37,7 @@ def _load_data(session: Session, data_dir: str | None, log: Log) -> tuple[Data, 
             f"{dataset.num_classes} classes; end the network with a dense layer of "
             f"{dataset.num_classes} units"
         ))], source=session.config.source)
-    return split_validation(session, dataset.train_x, dataset.train_y), dataset
+    return split_validation(session, dataset.train_x, dataset.train_y), dataset.files
 
 
 def default_run_dir(config: NetworkConfig) -> Path:
@@ -64,10 +66,10 @@ def start_run(
     path = Path(run_dir) if run_dir is not None else default_run_dir(config)
     session = make_session(config, registry, path)
     runs.check_new_run_dir(path)
-    data, dataset = _load_data(session, data_dir, log)
+    data, files = _load_data(session, data_dir, log)
     runs.create_run_dir(path)
     runs.write_json(path / runs.CONFIG, config.to_dict())
-    runs.write_json(path / runs.PROVENANCE, provenance(session, registry, dataset.files))
+    runs.write_json(path / runs.PROVENANCE, provenance(session, registry, files))
     log(f"run directory: {path}")
     _fit(session, data, quiet, log)
     return path
