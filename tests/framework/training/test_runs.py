@@ -95,3 +95,19 @@ def test_atomic_write_leaves_no_temporary_file(tmp_path):
     runs.write_json(target, {"a": 2})
     assert json.loads(target.read_text()) == {"a": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(session, monkeypatch):
+    from framework.training import trainer
+
+    val_losses = iter([1.0, 0.5, 0.7, 0.6, 0.9, 0.1])
+    monkeypatch.setattr(trainer, "evaluate_arrays",
+                        lambda s, x, y: (next(val_losses), np.zeros(len(y), int)))
+    session.config = session.config.with_training(epochs=6, early_stopping_patience=3)
+    messages = []
+    history = fit(session, synthetic(), quiet=True, log=messages.append)
+    # best at epoch 2 (0.5); epochs 3, 4, 5 are no better: stop before epoch 6
+    assert [r["val_loss"] for r in history] == [1.0, 0.5, 0.7, 0.6, 0.9]
+    assert messages[-1] == "early stopping: no better validation loss for 3 epochs"
+    assert runs.load_checkpoint(session.run_dir).extra == {"best_val_loss": 0.5,
+                                                           "stale_epochs": 3}
