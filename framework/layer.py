@@ -21,6 +21,26 @@ of gradients from ``backward``.
 Loaders (the graph runner's ``load_state_dict``, checkpoints) copy values *into*
 the arrays that ``params()`` and ``state()`` return, so a layer may keep
 references to them.
+
+Optional parts of the protocol, each with a default that is always correct:
+
+- ``needs_input_grad`` (instance attribute, default ``True``): the graph runner
+  sets it to ``False`` on a layer whose input is the network input when nobody
+  asked for the input gradient (training never does). ``backward`` may then skip
+  computing dx and return ``None`` (a multi-input layer: ``None`` in its list);
+  the parameter gradients must still be filled.
+- ``monotone_elementwise`` and ``max_selecting`` (class flags, default ``False``):
+  declarations that let the runner run a pair of layers in the cheaper order with
+  exactly the same results. ``monotone_elementwise``: the layer applies one scalar
+  function f to every entry, f is non-decreasing, f' = 0 (in backward) wherever f is
+  flat, including the ends of a flat piece, it has no parameters and takes any
+  shape (relu). ``max_selecting``: every output is the first maximal entry of a
+  window of its input, in a fixed order of the window, and backward routes each
+  output's gradient to exactly that entry (max pooling). Then f(pool(x)) equals
+  pool(f(x)), value and gradient: a flat piece of f only ties entries whose
+  derivative is 0 either way. When a ``monotone_elementwise`` layer feeds only a
+  ``max_selecting`` layer, the runner pools first and applies f to the smaller
+  pooled array (see :mod:`framework.graph`); the config and the summary do not change.
 """
 
 from __future__ import annotations
@@ -78,6 +98,12 @@ class Layer(ABC):
     batch_dependent: ClassVar[bool] = False
     #: training-mode output is random (e.g. dropout); eval mode must not be
     stochastic: ClassVar[bool] = False
+    #: y = f(x) entry by entry, f non-decreasing with f' = 0 where flat; no params, any shape
+    monotone_elementwise: ClassVar[bool] = False
+    #: each output is its window's first maximal input, which alone receives its gradient
+    max_selecting: ClassVar[bool] = False
+    #: set to False by the runner when backward may return None for the input (not a ClassVar)
+    needs_input_grad: bool = True
 
     def __init__(self, config: BaseModel | dict[str, Any] | None = None, /, **kwargs: Any):
         if config is None:

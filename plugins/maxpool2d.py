@@ -54,6 +54,9 @@ class MaxPool2D(Layer):
 
     name: ClassVar[str] = "maxpool2d"
     Config: ClassVar[type[LayerConfig]] = MaxPool2DConfig
+    # Each output is its window's first maximum and alone gets its gradient, so a relu
+    # before this layer may run after it instead (framework.layer, framework.graph).
+    max_selecting: ClassVar[bool] = True
 
     def __init__(self, config=None, /, **kwargs):
         super().__init__(config, **kwargs)

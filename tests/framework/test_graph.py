@@ -50,7 +50,7 @@ def test_fan_out_gets_the_summed_gradient_checked_numerically(registry):
         return float(np.sum(r * net.forward(x_, training=True)))
 
     loss(x)
-    dx = net.backward(r)
+    dx = net.backward(r, input_grad=True)
     analytic = {"input": dx, **{k: v.copy() for k, v in net.grads().items()}}
 
     def numeric(array):
@@ -136,3 +136,84 @@ def test_network_runs_in_float32_by_default(registry):
     y = net.forward(np.zeros((2, 1, 28, 28), np.float32))
     assert y.dtype == np.float32 and y.shape == (2, 10)
     assert all(v.dtype == np.float32 for v in net.params().values())
+
+
+def run_in_config_order(net, x, dy):
+    """Forward and backward through ``net``'s layers one by one in config order (no plan)."""
+    for node in net.order:
+        x = node.layer.forward(x, training=True)
+    y = x.copy()
+    for node in reversed(net.order):
+        node.layer.needs_input_grad = True
+        dy = node.layer.backward(dy)
+    return y, dy, {k: v.copy() for k, v in net.grads().items()}
+
+
+POOLED = [
+    {"type": "relu"},
+    {"type": "maxpool2d", "pool_size": 2},
+    {"type": "conv2d", "filters": 3, "kernel_size": 2, "padding": "same"},
+    {"type": "relu"},
+    {"type": "maxpool2d", "pool_size": 3, "stride": 1},
+    {"type": "flatten"},
+    {"type": "dense", "units": 2},
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_runs_after_its_pool_with_identical_values_and_gradients(registry, dtype):
+    net = build(registry, POOLED, input_shape=(2, 8, 8), dtype=dtype)
+    kinds = [tuple(node.config.type for node in step.nodes) for step in net.steps]
+    assert kinds == [("maxpool2d", "relu"), ("conv2d",), ("maxpool2d", "relu"), ("flatten",),
+                     ("dense",)]
+    rng = np.random.default_rng(3)
+    # Small integers make windows that are all negative and ties at 0 and above: the
+    # cases where the order could matter.
+    x = rng.integers(-2, 3, size=(5, 2, 8, 8)).astype(dtype)
+    net.nodes[2].layer.params()["W"][...] = rng.integers(-1, 2, size=(3, 2, 2, 2))
+    dy = rng.normal(size=(5, 2)).astype(dtype)
+    y = net.forward(x, training=True).copy()
+    dx = net.backward(dy, input_grad=True)
+    grads = {k: v.copy() for k, v in net.grads().items()}
+    y_ref, dx_ref, grads_ref = run_in_config_order(net, x, dy)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(dx, dx_ref)
+    for key, value in grads_ref.items():
+        np.testing.assert_array_equal(grads[key], value, err_msg=key)
+
+
+def test_relu_with_another_reader_or_as_the_output_is_not_moved(registry):
+    fan_out = [
+        {"type": "relu", "name": "r"},
+        {"type": "maxpool2d", "name": "p"},
+        {"type": "maxpool2d", "name": "q", "inputs": ["r"]},
+        {"type": "add", "inputs": ["p", "q"]},
+    ]
+    net = build(registry, fan_out, input_shape=(1, 4, 4))
+    assert all(len(step.nodes) == 1 for step in net.steps)
+    last = build(registry, [{"type": "maxpool2d"}, {"type": "relu"}], input_shape=(1, 4, 4))
+    assert all(len(step.nodes) == 1 for step in last.steps)
+
+
+def test_input_gradient_only_on_request_and_parameter_gradients_unchanged(registry):
+    config = load_config("mnist_cnn", registry)
+    net = Network(config, registry, np.random.default_rng(0))
+    x = np.random.default_rng(1).random((4, 1, 28, 28), dtype=np.float32)
+    dy = np.random.default_rng(2).normal(size=(4, 10)).astype(np.float32)
+    net.forward(x, training=False)
+    dx = net.backward(dy, input_grad=True)
+    assert dx.shape == x.shape and np.abs(dx).max() > 0
+    with_dx = {k: v.copy() for k, v in net.grads().items()}
+    assert net.backward(dy) is None
+    assert net.nodes[0].layer.needs_input_grad is False
+    for key, value in net.grads().items():
+        np.testing.assert_array_equal(value, with_dx[key], err_msg=key)
+
+
+def test_a_layer_returning_none_for_a_needed_gradient_is_named(registry):
+    net = build(registry, [{"type": "dense", "units": 3, "name": "first"},
+                           {"type": "dense", "units": 2, "name": "second"}])
+    net.forward(np.ones((2, 4)), training=True)
+    net.nodes[1].layer.backward = lambda dy: None
+    with pytest.raises(TypeError, match="'second'.*needs_input_grad"):
+        net.backward(np.ones((2, 2)))

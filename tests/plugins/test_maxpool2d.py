@@ -228,3 +228,35 @@ def test_stride_defaults_to_pool_size():
 def test_bad_configs_rejected(bad):
     with pytest.raises(ValidationError):
         MaxPool2D(bad)
+
+
+def first_max_reference(x, pool, stride, dy):
+    """Max pooling by np.argmax over stacked windows (argmax keeps the first maximum)."""
+    (ph, pw), (sh, sw) = pool, stride
+    h_out, w_out = (x.shape[2] - ph) // sh + 1, (x.shape[3] - pw) // sw + 1
+    views = [x[:, :, i:i + sh * (h_out - 1) + 1:sh, j:j + sw * (w_out - 1) + 1:sw]
+             for i in range(ph) for j in range(pw)]
+    stacked = np.stack(views, axis=-1)
+    winner = np.argmax(stacked, axis=-1)
+    dx = np.zeros_like(x)
+    for k in range(ph * pw):
+        i, j = divmod(k, pw)
+        dx[:, :, i:i + sh * (h_out - 1) + 1:sh, j:j + sw * (w_out - 1) + 1:sw] += dy * (winner == k)
+    return stacked.max(axis=-1), dx
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize(
+    ("pool", "stride"), [((2, 2), (2, 2)), ((2, 2), (1, 1)), ((2, 2), (1, 2)), ((2, 2), (3, 3)),
+                         ((3, 3), (2, 2)), ((2, 3), (2, 3))]
+)
+def test_ties_route_like_argmax_for_every_stride(pool, stride, training):
+    """Every stride sends each gradient to the first maximum of its window."""
+    rng = np.random.default_rng(8)
+    x = rng.integers(-1, 2, size=(3, 2, 7, 8)).astype(np.float32)  # ties everywhere
+    layer = built((2, 7, 8), dtype=np.float32, pool_size=list(pool), stride=list(stride))
+    y = layer.forward(x, training=training)
+    dy = rng.normal(size=y.shape).astype(np.float32)
+    y_ref, dx_ref = first_max_reference(x, pool, stride, dy)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(layer.backward(dy), dx_ref)
