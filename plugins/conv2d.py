@@ -50,6 +50,10 @@ from framework.ops import (
 )
 
 PositiveInt = Annotated[int, Field(strict=True, ge=1)]
+
+#: Up to this many rows of columns (C*kh*kw) the per-sample (batched matmul) layout is
+#: used; above it one large 2-D GEMM over the whole batch (measured: docs/performance.md).
+PER_SAMPLE_MAX_K = 32
 Size = PositiveInt | tuple[PositiveInt, PositiveInt]
 
 
@@ -125,39 +129,74 @@ class Conv2D(Layer):
 
     def forward(self, x, *, training):
         geometry = (self.kernel, self.stride, self.padding)
-        shape = cols_shape(x.shape, *geometry)
+        c, kh, kw, n, h_out, w_out = shape = cols_shape(x.shape, *geometry)
+        f, k, p = self.config.filters, c * kh * kw, h_out * w_out
+        W2 = self._params["W"].reshape(f, k)
+        y = np.empty((n, f, h_out, w_out), dtype=self.dtype)
+        if k <= PER_SAMPLE_MAX_K:
+            # Few rows of columns (a first layer: C*kh*kw = 9): the products are cheap and
+            # the output is large, so the columns go sample first (N, C, kh, kw, H', W')
+            # and one batched matmul of N products writes y in its final order, saving
+            # the (F, N, .) <-> (N, F, .) reorders of y and dy (docs/performance.md).
+            cols = self._work.get("cols_n", (n, c, kh, kw, h_out, w_out), self.dtype)
+            im2col(x, *geometry, out=cols.transpose(1, 2, 3, 0, 4, 5))
+            np.matmul(W2, cols.reshape(n, k, p), out=y.reshape(n, f, p))
+            if self.config.use_bias:
+                y += self._params["b"][:, None, None]
+            self.cache = (x.shape, cols, True)
+            return y
         cols = im2col(x, *geometry, out=self._work.get("cols", shape, self.dtype))
-        c, kh, kw, n, h_out, w_out = shape
-        f = self.config.filters
-        W2 = self._params["W"].reshape(f, c * kh * kw)
         # One GEMM for the whole batch, written to a reused (F, N*H'*W') buffer; the
         # reorder to (N, F, H', W') is fused with the bias add into the fresh output.
-        y_fm = np.matmul(W2, cols.reshape(c * kh * kw, n * h_out * w_out),
-                         out=self._work.get("fm", (f, n * h_out * w_out), self.dtype))
+        y_fm = np.matmul(W2, cols.reshape(k, n * p),
+                         out=self._work.get("fm", (f, n * p), self.dtype))
         y_nf = y_fm.reshape(f, n, h_out, w_out).transpose(1, 0, 2, 3)
-        y = np.empty((n, f, h_out, w_out), dtype=self.dtype)
         if self.config.use_bias:
             np.add(y_nf, self._params["b"][:, None, None], out=y)
         else:
             np.copyto(y, y_nf)
-        self.cache = (x.shape, cols)
+        self.cache = (x.shape, cols, False)
         return y
 
     def backward(self, dy):
-        x_shape, cols = self.cached()
+        x_shape, cols, per_sample = self.cached()
+        if per_sample:
+            return self._backward_per_sample(dy, x_shape, cols)
         c, kh, kw, n, h_out, w_out = cols.shape
         f, k, m = self.config.filters, c * kh * kw, n * h_out * w_out
         # dY (F, N*H'*W') in the column order of cols; reuses the forward's staging buffer.
         dY = self._work.get("fm", (f, m), self.dtype)
-        dy_fnp = dy.reshape(n, f, h_out * w_out).transpose(1, 0, 2)
-        np.copyto(dY.reshape(f, n, h_out * w_out), dy_fnp)
-        cols2 = cols.reshape(k, m)
-        np.matmul(dY, cols2.T, out=self._grads["W"].reshape(f, k))
+        np.copyto(dY.reshape(f, n, h_out * w_out), dy.reshape(n, f, -1).transpose(1, 0, 2))
+        np.matmul(dY, cols.reshape(k, m).T, out=self._grads["W"].reshape(f, k))
         if self.config.use_bias:
             np.sum(dY, axis=1, out=self._grads["b"])
+        if not self.needs_input_grad:
+            # The runner needs no dx (this layer reads the network input): skip a third
+            # of the products and the col2im (framework.layer, needs_input_grad).
+            return None
         W2 = self._params["W"].reshape(f, k)
         dcols = np.matmul(W2.T, dY, out=self._work.get("dcols", (k, m), self.dtype))
         return col2im(dcols.reshape(cols.shape), x_shape, self.kernel, self.stride, self.padding)
+
+    def _backward_per_sample(self, dy, x_shape, cols):
+        """backward for the sample-first columns (N, C, kh, kw, H', W') of forward."""
+        n, c, kh, kw, h_out, w_out = cols.shape
+        f, k, p = self.config.filters, c * kh * kw, h_out * w_out
+        dY = dy.reshape(n, f, p)
+        cols3 = cols.reshape(n, k, p)
+        # dW = sum_n dY_n cols_n^T: N small products, then one sum over the batch.
+        dW_n = np.matmul(dY, cols3.transpose(0, 2, 1),
+                         out=self._work.get("dW_n", (n, f, k), self.dtype))
+        np.sum(dW_n, axis=0, out=self._grads["W"].reshape(f, k))
+        if self.config.use_bias:
+            np.sum(dY, axis=(0, 2), out=self._grads["b"])
+        if not self.needs_input_grad:
+            return None
+        W2 = self._params["W"].reshape(f, k)
+        dcols = np.matmul(W2.T, dY, out=self._work.get("dcols_n", cols.shape, self.dtype)
+                          .reshape(n, k, p))
+        return col2im(dcols.reshape(cols.shape).transpose(1, 2, 3, 0, 4, 5), x_shape,
+                      self.kernel, self.stride, self.padding)
 
     @classmethod
     def examples(cls):
