@@ -22,6 +22,12 @@ Padding: ``"valid"`` is none; an int p pads p zeros on every side; ``"same"`` pa
 so that H' = ceil(H / sh) (for stride 1, H' = H), splitting an odd total with the
 extra zero at the bottom and right, as TensorFlow does.
 
+Layout: with few rows of columns (C*kh*kw <= PER_SAMPLE_MAX_K, a first layer) the
+columns are kept sample first, (N, C*kh*kw, H'*W'), and y is N batched products
+W2 @ cols_n written straight into (N, F, H'*W'); dW then sums N products
+dy_n @ cols_n.T. When the runner sets ``needs_input_grad = False`` (this layer reads
+the network input) backward fills dW and db and returns None.
+
 Buffers: the columns, the (F, N*H'*W') staging matrix and the column gradient
 live in a :class:`framework.ops.Workspace` reused while the batch shape stays the
 same. They are never handed out: ``y`` and ``dx`` are new arrays on every call,
