@@ -232,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .allocator import tune_allocator
+
+    tune_allocator()  # process-wide, so only the command does it, never an import
     try:
         return args.func(args)
     except ConfigError as exc:
