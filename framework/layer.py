@@ -79,6 +79,16 @@ class Example:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def make_config(model: type[BaseModel], config: BaseModel | dict[str, Any] | None,
+                kwargs: dict[str, Any]) -> BaseModel:
+    """A plugin's config from a config object, a dict, or keyword arguments (not both)."""
+    if config is None:
+        return model(**kwargs)
+    if kwargs:
+        raise TypeError("pass either a config object or keyword arguments, not both")
+    return model(**config) if isinstance(config, dict) else config
+
+
 class Layer(ABC):
     """Convenience base class implementing the bookkeeping of the layer protocol.
 
@@ -106,13 +116,7 @@ class Layer(ABC):
     needs_input_grad: bool = True
 
     def __init__(self, config: BaseModel | dict[str, Any] | None = None, /, **kwargs: Any):
-        if config is None:
-            config = self.Config(**kwargs)
-        elif kwargs:
-            raise TypeError("pass either a config object or keyword arguments, not both")
-        elif isinstance(config, dict):
-            config = self.Config(**config)
-        self.config = config
+        self.config = make_config(self.Config, config, kwargs)
         self._params: dict[str, np.ndarray] = {}
         self._grads: dict[str, np.ndarray] = {}
         self._state: dict[str, np.ndarray] = {}

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from .errors import BackwardBeforeForwardError
-from .layer import LayerConfig
+from .layer import LayerConfig, make_config
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,7 @@ class Loss(ABC):
     Config: ClassVar[type[BaseModel]] = LayerConfig
 
     def __init__(self, config: BaseModel | dict[str, Any] | None = None, /, **kwargs: Any):
-        if config is None:
-            config = self.Config(**kwargs)
-        elif kwargs:
-            raise TypeError("pass either a config object or keyword arguments, not both")
-        elif isinstance(config, dict):
-            config = self.Config(**config)
-        self.config = config
+        self.config = make_config(self.Config, config, kwargs)
         self.cache: Any = None
 
     @abstractmethod

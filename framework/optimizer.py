@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import StateError
+from .layer import make_config
 
 
 class OptimizerConfig(BaseModel):
@@ -42,14 +43,8 @@ class Optimizer(ABC):
     Config: ClassVar[type[BaseModel]] = OptimizerConfig
 
     def __init__(self, config: BaseModel | dict[str, Any] | None = None, /, **kwargs: Any):
-        if config is None:
-            config = self.Config(**kwargs)
-        elif kwargs:
-            raise TypeError("pass either a config object or keyword arguments, not both")
-        elif isinstance(config, dict):
-            config = self.Config(**config)
-        self.config = config
-        self.lr = float(config.lr)
+        self.config = make_config(self.Config, config, kwargs)
+        self.lr = float(self.config.lr)
         self.slots: dict[str, dict[str, np.ndarray]] = {}
         self.counters: dict[str, int] = {}
 
