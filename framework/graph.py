@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .config import INPUT, NetworkConfig, NodeConfig, topological_order
-from .errors import ShapeError, StateError
+from .errors import PluginError, ShapeError, StateError
 from .registry import Provider, Registry
 
 
@@ -184,7 +184,7 @@ class Network:
             for ref, d_in in zip(step.inputs, d_ins, strict=True):
                 if d_in is None:
                     if first.needs_input_grad:
-                        raise TypeError(
+                        raise PluginError(
                             f"layer {step.nodes[0].name!r} ({type(first).__name__}) returned "
                             "None from backward() for an input gradient the runner needs; "
                             "return None only while needs_input_grad is False"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from framework import ShapeError, StateError
+from framework import PluginError, ShapeError, StateError
 from framework.config import load_config, validate_config
 from framework.graph import Network
 from framework.registry import load_registry
@@ -215,5 +215,5 @@ def test_a_layer_returning_none_for_a_needed_gradient_is_named(registry):
                            {"type": "dense", "units": 2, "name": "second"}])
     net.forward(np.ones((2, 4)), training=True)
     net.nodes[1].layer.backward = lambda dy: None
-    with pytest.raises(TypeError, match="'second'.*needs_input_grad"):
+    with pytest.raises(PluginError, match="'second'.*needs_input_grad"):
         net.backward(np.ones((2, 2)))
