@@ -174,9 +174,12 @@ def fit(session: Session, data: Data, *, quiet: bool = False, log=print) -> list
         session.optimizer.lr = learning_rate(training.schedule, session.config.optimizer.config.lr,
                                              epoch, training.epochs)
         started = time.perf_counter()
+        # Redirected to a file, the bar is redrawn at most every 10 s rather than 10 times
+        # a second, so a log stays readable.
         with tqdm(total=len(data.train_x), desc=f"epoch {epoch + 1}/{training.epochs}",
                   unit="sample", disable=quiet, leave=False, file=sys.stderr,
-                  dynamic_ncols=True) as progress:
+                  dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 10.0,
+                  ) as progress:
             train_loss, train_acc = train_epoch(session, data, progress=progress)
         record: dict[str, Any] = {
             "epoch": epoch + 1,
