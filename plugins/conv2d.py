@@ -25,8 +25,10 @@ extra zero at the bottom and right, as TensorFlow does.
 Layout: with few rows of columns (C*kh*kw <= PER_SAMPLE_MAX_K, a first layer) the
 columns are kept sample first, (N, C*kh*kw, H'*W'), and y is N batched products
 W2 @ cols_n written straight into (N, F, H'*W'); dW then sums N products
-dy_n @ cols_n.T. When the runner sets ``needs_input_grad = False`` (this layer reads
-the network input) backward fills dW and db and returns None.
+dy_n @ cols_n.T. There the bias is a column of W2 against a row of ones in the
+columns, so the products add b and the dW sum yields db. When the runner sets
+``needs_input_grad = False`` (this layer reads the network input) backward fills dW
+and db and returns None.
 
 Buffers: the columns, the (F, N*H'*W') staging matrix and the column gradient
 live in a :class:`framework.ops.Workspace` reused while the batch shape stays the
@@ -144,11 +146,17 @@ class Conv2D(Layer):
             # the output is large, so the columns go sample first (N, C, kh, kw, H', W')
             # and one batched matmul of N products writes y in its final order, saving
             # the (F, N, .) <-> (N, F, .) reorders of y and dy (docs/performance.md).
-            cols = self._work.get("cols_n", (n, c, kh, kw, h_out, w_out), self.dtype)
-            im2col(x, *geometry, out=cols.transpose(1, 2, 3, 0, 4, 5))
-            np.matmul(W2, cols.reshape(n, k, p), out=y.reshape(n, f, p))
+            # With a bias the columns get a last row of ones and W2 the column b, so the
+            # product adds the bias (y is written once, not written and then re-read
+            # for a separate add) and backward's dW product also yields db.
+            rows = k + 1 if self.config.use_bias else k
+            cols = self._work.get("cols_n", (n, rows, p), self.dtype)
+            im2col(x, *geometry, out=cols[:, :k].reshape(n, c, kh, kw, h_out, w_out)
+                   .transpose(1, 2, 3, 0, 4, 5))
             if self.config.use_bias:
-                y += self._params["b"][:, None, None]
+                cols[:, k] = 1
+                W2 = np.concatenate([W2, self._params["b"][:, None]], axis=1)
+            np.matmul(W2, cols, out=y.reshape(n, f, p))
             self.cache = (x.shape, cols, True)
             return y
         cols = im2col(x, *geometry, out=self._work.get("cols", shape, self.dtype))
@@ -185,24 +193,27 @@ class Conv2D(Layer):
         return col2im(dcols.reshape(cols.shape), x_shape, self.kernel, self.stride, self.padding)
 
     def _backward_per_sample(self, dy, x_shape, cols):
-        """backward for the sample-first columns (N, C, kh, kw, H', W') of forward."""
-        n, c, kh, kw, h_out, w_out = cols.shape
-        f, k, p = self.config.filters, c * kh * kw, h_out * w_out
+        """backward for the sample-first columns (N, C*kh*kw [+ 1], H'*W') of forward."""
+        n, rows, p = cols.shape
+        f, c, kh, kw = self._params["W"].shape
+        k = c * kh * kw
         dY = dy.reshape(n, f, p)
-        cols3 = cols.reshape(n, k, p)
-        # dW = sum_n dY_n cols_n^T: N small products, then one sum over the batch.
-        dW_n = np.matmul(dY, cols3.transpose(0, 2, 1),
-                         out=self._work.get("dW_n", (n, f, k), self.dtype))
-        np.sum(dW_n, axis=0, out=self._grads["W"].reshape(f, k))
+        # dW = sum_n dY_n cols_n^T: N small products, then one sum over the batch. The
+        # row of ones (with a bias) makes the last column of each product dY_n's row
+        # sums, so the same sum yields db.
+        dW_n = np.matmul(dY, cols.transpose(0, 2, 1),
+                         out=self._work.get("dW_n", (n, f, rows), self.dtype))
+        dWb = np.sum(dW_n, axis=0, out=self._work.get("dWb", (f, rows), self.dtype))
+        self._grads["W"].reshape(f, k)[...] = dWb[:, :k]
         if self.config.use_bias:
-            np.sum(dY, axis=(0, 2), out=self._grads["b"])
+            self._grads["b"][...] = dWb[:, k]
         if not self.needs_input_grad:
             return None
         W2 = self._params["W"].reshape(f, k)
-        dcols = np.matmul(W2.T, dY, out=self._work.get("dcols_n", cols.shape, self.dtype)
-                          .reshape(n, k, p))
-        return col2im(dcols.reshape(cols.shape).transpose(1, 2, 3, 0, 4, 5), x_shape,
-                      self.kernel, self.stride, self.padding)
+        h_out, w_out = dy.shape[2:]
+        dcols = np.matmul(W2.T, dY, out=self._work.get("dcols_n", (n, k, p), self.dtype))
+        return col2im(dcols.reshape(n, c, kh, kw, h_out, w_out).transpose(1, 2, 3, 0, 4, 5),
+                      x_shape, self.kernel, self.stride, self.padding)
 
     @classmethod
     def examples(cls):

@@ -10,8 +10,12 @@ X3 = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)  # [[1, 2, 3], [4, 5, 6], [7, 8, 9
 W22 = np.array([[1.0, 2.0], [3.0, 4.0]])
 
 
-def numerical_gradient(f, a, h=1e-6):
-    """Central differences of the scalar f() with respect to every entry of a."""
+def numerical_gradient(f, a, h=1e-5):
+    """Central differences of the scalar f() with respect to every entry of a.
+
+    h = 1e-5 balances the O(h^2) truncation against the O(eps/h) rounding of f in
+    float64; at 1e-6 the rounding alone gave 2.5e-9 absolute (1.8e-6 relative) on a
+    gradient entry of 7e-4 when the bias is added inside the product."""
     grad = np.zeros_like(a)
     for i in np.ndindex(a.shape):
         old = a[i]
