@@ -120,3 +120,28 @@ def compare(
     worst = int(np.argmax(error))
     return GradReport(name, len(indices), kinks, indices[worst],
                       float(a[worst]), float(n[worst]), float(error[worst]))
+
+
+def numerical_gradient(f: Callable[[], float], a: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """Central differences of the scalar ``f()`` with respect to every entry of ``a``.
+
+    ``a`` is perturbed in place and restored; ``f`` reads it. The plain two-point
+    formula with a small ``h``, for hand-written plugin tests on tiny arrays in
+    float64 (the conformance checks use :func:`compare`).
+    """
+    grad = np.zeros_like(a)
+    for i in np.ndindex(a.shape):
+        old = a[i]
+        a[i] = old + h
+        f_plus = f()
+        a[i] = old - h
+        f_minus = f()
+        a[i] = old
+        grad[i] = (f_plus - f_minus) / (2 * h)
+    return grad
+
+
+def max_relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
+    """max |a - n| / (|a| + |n|) over all entries (with a 1e-12 floor against 0/0)."""
+    scale = np.maximum(np.abs(analytic) + np.abs(numeric), 1e-12)
+    return float(np.max(np.abs(analytic - numeric) / scale))

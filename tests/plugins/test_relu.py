@@ -2,26 +2,8 @@ import numpy as np
 import pytest
 
 from framework import BackwardBeforeForwardError
+from framework.testing.gradcheck import max_relative_error, numerical_gradient
 from plugins import relu
-
-
-def numerical_gradient(f, a, h=1e-6):
-    """Central differences of the scalar f() with respect to every entry of a."""
-    grad = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        old = a[i]
-        a[i] = old + h
-        f_plus = f()
-        a[i] = old - h
-        f_minus = f()
-        a[i] = old
-        grad[i] = (f_plus - f_minus) / (2 * h)
-    return grad
-
-
-def max_relative_error(analytic, numeric):
-    scale = np.maximum(np.abs(analytic) + np.abs(numeric), 1e-12)
-    return float(np.max(np.abs(analytic - numeric) / scale))
 
 
 def built(input_shape=(4,), dtype=np.float32):
