@@ -126,15 +126,22 @@ def _declared_but_unknown(reasons: dict[str, str], cases: list[tuple[type, Any, 
     return sorted(set(reasons) - known)
 
 
-def run_checks(plugin: Any, *, expected_failed_checks: ExpectedFailures | None = None,
-               ) -> list[CheckResult]:
-    """Run every check that applies to ``plugin`` (a layer or loss class or instance)."""
+def _planned(plugin: Any, expected_failed_checks: ExpectedFailures | None):
+    """The checks that apply to ``plugin`` and its declared failures; a declaration that
+    names no check that runs is an error (a typo must not silently hide a failure)."""
     cases = list(generate_checks(plugin))
     reasons = _reasons(plugin, expected_failed_checks)
     unknown = _declared_but_unknown(reasons, cases)
     if unknown:
         raise ValueError(f"expected_failed_checks names checks that do not run on "
                          f"{plugin_name(plugin)}: {', '.join(unknown)}")
+    return cases, reasons
+
+
+def run_checks(plugin: Any, *, expected_failed_checks: ExpectedFailures | None = None,
+               ) -> list[CheckResult]:
+    """Run every check that applies to ``plugin`` (a layer or loss class or instance)."""
+    cases, reasons = _planned(plugin, expected_failed_checks)
     results = []
     for cls, example, func in cases:
         try:
@@ -198,12 +205,7 @@ def parametrize_with_checks(plugins: Iterable[Any], *,
 
     params = []
     for plugin in plugins:
-        cases = list(generate_checks(plugin))
-        reasons = _reasons(plugin, expected_failed_checks)
-        unknown = _declared_but_unknown(reasons, cases)
-        if unknown:
-            raise ValueError(f"expected_failed_checks names checks that do not run on "
-                             f"{plugin_name(plugin)}: {', '.join(unknown)}")
+        cases, reasons = _planned(plugin, expected_failed_checks)
         for cls, example, func in cases:
             reason = _reason_for(reasons, example, func)
             marks = [pytest.mark.xfail(strict=True, reason=reason, raises=ConformanceError)
