@@ -1,6 +1,7 @@
 """lamina's core: the layer, loss and optimizer protocols, plugin discovery,
 validated network configs and the graph runner. This module only re-exports."""
 
+from .config import NetworkConfig, load_config
 from .errors import (
     BackwardBeforeForwardError,
     CheckpointError,
@@ -14,11 +15,13 @@ from .errors import (
     TrainingError,
     UnknownPluginError,
 )
+from .graph import Network
 from .hookspecs import hookimpl, hookspec
 from .initializers import INITIALIZERS, initialize
 from .layer import Example, Layer, LayerConfig, Shape
 from .loss import Loss, LossExample
 from .optimizer import Optimizer, OptimizerConfig
+from .registry import Registry, load_registry
 
 __version__ = "0.1.0"
 
@@ -35,9 +38,12 @@ __all__ = [
     "LayerConfig",
     "Loss",
     "LossExample",
+    "Network",
+    "NetworkConfig",
     "Optimizer",
     "OptimizerConfig",
     "PluginError",
+    "Registry",
     "Shape",
     "ShapeError",
     "StateError",
@@ -47,4 +53,6 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "initialize",
+    "load_config",
+    "load_registry",
 ]
