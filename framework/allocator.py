@@ -18,7 +18,6 @@ program embedding lamina may call it too. ``LAMINA_MALLOC_TUNING=0`` turns it of
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 M_TRIM_THRESHOLD = -1
@@ -36,12 +35,11 @@ def tune_allocator() -> bool:
     """Apply :data:`SETTINGS` with glibc's ``mallopt``; False where that is not possible."""
     if os.environ.get("LAMINA_MALLOC_TUNING", "1").strip() in ("0", "false", "no"):
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        # The running process's own symbols include the C library's; looking libc up by
+        # name (ctypes.util.find_library) would spawn ldconfig on every start-up.
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # no mallopt (macOS, Windows): nothing to tune
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
