@@ -91,6 +91,7 @@ class Network:
         self.output = config.output
         self._build(rng)
         self.steps = self._plan()
+        self._readers = self._step_consumer_counts()  # how many steps read each value
 
     # -- construction -----------------------------------------------------------------
     def _by_name(self, name: str) -> Node:
@@ -149,7 +150,7 @@ class Network:
         With ``timings``, each layer's forward seconds are stored under its name
         (``lamina bench`` uses this)."""
         values: dict[str, Any] = {INPUT: x}
-        remaining = self._step_consumer_counts()
+        remaining = dict(self._readers)
         for step in self.steps:
             args = [values[ref] for ref in step.inputs]
             for ref in step.inputs:  # let go of activations no later layer reads
