@@ -53,6 +53,11 @@ class Node:
     def inputs(self) -> tuple[str, ...]:
         return self.config.inputs
 
+    @property
+    def output(self) -> str:
+        """The name of the value this node produces (its own name)."""
+        return self.config.name
+
 
 @dataclass(frozen=True)
 class Step:
@@ -91,7 +96,7 @@ class Network:
         self.output = config.output
         self._build(rng)
         self.steps = self._plan()
-        self._readers = self._step_consumer_counts()  # how many steps read each value
+        self._readers = self._readers_of(self.steps)  # how many steps read each value
 
     # -- construction -----------------------------------------------------------------
     def _by_name(self, name: str) -> Node:
@@ -115,7 +120,7 @@ class Network:
 
     def _plan(self) -> list[Step]:
         """The execution order: ``self.order`` with commuting pairs swapped into one step."""
-        consumers = self._consumer_counts()
+        consumers = self._readers_of(self.nodes)
         by_name = {node.name: node for node in self.order}
         pulled: dict[str, Node] = {}  # pool name -> the elementwise layer it runs before
         for node in self.order:
@@ -196,17 +201,12 @@ class Network:
                 pending[ref] = pending[ref] + d_in if ref in pending else d_in
         return pending.get(INPUT) if input_grad else None
 
-    def _step_consumer_counts(self) -> dict[str, int]:
-        counts = {INPUT: 0, **{step.output: 0 for step in self.steps}}
-        for step in self.steps:
-            for ref in step.inputs:
-                counts[ref] += 1
-        return counts
-
-    def _consumer_counts(self) -> dict[str, int]:
-        counts = {INPUT: 0, **{node.name: 0 for node in self.nodes}}
-        for node in self.nodes:
-            for ref in node.inputs:
+    @staticmethod
+    def _readers_of(units: list[Node] | list[Step]) -> dict[str, int]:
+        """How many of ``units`` (nodes or steps) read each value, by value name."""
+        counts = {INPUT: 0, **{unit.output: 0 for unit in units}}
+        for unit in units:
+            for ref in unit.inputs:
                 counts[ref] += 1
         return counts
 
