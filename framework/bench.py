@@ -1,11 +1,15 @@
 """``lamina bench``: how fast a network trains and infers on this machine.
 
-Times, on random data of the config's input shape, each layer's forward and
-backward, the whole training step (forward, loss, backward, optimizer update)
-and inference (forward in eval mode). Every figure is the median of ``steps``
-repetitions after ``warmup`` untimed ones, with the spread (min and max), since
-a shared machine is noisy. Throughput is samples per second of the median step;
-the projected epoch time is for 60,000 samples.
+Times, on random data of the config's input shape, the training step (forward,
+loss, backward, optimizer update) and inference (forward in eval mode) as
+``lamina train`` runs them: on the config's shards of the batch, in parallel
+threads (:mod:`framework.parallel`). For the breakdown, each layer's forward and
+backward are timed on the whole batch in one thread, and that whole-batch step
+is reported too. Every figure is the median of ``steps`` repetitions after
+``warmup`` untimed ones, with the spread (min and max), since a shared machine is
+noisy.
+Throughput is samples per second of the median step; the projected epoch time is
+for 60,000 samples.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 
 from .config import load_config
 from .graph import Network
+from .parallel import ShardedStep, resolve_shards
 from .registry import Registry
 
 EPOCH_SAMPLES = 60_000
@@ -28,11 +33,20 @@ def _spread(seconds: list[float]) -> dict[str, float]:
             "max_ms": max(seconds) * 1e3}
 
 
+def _timed(run) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
 def run_bench(config_source: str, registry: Registry, *, batch_size: int = 128,
-              steps: int = 20, warmup: int = 3, seed: int = 0) -> dict[str, Any]:
+              steps: int = 20, warmup: int = 3, seed: int = 0,
+              shards: int | None = None) -> dict[str, Any]:
+    """Time ``config_source``'s network; ``shards`` overrides the config's shard count."""
     config = load_config(config_source, registry)
     rng = np.random.default_rng(seed)
     network = Network(config, registry, rng)
+    shards = resolve_shards(shards if shards is not None else config.training.shards, network)
     loss = registry.loss(config.loss.type)(config.loss.config)
     optimizer = registry.optimizer(config.optimizer.type)(config.optimizer.config)
     x = rng.random((batch_size, *config.input_shape), dtype=np.float32)
@@ -42,44 +56,64 @@ def run_bench(config_source: str, registry: Registry, *, batch_size: int = 128,
 
     per_layer: dict[str, dict[str, list[float]]] = {
         n.name: {"forward": [], "backward": []} for n in network.nodes}
-    train, infer = [], []
-    for i in range(warmup + steps):
-        fwd: dict[str, float] = {}
-        bwd: dict[str, float] = {}
-        started = time.perf_counter()
+    times: dict[str, list[float]] = {"whole": [], "train": [], "whole_infer": [], "infer": []}
+
+    def whole_step(fwd: dict[str, float], bwd: dict[str, float]) -> None:
         logits = network.forward(x, training=True, timings=fwd)
         loss.forward(logits, y)
         network.backward(loss.backward(), timings=bwd)
         optimizer.step(params, grads)
-        elapsed = time.perf_counter() - started
-        started = time.perf_counter()
-        network.forward(x, training=False)
-        inferred = time.perf_counter() - started
+
+    for i in range(warmup + steps):
+        fwd: dict[str, float] = {}
+        bwd: dict[str, float] = {}
+        whole = _timed(lambda: whole_step(fwd, bwd))  # noqa: B023
+        whole_infer = _timed(lambda: network.forward(x, training=False))
         if i >= warmup:
-            train.append(elapsed)
-            infer.append(inferred)
+            times["whole"].append(whole)
+            times["whole_infer"].append(whole_infer)
             for name in per_layer:
                 per_layer[name]["forward"].append(fwd[name])
                 per_layer[name]["backward"].append(bwd[name])
+    # The sharded steps run as a block of their own, after their own warm-up: right
+    # after a whole-batch product OpenBLAS's idle worker spins on the second core for
+    # up to ~0.1 s, which would slow a sharded step timed next to it (not in training,
+    # where no whole-batch product runs).
+    with ShardedStep(network, loss, rng, shards=shards) as sharded:
+        for i in range(warmup + steps):
+            train = _timed(lambda: (sharded.train_step(x, y), optimizer.step(params, grads)))
+            infer = _timed(lambda: sharded.predict(x))
+            if i >= warmup:
+                times["train"].append(train)
+                times["infer"].append(infer)
+        how = sharded.describe()
 
-    train_sps = batch_size / statistics.median(train)
+    def samples_per_s(key: str) -> float:
+        return batch_size / statistics.median(times[key])
+
     return {
         "config": config.source,
         "batch_size": batch_size,
         "steps": steps,
         "warmup": warmup,
         "dtype": str(network.dtype),
+        "shards": shards,
+        "parallel": how,
         "layers": [
             {"name": n.name, "type": n.config.type,
              "forward": _spread(per_layer[n.name]["forward"]),
              "backward": _spread(per_layer[n.name]["backward"])}
             for n in network.nodes
         ],
-        "train_step": _spread(train),
-        "infer_step": _spread(infer),
-        "train_samples_per_s": train_sps,
-        "infer_samples_per_s": batch_size / statistics.median(infer),
-        "epoch_seconds": EPOCH_SAMPLES / train_sps,
+        "whole_train_step": _spread(times["whole"]),
+        "whole_infer_step": _spread(times["whole_infer"]),
+        "whole_train_samples_per_s": samples_per_s("whole"),
+        "whole_infer_samples_per_s": samples_per_s("whole_infer"),
+        "train_step": _spread(times["train"]),
+        "infer_step": _spread(times["infer"]),
+        "train_samples_per_s": samples_per_s("train"),
+        "infer_samples_per_s": samples_per_s("infer"),
+        "epoch_seconds": EPOCH_SAMPLES / samples_per_s("train"),
     }
 
 
@@ -95,10 +129,16 @@ def format_bench(result: dict[str, Any]) -> str:
               for r in rows]
     lines += [
         "",
-        f"training step   {_fmt(result['train_step'])} ms  "
+        "whole batch (the layer times above):",
+        f"  training step  {_fmt(result['whole_train_step'])} ms  "
+        f"{result['whole_train_samples_per_s']:,.0f} samples/s",
+        f"  inference      {_fmt(result['whole_infer_step'])} ms  "
+        f"{result['whole_infer_samples_per_s']:,.0f} samples/s",
+        f"as lamina train runs it ({result['parallel']}):",
+        f"  training step  {_fmt(result['train_step'])} ms  "
         f"{result['train_samples_per_s']:,.0f} samples/s  "
         f"({result['epoch_seconds']:.1f} s per {EPOCH_SAMPLES:,}-sample epoch)",
-        f"inference       {_fmt(result['infer_step'])} ms  "
+        f"  inference      {_fmt(result['infer_step'])} ms  "
         f"{result['infer_samples_per_s']:,.0f} samples/s",
     ]
     return "\n".join(lines)

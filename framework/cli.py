@@ -32,8 +32,11 @@ def _network(args: argparse.Namespace, registry, config):
     import numpy as np
 
     from .graph import Network
+    from .parallel import resolve_shards
 
-    return Network(config, registry, np.random.default_rng(config.training.seed))
+    network = Network(config, registry, np.random.default_rng(config.training.seed))
+    resolve_shards(config.training.shards, network)  # a shard count the network cannot take
+    return network
 
 
 # -- commands -------------------------------------------------------------------------
@@ -129,7 +132,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import format_bench, run_bench
 
     result = run_bench(args.config, _registry(args), batch_size=args.batch_size,
-                       steps=args.steps, warmup=args.warmup)
+                       steps=args.steps, warmup=args.warmup, shards=args.shards)
     print(json.dumps(result, indent=2) if args.json else format_bench(result))
     return 0
 
@@ -225,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_whole_number(1), default=128)
     p.add_argument("--steps", type=_whole_number(1), default=20, help="timed steps")
     p.add_argument("--warmup", type=_whole_number(0), default=3, help="untimed steps first")
+    p.add_argument("--shards", type=_whole_number(1), default=None,
+                   help="slices of the batch run in parallel (default: the config's)")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     return parser
 

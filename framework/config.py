@@ -71,6 +71,11 @@ class TrainingConfig(BaseModel):
     early_stopping_patience: int | None = Field(
         None, ge=1, description="stop after this many epochs without a better validation loss"
     )
+    shards: int | None = Field(
+        None, ge=1, le=64,
+        description="split each batch into this many slices run on parallel threads "
+        "(framework.parallel); default 2, or 1 for a network with batch-dependent layers",
+    )
 
 
 class _Sections(BaseModel):

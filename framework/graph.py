@@ -85,20 +85,36 @@ class Network:
         *,
         dtype: Any = np.float32,
     ):
+        entries = [registry.entry("layer", node.type) for node in config.nodes]
+        self._assemble(config, [(e.cls, e.provider) for e in entries], rng, np.dtype(dtype))
+
+    def replica(self, rng: np.random.Generator) -> Network:
+        """A new network of the same config and layer classes, built with ``rng``.
+
+        Its parameters, gradients and caches are its own (copy values in with
+        :meth:`load_state_dict`); its stochastic layers draw from ``rng``. The sharded
+        training step (:mod:`framework.parallel`) runs one replica per shard."""
+        twin = object.__new__(Network)
+        classes = [(type(node.layer), node.provider) for node in self.nodes]
+        twin._assemble(self.config, classes, rng, self.dtype)
+        return twin
+
+    # -- construction -----------------------------------------------------------------
+    def _assemble(self, config: NetworkConfig, classes: list[tuple[type, Provider]],
+                  rng: np.random.Generator, dtype: np.dtype) -> None:
         self.config = config
-        self.dtype = np.dtype(dtype)
+        self.dtype = dtype
         self.input_shape = tuple(config.input_shape)
-        self.nodes: list[Node] = []
-        for node_config in config.nodes:
-            entry = registry.entry("layer", node_config.type)
-            self.nodes.append(Node(node_config, entry.cls(node_config.config), entry.provider))
+        self.nodes: list[Node] = [
+            Node(node_config, cls(node_config.config), provider)
+            for node_config, (cls, provider) in zip(config.nodes, classes, strict=True)
+        ]
         self.order = [self._by_name(n.name) for n in topological_order(config.nodes)]
         self.output = config.output
         self._build(rng)
         self.steps = self._plan()
         self._readers = self._readers_of(self.steps)  # how many steps read each value
 
-    # -- construction -----------------------------------------------------------------
     def _by_name(self, name: str) -> Node:
         return next(node for node in self.nodes if node.name == name)
 

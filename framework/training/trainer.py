@@ -22,6 +22,7 @@ import numpy as np
 from ..config import NetworkConfig
 from ..errors import TrainingError
 from ..graph import Network
+from ..parallel import ShardedStep, resolve_shards
 from ..registry import Registry
 from ..schedules import learning_rate
 from . import runs
@@ -48,6 +49,7 @@ class Session:
     optimizer: Any
     rng: np.random.Generator
     run_dir: Path
+    step: ShardedStep  # runs the training steps and predictions, shard by shard
     history: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     epoch: int = 0  # epochs completed
@@ -59,7 +61,9 @@ def make_session(config: NetworkConfig, registry: Registry, run_dir: Path) -> Se
     network = Network(config, registry, rng)
     loss = registry.loss(config.loss.type)(config.loss.config)
     optimizer = registry.optimizer(config.optimizer.type)(config.optimizer.config)
-    return Session(config, network, loss, optimizer, rng, Path(run_dir))
+    shards = resolve_shards(config.training.shards, network)
+    step = ShardedStep(network, loss, rng, shards=shards)
+    return Session(config, network, loss, optimizer, rng, Path(run_dir), step)
 
 
 def split_validation(session: Session, x: np.ndarray, y: np.ndarray) -> Data:
@@ -123,7 +127,7 @@ def evaluate_arrays(session: Session, x: np.ndarray, y: np.ndarray,
     needs ~140 MB for the reference network's second conv alone) at no cost in speed."""
     total, predictions = 0.0, []
     for start in range(0, len(x), batch_size):
-        logits = session.network.forward(x[start:start + batch_size], training=False)
+        logits = session.step.predict(x[start:start + batch_size])
         total += session.loss.forward(logits, y[start:start + batch_size]) * len(logits)
         predictions.append(np.argmax(logits, axis=1))
     return total / max(len(x), 1), np.concatenate(predictions) if predictions else y[:0]
@@ -133,15 +137,14 @@ def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, 
     """One pass over the shuffled training set; returns (mean loss, accuracy)."""
     batch_size = session.config.training.batch_size
     order = session.rng.permutation(len(data.train_x))
-    net, loss_fn, opt = session.network, session.loss, session.optimizer
-    params, grads = net.params(), net.grads()
+    opt = session.optimizer
+    params, grads = session.network.params(), session.network.grads()
     seen = correct = 0
     loss_sum = 0.0
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         xb, yb = data.train_x[index], data.train_y[index]
-        logits = net.forward(xb, training=True)
-        loss = loss_fn.forward(logits, yb)
+        loss, logits = session.step.train_step(xb, yb)
         if not math.isfinite(loss):
             raise TrainingError(
                 f"the loss became {loss} at epoch {session.epoch + 1}, batch "
@@ -149,7 +152,6 @@ def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, 
                 f"(epoch {session.epoch}) is kept in {session.run_dir}. Lower the learning "
                 "rate (--lr) or check the data"
             )
-        net.backward(loss_fn.backward())
         opt.step(params, grads)
         seen += len(index)
         correct += int(np.sum(np.argmax(logits, axis=1) == yb))
