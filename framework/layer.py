@@ -7,7 +7,9 @@ A layer plugin is a class with
 - ``build(input_shape, rng, *, dtype) -> output_shape``: shapes are per sample
   (no batch axis). Allocates and initialises parameters from ``rng`` (the one
   generator the runner owns) and raises :class:`ShapeError` when the input does
-  not fit;
+  not fit. A stochastic layer keeps ``rng`` and draws from it alone: when training
+  runs on shards, each replica's generator is reseeded every step
+  (:mod:`framework.parallel`);
 - ``forward(x, *, training) -> y`` and ``backward(dy) -> dx``: arrays carry the
   batch axis first. ``backward`` overwrites (never accumulates) the gradients;
 - ``params()``, ``grads()``: live arrays under the same keys and shapes;

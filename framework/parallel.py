@@ -101,7 +101,8 @@ class ShardedStep:
     ``rng`` is the run's generator (one draw per training step when the network has a
     stochastic layer). ``threads`` defaults to one per core, at most one per shard.
     With ``shards == 1`` every call goes straight to ``network`` and ``loss``.
-    Use as a context manager, or call :meth:`close`, to stop the worker threads.
+    Worker threads start with the first parallel call; use the object as a context
+    manager, or call :meth:`close`, to stop them (a later call starts them again).
     """
 
     def __init__(self, network: Network, loss: Any, rng: np.random.Generator, *,
@@ -125,8 +126,6 @@ class ShardedStep:
                 replica = network.replica(generator)
                 self._replicas.append((replica, type(loss)(loss.config), generator))
                 self._copies.append(_pairs(network.params(), replica.params()))
-        if self.threads > 1:
-            self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="lamina-shard")
 
     def __enter__(self) -> ShardedStep:
         return self
@@ -198,8 +197,10 @@ class ShardedStep:
             for target, source in pairs:
                 np.copyto(target, source)
         threads = min(self.threads, count)
-        if threads == 1 or self._pool is None:
+        if threads == 1:
             return [run(i) for i in range(count)]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="lamina-shard")
         groups = [range(t, count, threads) for t in range(threads)]
         with blas_threads(1, self.blas):
             # This thread runs the first group; the pool the others. Every future is

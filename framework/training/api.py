@@ -109,6 +109,8 @@ def _fit(session: Session, data: Data, quiet: bool, log: Log) -> None:
         log(f"interrupted; the last checkpoint (epoch {session.epoch}) is in {session.run_dir}; "
             f"continue with `lamina train --resume {session.run_dir}`")
         raise
+    finally:
+        session.step.close()
 
 
 def _run_config(run_dir: Path, registry: Registry) -> NetworkConfig:
@@ -137,7 +139,8 @@ def evaluate_run(run_dir: str | Path, registry: Registry, *, data_dir: str | Non
 
     session = load_trained(run_dir, registry)
     dataset = load_dataset(session.config.training.dataset, data_dir=data_dir, report=log)
-    loss, predicted = evaluate_arrays(session, dataset.test_x, dataset.test_y)
+    with session.step:
+        loss, predicted = evaluate_arrays(session, dataset.test_x, dataset.test_y)
     k = dataset.num_classes
     confusion = np.bincount(dataset.test_y * k + predicted, minlength=k * k).reshape(k, k)
     per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)

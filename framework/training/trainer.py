@@ -2,9 +2,11 @@
 
 One generator, seeded from ``training.seed``, drives everything random in a run,
 in this order: parameter initialisation, the validation split, then for every
-epoch the shuffle and the dropout masks. Its state is saved with every
-checkpoint, so a resumed run draws exactly the numbers the uninterrupted run
-would have drawn and ends with bit-identical weights.
+epoch the shuffle and, per step, the seed of the dropout masks (drawn by
+:class:`framework.parallel.ShardedStep`, which runs each step on shards of the
+batch). Its state is saved with every checkpoint, so a resumed run draws exactly
+the numbers the uninterrupted run would have drawn and ends with bit-identical
+weights.
 """
 
 from __future__ import annotations
