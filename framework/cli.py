@@ -77,7 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     registry = _registry(args)
     overrides = {key: getattr(args, key) for key in
-                 ("epochs", "batch_size", "seed", "dataset", "limit")
+                 ("epochs", "batch_size", "seed", "dataset", "limit", "shards")
                  if getattr(args, key) is not None}
     if args.resume is not None:
         fixed = [f"--{k.replace('_', '-')}" for k in overrides if k != "epochs"]
@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="mnist or fashion-mnist")
     p.add_argument("--limit", type=_whole_number(1), metavar="N",
                    help="train on the first N training samples (quick runs)")
+    p.add_argument("--shards", type=_whole_number(1), metavar="N",
+                   help="slices of each batch run in parallel threads (default 2, or 1 for "
+                        "networks with batch-dependent layers)")
     p.add_argument("--data-dir", help="folder holding <dataset>/ (else LAMINA_DATA, else "
                                       "~/.cache/lamina)")
     p.add_argument("--run-dir", help="where the run is written (default runs/<config>-<time>)")

@@ -117,6 +117,9 @@ def provenance(session: Session, registry: Registry, dataset_files: dict[str, An
                              "version": e.provider.version, "module": e.provider.module}
                     for e in registry.entries() if e.name in used},
         "data_files": {k: str(v) for k, v in dataset_files.items()},
+        "shards": session.step.shards,
+        "parallel": session.step.describe(),
+        "blas": session.step.blas.path if session.step.blas is not None else None,
     }
 
 
