@@ -347,6 +347,41 @@ def check_state_roundtrip(plugin: type, example: Any) -> None:
 
 
 @check
+def check_instances_independent(plugin: type, example: Any) -> None:
+    """Two instances used in turn each compute what one used alone computes.
+
+    Training runs one replica of every layer per shard, in parallel threads
+    (framework.parallel): state kept on the class or in a module, or randomness not
+    drawn from the generator given to build(), would leak between the replicas."""
+    alone, _ = build(plugin, example, seed=0)
+    first, _ = build(plugin, example, seed=0)
+    second, _ = build(plugin, example, seed=1)
+    xs = draw_inputs(plugin, example)
+    others = [x[::-1] * 0.5 for x in xs]  # other samples, inside the example's input range
+    y_alone = forward(alone, xs, training=True)
+    dy = upstream(y_alone)
+    dx_alone = backward(alone, dy, len(xs))
+    y = forward(first, xs, training=True)
+    y_other = forward(second, others, training=True)
+    dx = backward(first, dy, len(xs))
+    backward(second, upstream(y_other), len(others))
+    fix = ("Keep every buffer and cache on the instance (self), never on the class or in "
+           "a module, and draw random numbers only from the generator build() received")
+    if not _close(y, y_alone):
+        fail("forward() of an instance to be unaffected by another instance's forward()",
+             f"outputs differing by up to {_max_diff(y, y_alone):.3g}", fix)
+    for i, (a, b) in enumerate(zip(dx, dx_alone, strict=True)):
+        if not _close(a, b):
+            fail(f"backward() of an instance to return its own input gradient {i} after "
+                 "another instance ran forward()",
+                 f"a difference of up to {_max_diff(a, b):.3g}", fix)
+    for k, g in alone.grads().items():
+        if not _close(first.grads()[k], g):
+            fail(f"grads()[{k!r}] of an instance to be unaffected by another instance",
+                 f"a difference of up to {_max_diff(first.grads()[k], g):.3g}", fix)
+
+
+@check
 def check_optimizer_step(plugin: type, example: Any) -> None:
     layer, _ = build(plugin, example)
     xs = draw_inputs(plugin, example)
@@ -379,5 +414,5 @@ def layer_checks(plugin: type, example: Any) -> list:
     if flag(plugin, example, "stochastic"):
         checks.append(check_training_flag)
     checks += [check_backward_before_forward, check_backward_twice, check_state_roundtrip,
-               check_optimizer_step]
+               check_instances_independent, check_optimizer_step]
     return checks
