@@ -4,14 +4,18 @@ The sharded training step (:mod:`framework.parallel`) runs one shard of the batc
 each core. Each shard's matrix products must then stay on their own core: OpenBLAS
 would otherwise start its own thread per core for every product, two shards would
 ask for four threads on two cores, and the step gets slower than running the batch
-whole (measured: 44 ms against 34 ms whole and 24 ms with one BLAS thread per shard,
+whole (measured in a first prototype, forward and backward without the optimizer:
+44 ms against 34 ms whole and 24 ms with one BLAS thread per shard,
 docs/performance.md). OpenBLAS exports ``openblas_set_num_threads``, which takes
 effect at once for every later call, from any thread.
 
 NumPy's wheels load their own copy of OpenBLAS with renamed symbols
-(``scipy_openblas_set_num_threads64_``), privately, so the library is found among
-the shared objects the process has mapped (``/proc/self/maps``) rather than by name.
-Where it is not found (another BLAS, another operating system), :func:`find_blas`
+(``scipy_openblas_set_num_threads64_``), privately, and a distribution's NumPy may
+link a system OpenBLAS under a generic name (``libblas.so.3``); SciPy's wheels map a
+second copy beside NumPy's. So the search looks at every shared object the process
+has mapped (``/proc/self/maps``) for the OpenBLAS controls, and :class:`Blas` limits
+all the copies it found (NumPy's, the one under NumPy's own folders, listed first).
+Where none is found (another BLAS, another operating system), :func:`find_blas`
 returns ``None`` and callers run their shards one after the other instead: the
 same results, without the parallel speed-up.
 """
@@ -32,18 +36,34 @@ _SUFFIXES = ("", "64_", "_64", "64")
 
 
 @dataclass(frozen=True)
-class Blas:
+class Library:
     """The thread-count controls of one loaded OpenBLAS library."""
 
     path: str
-    _get: ctypes._CFuncPtr
-    _set: ctypes._CFuncPtr
+    get: ctypes._CFuncPtr
+    set: ctypes._CFuncPtr
 
-    def get_threads(self) -> int:
-        return int(self._get())
 
-    def set_threads(self, count: int) -> None:
-        self._set(int(count))
+@dataclass(frozen=True)
+class Blas:
+    """Every OpenBLAS mapped into the process; the first is the one NumPy uses."""
+
+    libraries: tuple[Library, ...]
+
+    @property
+    def path(self) -> str:
+        return self.libraries[0].path
+
+    def get_threads(self) -> tuple[int, ...]:
+        """Each library's thread count."""
+        return tuple(int(lib.get()) for lib in self.libraries)
+
+    def set_threads(self, counts: int | tuple[int, ...]) -> None:
+        """One count for every library, or one per library (as get_threads returns)."""
+        if isinstance(counts, int):
+            counts = (counts,) * len(self.libraries)
+        for lib, count in zip(self.libraries, counts, strict=True):
+            lib.set(int(count))
 
 
 _lock = threading.Lock()
@@ -51,7 +71,7 @@ _found: list[Blas | None] = []  # cached result of the search (the list is empty
 
 
 def _mapped_libraries(maps: Path = Path("/proc/self/maps")) -> list[str]:
-    """Paths of the shared objects mapped into this process whose name says OpenBLAS."""
+    """Paths of the shared objects (``*.so``, ``*.so.N``) mapped into this process."""
     try:
         text = maps.read_text()
     except OSError:  # not Linux
@@ -60,14 +80,15 @@ def _mapped_libraries(maps: Path = Path("/proc/self/maps")) -> list[str]:
     for line in text.splitlines():
         fields = line.split(maxsplit=5)  # address, perms, offset, device, inode, path
         path = fields[5] if len(fields) == 6 else ""
-        if "openblas" in Path(path).name.lower() and path not in paths:
+        name = Path(path).name
+        if (name.endswith(".so") or ".so." in name) and path not in paths:
             paths.append(path)
     return paths
 
 
-def _controls(path: str) -> Blas | None:
+def _controls(path: str) -> Library | None:
     try:
-        lib = ctypes.CDLL(path)
+        lib = ctypes.CDLL(path)  # already mapped: this only takes a handle to it
     except OSError:
         return None
     for prefix in _PREFIXES:
@@ -77,18 +98,35 @@ def _controls(path: str) -> Blas | None:
             if getter is not None and setter is not None:
                 getter.restype, getter.argtypes = ctypes.c_int, ()
                 setter.restype, setter.argtypes = None, (ctypes.c_int,)
-                return Blas(path, getter, setter)
+                return Library(path, getter, setter)
     return None
 
 
+def _numpy_first(paths: list[str], numpy_dir: Path) -> list[str]:
+    """``paths`` with those inside NumPy's package or its wheel's ``numpy.libs`` first,
+    and in each group the BLAS libraries themselves before modules that link them."""
+    own = (str(numpy_dir) + "/", str(numpy_dir.parent / "numpy.libs") + "/")
+
+    def order(path: str) -> tuple[bool, bool]:
+        name = Path(path).name.lower()
+        return (not path.startswith(own), not ("openblas" in name or name.startswith("libblas")))
+
+    return sorted(paths, key=order)
+
+
 def find_blas() -> Blas | None:
-    """The thread controls of the OpenBLAS that NumPy uses, or ``None`` (searched once)."""
+    """The thread controls of the OpenBLAS libraries in use, or ``None`` (searched once)."""
     with _lock:
         if not _found:
-            import numpy  # noqa: F401  (loads the BLAS library, so that it is mapped)
+            import numpy  # loads NumPy's BLAS library, so that it is mapped
 
-            controls = (_controls(path) for path in _mapped_libraries())
-            _found.append(next((c for c in controls if c is not None), None))
+            paths = _numpy_first(_mapped_libraries(), Path(numpy.__file__).resolve().parent)
+            libraries: dict[int | None, Library] = {}
+            for found in filter(None, map(_controls, paths)):
+                # A library that links OpenBLAS (NumPy's own extension modules) resolves
+                # the same function through its dependencies: keep each function once.
+                libraries.setdefault(ctypes.cast(found.set, ctypes.c_void_p).value, found)
+            _found.append(Blas(tuple(libraries.values())) if libraries else None)
         return _found[0]
 
 
@@ -104,7 +142,7 @@ def blas_threads(count: int, blas: Blas | None = None) -> Iterator[bool]:
         yield False
         return
     before = blas.get_threads()
-    if before == count:
+    if all(threads == count for threads in before):
         yield True
         return
     blas.set_threads(count)

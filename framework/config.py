@@ -47,6 +47,7 @@ from .registry import Registry, unknown_name_message
 from .schedules import ConstantSchedule, ScheduleConfig
 
 INPUT = "input"
+MAX_SHARDS = 64  # training.shards: each shard is a replica of the network
 SHIPPED_CONFIGS = "configs"
 
 
@@ -72,7 +73,7 @@ class TrainingConfig(BaseModel):
         None, ge=1, description="stop after this many epochs without a better validation loss"
     )
     shards: int | None = Field(
-        None, ge=1, le=64,
+        None, ge=1, le=MAX_SHARDS,
         description="split each batch into this many slices run on parallel threads "
         "(framework.parallel); default 2, or 1 for a network with batch-dependent layers",
     )

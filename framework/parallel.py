@@ -16,9 +16,9 @@ updates the network's parameters, and the next step copies them into the replica
 Why: on this kind of machine half of a step is memory-bound NumPy work (im2col,
 col2im, pooling, elementwise layers) that runs on one core, while BLAS spreads only
 the matrix products over both. With one shard per core and BLAS kept to one thread
-(:mod:`framework.blas`) both cores do everything: the reference step went from
-34 ms to 24 ms (docs/performance.md). NumPy releases the GIL inside its copies,
-ufuncs and products, so plain threads suffice.
+(:mod:`framework.blas`) both cores do everything: `lamina bench` on the reference
+network went from ~2,700 to ~4,000 training samples/s (docs/performance.md). NumPy
+releases the GIL inside its copies, ufuncs and products, so plain threads suffice.
 
 What it changes, and when it is not used:
 
@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from .blas import blas_threads, find_blas
+from .config import MAX_SHARDS
 from .errors import ConfigError, ConfigIssue
 from .graph import Network
 
@@ -73,6 +74,11 @@ def resolve_shards(requested: int | None, network: Network) -> int:
     reason = unshardable(network)
     if requested is None:
         return 1 if reason else DEFAULT_SHARDS
+    if not 1 <= requested <= MAX_SHARDS:
+        raise ConfigError([ConfigIssue("training.shards", (
+            f"{requested} shards; expected 1 to {MAX_SHARDS} (each shard is a replica of "
+            "the network with its own buffers)"
+        ))], source=network.config.source)
     if requested > 1 and reason:
         raise ConfigError([ConfigIssue("training.shards", (
             f"{requested} shards, but {reason}; set shards = 1 (or leave it out: "
@@ -112,7 +118,7 @@ class ShardedStep:
         self.network, self.loss, self.rng = network, loss, rng
         self.shards = shards
         self.blas = find_blas()
-        cores = os.cpu_count() or 1
+        cores = _usable_cores()
         if threads is None:
             threads = min(shards, cores) if self.blas is not None else 1
         self.threads = max(1, min(threads, shards))
@@ -202,11 +208,14 @@ class ShardedStep:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="lamina-shard")
         groups = [range(t, count, threads) for t in range(threads)]
+        futures = []
         with blas_threads(1, self.blas):
-            # This thread runs the first group; the pool the others. Every future is
-            # waited for before an error propagates, so no shard is still running then.
-            futures = [self._pool.submit(_run_group, run, group) for group in groups[1:]]
+            # This thread runs the first group; the pool the others. Every submitted
+            # shard is waited for before an error (or Ctrl-C) propagates, so none is
+            # still running on the replicas, or with BLAS limited, afterwards.
             try:
+                for group in groups[1:]:
+                    futures.append(self._pool.submit(_run_group, run, group))
                 first = _run_group(run, groups[0])
             finally:
                 wait(futures)
@@ -214,6 +223,14 @@ class ShardedStep:
         for future in futures:
             results.update(future.result())
         return [results[i] for i in range(count)]
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _run_group(run, group: range) -> list[tuple[int, Any]]:

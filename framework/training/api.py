@@ -68,7 +68,7 @@ def start_run(
     runs.check_new_run_dir(path)
     data, files = _load_data(session, data_dir, log)
     runs.create_run_dir(path)
-    runs.write_json(path / runs.CONFIG, config.to_dict())
+    runs.write_json(path / runs.CONFIG, session.config.to_dict())
     runs.write_json(path / runs.PROVENANCE, provenance(session, registry, files))
     log(f"run directory: {path}")
     _fit(session, data, quiet, log)
@@ -115,6 +115,10 @@ def _fit(session: Session, data: Data, quiet: bool, log: Log) -> None:
 
 def _run_config(run_dir: Path, registry: Registry) -> NetworkConfig:
     raw = runs.read_json(run_dir / runs.CONFIG, "run's config")
+    training = raw.get("training") if isinstance(raw, dict) else None
+    if isinstance(training, dict) and "shards" not in training:
+        # Written before lamina split batches into shards: those runs ran whole.
+        raw = {**raw, "training": {**training, "shards": 1}}
     return validate_config(raw, registry, source=str(run_dir / runs.CONFIG))
 
 

@@ -65,6 +65,9 @@ def make_session(config: NetworkConfig, registry: Registry, run_dir: Path) -> Se
     optimizer = registry.optimizer(config.optimizer.type)(config.optimizer.config)
     shards = resolve_shards(config.training.shards, network)
     step = ShardedStep(network, loss, rng, shards=shards)
+    # The resolved count goes into the run's config.json: a resumed run must split its
+    # batches as the run did, whatever the default is by then.
+    config = config.with_training(shards=shards)
     return Session(config, network, loss, optimizer, rng, Path(run_dir), step)
 
 

@@ -12,33 +12,36 @@ from framework.blas import Blas, blas_threads, find_blas
 
 
 class FakeBlas:
-    def __init__(self, threads: int):
-        self.threads, self.calls = threads, []
+    """Two libraries, like NumPy's OpenBLAS and SciPy's."""
 
-    def get_threads(self) -> int:
+    def __init__(self, *threads: int):
+        self.threads, self.calls = tuple(threads), []
+
+    def get_threads(self) -> tuple[int, ...]:
         return self.threads
 
-    def set_threads(self, count: int) -> None:
-        self.calls.append(count)
-        self.threads = count
+    def set_threads(self, counts) -> None:
+        counts = (counts,) * len(self.threads) if isinstance(counts, int) else tuple(counts)
+        self.calls.append(counts)
+        self.threads = counts
 
 
-def test_blas_threads_sets_the_count_for_the_block_and_restores_it():
-    fake = FakeBlas(4)
+def test_blas_threads_sets_the_count_for_the_block_and_restores_each_library():
+    fake = FakeBlas(4, 3)
     with blas_threads(1, fake) as limited:
-        assert limited and fake.threads == 1
-    assert fake.threads == 4 and fake.calls == [1, 4]
+        assert limited and fake.threads == (1, 1)
+    assert fake.threads == (4, 3) and fake.calls == [(1, 1), (4, 3)]
 
 
 def test_blas_threads_restores_the_count_after_an_error():
-    fake = FakeBlas(2)
+    fake = FakeBlas(2, 2)
     with pytest.raises(RuntimeError), blas_threads(1, fake):
         raise RuntimeError("boom")
-    assert fake.threads == 2
+    assert fake.threads == (2, 2)
 
 
-def test_blas_threads_leaves_an_equal_count_alone():
-    fake = FakeBlas(1)
+def test_blas_threads_leaves_equal_counts_alone():
+    fake = FakeBlas(1, 1)
     with blas_threads(1, fake) as limited:
         assert limited
     assert fake.calls == []
@@ -50,18 +53,32 @@ def test_without_a_blas_the_block_runs_unlimited(monkeypatch):
         assert limited is False
 
 
-def test_mapped_libraries_reads_openblas_paths_from_a_maps_file(tmp_path: Path):
+def test_mapped_libraries_lists_each_shared_object_once(tmp_path: Path):
     maps = tmp_path / "maps"
     maps.write_text(
         "7f00-7f01 r--p 00000000 08:01 12 /usr/lib/libc.so.6\n"
         "7f01-7f02 r-xp 00001000 08:01 34 /site/numpy.libs/libscipy_openblas64_-ab.so\n"
         "7f02-7f03 r--p 00002000 08:01 34 /site/numpy.libs/libscipy_openblas64_-ab.so\n"
         "7f03-7f04 rw-p 00000000 00:00 0\n"
-        "7f04-7f05 r--p 00000000 08:01 56 /opt/with space/libopenblas.so.0\n"
+        "7f04-7f05 r--p 00000000 08:01 56 /opt/with space/libblas.so.3\n"
+        "7f05-7f06 r--p 00000000 08:01 78 /usr/lib/locale/locale-archive\n"
     )
     assert blas._mapped_libraries(maps) == [
-        "/site/numpy.libs/libscipy_openblas64_-ab.so", "/opt/with space/libopenblas.so.0"]
+        "/usr/lib/libc.so.6", "/site/numpy.libs/libscipy_openblas64_-ab.so",
+        "/opt/with space/libblas.so.3"]
     assert blas._mapped_libraries(tmp_path / "missing") == []
+
+
+def test_numpys_own_blas_comes_before_scipys_and_before_modules_linking_it():
+    paths = ["/site/scipy.libs/libscipy_openblas-1.so",
+             "/site/numpy/linalg/_umath_linalg.so",
+             "/site/numpy.libs/libscipy_openblas64_-2.so",
+             "/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3"]
+    assert blas._numpy_first(paths, Path("/site/numpy")) == [
+        "/site/numpy.libs/libscipy_openblas64_-2.so",
+        "/site/numpy/linalg/_umath_linalg.so",
+        "/site/scipy.libs/libscipy_openblas-1.so",
+        "/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3"]
 
 
 def test_a_library_without_the_controls_is_not_taken():
@@ -70,14 +87,20 @@ def test_a_library_without_the_controls_is_not_taken():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
-def test_numpys_openblas_is_found_and_its_threads_change():
+def test_numpys_openblas_is_found_once_and_its_threads_change(monkeypatch):
     import numpy as np
 
     if "openblas" not in str(np.show_config(mode="dicts")).lower():
         pytest.skip("this NumPy is not built with OpenBLAS")
     found = find_blas()
-    assert isinstance(found, Blas)
+    assert isinstance(found, Blas) and "blas" in Path(found.path).name.lower()
     before = found.get_threads()
     with blas_threads(1, found):
-        assert found.get_threads() == 1
+        assert set(found.get_threads()) == {1}
     assert found.get_threads() == before
+    # The same library seen twice (and through a module linking it) is controlled once.
+    monkeypatch.setattr(blas, "_found", [])
+    paths = [found.path, found.path, np._core._multiarray_umath.__file__]
+    monkeypatch.setattr(blas, "_mapped_libraries", lambda: paths)
+    again = find_blas()
+    assert [lib.path for lib in again.libraries] == [found.path]

@@ -121,8 +121,11 @@ def test_a_failing_shard_raises_after_all_shards_stopped_and_the_step_still_work
     network, loss = make(registry, CONVNET)
     x, y = batch(4)
     with ShardedStep(network, loss, np.random.default_rng(0), shards=2, threads=2) as step:
+        before = step.blas.get_threads() if step.blas is not None else None
         with pytest.raises(DataError, match="99"):
             step.train_step(x, np.array([0, 1, 2, 99]))  # a label past the 4 classes
+        if step.blas is not None:
+            assert step.blas.get_threads() == before  # the BLAS limit was lifted again
         value, _ = step.train_step(x, y)
     assert np.isfinite(value)
 
@@ -157,6 +160,9 @@ def test_shards_must_be_a_positive_count(registry):
     with pytest.raises(ConfigError, match="shards"):
         validate_config({"model": {"input_shape": [4], "layers": [{"type": "dense", "units": 2}]},
                          "training": {"shards": 0}}, registry)
+    network, _ = make(registry, CONVNET)
+    with pytest.raises(ConfigError, match="expected 1 to 64"):
+        resolve_shards(1000, network)  # e.g. `lamina bench --shards 1000`
 
 
 def test_the_reference_config_trains_on_two_shards(registry):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from framework import ConfigError
 from framework.cli import main
 from framework.registry import load_registry
-from framework.training import start_run
-from framework.training.runs import PROVENANCE
+from framework.training import load_checkpoint, resume_run, start_run
+from framework.training.runs import CONFIG, PROVENANCE
+
+QUIET = {"quiet": True, "log": lambda _: None}
 
 
 def test_a_run_records_how_its_batches_were_split(tmp_path, tiny_config, mnist_dir):
@@ -20,6 +23,28 @@ def test_a_run_records_how_its_batches_were_split(tmp_path, tiny_config, mnist_d
     provenance = json.loads((run / PROVENANCE).read_text())
     assert provenance["shards"] == 2
     assert provenance["parallel"].startswith("2 shards on ")
+    # The resolved count, not "default": a resume must split batches the same way.
+    assert json.loads((run / CONFIG).read_text())["training"]["shards"] == 2
+
+
+def test_a_run_from_before_shards_resumes_whole_and_bit_identically(tmp_path, tiny_config,
+                                                                   mnist_dir):
+    """config.json of older runs has no training.shards: they ran whole, and resume so."""
+    registry = load_registry(load_entry_points=False)
+    old, straight = tmp_path / "old", tmp_path / "straight"
+    limit = {"limit": 256, "shards": 1}
+    start_run(tiny_config, registry, run_dir=old, data_dir=mnist_dir,
+              overrides={"epochs": 1, **limit}, **QUIET)
+    raw = json.loads((old / CONFIG).read_text())
+    del raw["training"]["shards"]
+    (old / CONFIG).write_text(json.dumps(raw))
+    resume_run(old, registry, epochs=2, data_dir=mnist_dir, **QUIET)
+    start_run(tiny_config, registry, run_dir=straight, data_dir=mnist_dir,
+              overrides={"epochs": 2, **limit}, **QUIET)
+    a, b = load_checkpoint(old), load_checkpoint(straight)
+    for key in a.params:
+        np.testing.assert_array_equal(a.params[key], b.params[key], err_msg=key)
+    assert json.loads((old / CONFIG).read_text())["training"]["shards"] == 1
 
 
 BATCHNORM = """
