@@ -125,6 +125,9 @@ class ShardedStep:
         self._stochastic = any(node.layer.stochastic for node in network.nodes)
         self._replicas: list[tuple[Network, Any, np.random.Generator]] = []
         self._copies: list[list[tuple[np.ndarray, np.ndarray]]] = []
+        # Per gradient of the network, the replicas' gradients summed into it. Like
+        # params(), grads() returns live arrays, so both lists are made once.
+        self._sums: list[tuple[np.ndarray, list[np.ndarray]]] = []
         self._pool: ThreadPoolExecutor | None = None
         if shards > 1:
             for _ in range(shards):
@@ -132,6 +135,9 @@ class ShardedStep:
                 replica = network.replica(generator)
                 self._replicas.append((replica, type(loss)(loss.config), generator))
                 self._copies.append(_pairs(network.params(), replica.params()))
+            parts = [replica.grads() for replica, _, _ in self._replicas]
+            self._sums = [(grad, [part[key] for part in parts])
+                          for key, grad in network.grads().items()]
 
     def __enter__(self) -> ShardedStep:
         return self
@@ -176,10 +182,10 @@ class ShardedStep:
 
         results = self._map(run, len(bounds))
         weights = [(stop - start) / len(x) for start, stop in bounds]
-        for key, grad in self.network.grads().items():
-            np.multiply(self._replicas[0][0].grads()[key], weights[0], out=grad)
-            for i in range(1, len(bounds)):
-                grad += weights[i] * self._replicas[i][0].grads()[key]
+        for grad, parts in self._sums:
+            np.multiply(parts[0], weights[0], out=grad)
+            for part, weight in zip(parts[1:len(weights)], weights[1:], strict=True):
+                grad += weight * part  # only the shards that ran (a batch may have fewer)
         value = sum(w * v for w, (v, _) in zip(weights, results, strict=True))
         return float(value), np.concatenate([logits for _, logits in results])
 
