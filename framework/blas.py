@@ -23,7 +23,7 @@ same results, without the parallel speed-up.
 from __future__ import annotations
 
 import ctypes
-import threading
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,10 +64,6 @@ class Blas:
             counts = (counts,) * len(self.libraries)
         for lib, count in zip(self.libraries, counts, strict=True):
             lib.set(int(count))
-
-
-_lock = threading.Lock()
-_found: list[Blas | None] = []  # cached result of the search (the list is empty until it ran)
 
 
 def _mapped_libraries(maps: Path = Path("/proc/self/maps")) -> list[str]:
@@ -114,20 +110,18 @@ def _numpy_first(paths: list[str], numpy_dir: Path) -> list[str]:
     return sorted(paths, key=order)
 
 
+@functools.cache
 def find_blas() -> Blas | None:
     """The thread controls of the OpenBLAS libraries in use, or ``None`` (searched once)."""
-    with _lock:
-        if not _found:
-            import numpy  # loads NumPy's BLAS library, so that it is mapped
+    import numpy  # loads NumPy's BLAS library, so that it is mapped
 
-            paths = _numpy_first(_mapped_libraries(), Path(numpy.__file__).resolve().parent)
-            libraries: dict[int | None, Library] = {}
-            for found in filter(None, map(_controls, paths)):
-                # A library that links OpenBLAS (NumPy's own extension modules) resolves
-                # the same function through its dependencies: keep each function once.
-                libraries.setdefault(ctypes.cast(found.set, ctypes.c_void_p).value, found)
-            _found.append(Blas(tuple(libraries.values())) if libraries else None)
-        return _found[0]
+    paths = _numpy_first(_mapped_libraries(), Path(numpy.__file__).resolve().parent)
+    libraries: dict[int | None, Library] = {}
+    for found in filter(None, map(_controls, paths)):
+        # A library that links OpenBLAS (NumPy's own extension modules) resolves the
+        # same function through its dependencies: keep each function once.
+        libraries.setdefault(ctypes.cast(found.set, ctypes.c_void_p).value, found)
+    return Blas(tuple(libraries.values())) if libraries else None
 
 
 @contextmanager
