@@ -10,38 +10,10 @@ from framework.bench import format_bench, run_bench
 from framework.cli import main
 from framework.registry import load_registry
 
-SMALL = """
-[model]
-input_shape = [1, 8, 8]
-[[model.layers]]
-type = "conv2d"
-filters = 2
-kernel_size = 3
-[[model.layers]]
-type = "relu"
-[[model.layers]]
-type = "maxpool2d"
-[[model.layers]]
-type = "flatten"
-[[model.layers]]
-type = "dropout"
-rate = 0.25
-[[model.layers]]
-type = "dense"
-units = 3
-"""
 
-
-@pytest.fixture
-def small_config(tmp_path):
-    path = tmp_path / "small.toml"
-    path.write_text(SMALL)
-    return str(path)
-
-
-def test_run_bench_reports_every_layer_and_both_ways_of_running_the_step(small_config):
+def test_run_bench_reports_every_layer_and_both_ways_of_running_the_step(tiny_config):
     registry = load_registry(load_entry_points=False)
-    result = run_bench(small_config, registry, batch_size=6, steps=2, warmup=1)
+    result = run_bench(tiny_config, registry, batch_size=6, steps=2, warmup=1)
     assert [layer["name"] for layer in result["layers"]] == [
         "conv2d_1", "relu_1", "maxpool2d_1", "flatten_1", "dropout_1", "dense_1"]
     assert result["shards"] == 2 and result["parallel"].startswith("2 shards on ")
@@ -55,16 +27,16 @@ def test_run_bench_reports_every_layer_and_both_ways_of_running_the_step(small_c
     assert "conv2d_1" in text and "2 shards on" in text and "samples/s" in text
 
 
-def test_bench_json_on_one_shard(small_config, capsys):
-    assert main(["bench", small_config, "--steps", "1", "--warmup", "0", "--batch-size", "4",
+def test_bench_json_on_one_shard(tiny_config, capsys):
+    assert main(["bench", str(tiny_config), "--steps", "1", "--warmup", "0", "--batch-size", "4",
                  "--shards", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["shards"] == 1 and result["parallel"] == "whole batch"
     assert result["train_samples_per_s"] > 0 and result["infer_samples_per_s"] > 0
 
 
-def test_bench_rejects_a_bad_shard_count_without_a_traceback(small_config, capsys):
+def test_bench_rejects_a_bad_shard_count_without_a_traceback(tiny_config, capsys):
     with pytest.raises(SystemExit) as info:
-        main(["bench", small_config, "--shards", "0"])
+        main(["bench", str(tiny_config), "--shards", "0"])
     assert info.value.code == 2
     assert "--shards" in capsys.readouterr().err
