@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from plugins.conv2d import Conv2D
-from plugins.maxpool2d import MaxPool2D
+from lamina.plugins.conv2d import Conv2D
+from lamina.plugins.maxpool2d import MaxPool2D
 
 # (label, layer class, config, per-sample input shape) as in the mnist_cnn network
 CASES = [

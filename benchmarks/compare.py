@@ -1,6 +1,6 @@
 """Side-by-side throughput of lamina and PyTorch on this CPU, in one run (issue 6).
 
-Runs `lamina bench --json` (with this interpreter, `python -m framework.cli bench --json`) and
+Runs `lamina bench --json` (with this interpreter, `python -m lamina.cli bench --json`) and
 benchmarks/torch_reference.py (with the torch virtual environment's interpreter) in alternating
 rounds, so that both sides see the same background noise, and prints lamina's throughput as a
 ratio of PyTorch's eager and best modes. Each round's ratio is taken between runs made seconds
@@ -75,7 +75,7 @@ def run_json(command: list[str], what: str, hint: str) -> dict:
 
 
 def lamina_command(args: argparse.Namespace) -> list[str]:
-    command = [args.lamina_python, "-m", "framework.cli", "bench"]
+    command = [args.lamina_python, "-m", "lamina.cli", "bench"]
     if args.lamina_config:
         command.append(args.lamina_config)
     return [*command, "--json", "--batch-size", str(args.batch_size), "--steps", str(args.steps)]

@@ -1,5 +1,16 @@
 """lamina's core: the layer, loss and optimizer protocols, plugin discovery,
-validated network configs and the graph runner. This module only re-exports."""
+validated network configs and the graph runner. This module only re-exports.
+
+The folder is ``framework/`` in the repository and installs as ``lamina``; imported by
+its folder name (``import framework`` in a checkout's root) it would be a second copy of
+the core whose classes are not lamina's, so that import stops here with the fix.
+"""
+
+if __name__ != "lamina":
+    raise ImportError(
+        f"lamina's core was imported as {__name__!r}, the name of its folder in the "
+        "repository; import it as 'lamina' (install the checkout with pip install -e .)"
+    )
 
 from .config import NetworkConfig, load_config
 from .errors import (

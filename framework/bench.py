@@ -3,7 +3,7 @@
 Times, on random data of the config's input shape, the training step (forward,
 loss, backward, optimizer update) and inference (forward in eval mode) as
 ``lamina train`` runs them: on the config's shards of the batch, in parallel
-threads (:mod:`framework.parallel`). For the breakdown, each layer's forward and
+threads (:mod:`lamina.parallel`). For the breakdown, each layer's forward and
 backward are timed on the whole batch in one thread, and that whole-batch step
 is reported too. Every figure is the median of ``steps`` repetitions after
 ``warmup`` untimed ones, with the spread (min and max), since a shared machine is

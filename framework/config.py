@@ -75,7 +75,7 @@ class TrainingConfig(BaseModel):
     shards: int | None = Field(
         None, ge=1, le=MAX_SHARDS,
         description="split each batch into this many slices run on parallel threads "
-        "(framework.parallel); default 2, or 1 for a network with batch-dependent layers",
+        "(lamina.parallel); default 2, or 1 for a network with batch-dependent layers",
     )
 
 
@@ -183,7 +183,7 @@ class NetworkConfig:
 # -- reading files --------------------------------------------------------------------
 def shipped_configs() -> list[str]:
     """Names of the configs that ship inside the package (``mnist_cnn``, ...)."""
-    folder = resources.files("framework") / SHIPPED_CONFIGS
+    folder = resources.files("lamina") / SHIPPED_CONFIGS
     return sorted(p.name.rsplit(".", 1)[0] for p in folder.iterdir()
                   if p.name.endswith((".toml", ".json")))
 
@@ -192,7 +192,7 @@ def read_config(source: str | Path) -> tuple[dict[str, Any], str]:
     """Parse a config file, or a shipped config by name; returns (raw dict, where from)."""
     path = Path(source)
     if not path.exists() and isinstance(source, str) and "/" not in source:
-        folder = resources.files("framework") / SHIPPED_CONFIGS
+        folder = resources.files("lamina") / SHIPPED_CONFIGS
         for suffix in (".toml", ".json"):
             candidate = folder / f"{source}{suffix}"
             if candidate.is_file():

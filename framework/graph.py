@@ -10,7 +10,7 @@ Parameters, gradients and non-trainable state are exposed under stable dotted
 names, ``<layer name>.<key>`` (``conv2d_1.W``), in the order of the config.
 
 Two optimisations use the optional declarations of the layer protocol (see
-:mod:`framework.layer`); neither changes a result beyond float rounding:
+:mod:`lamina.layer`); neither changes a result beyond float rounding:
 
 - A layer that declares ``monotone_elementwise`` (relu) and whose only consumer
   declares ``max_selecting`` (maxpool2d) runs *after* it, on the pooled array:
@@ -93,7 +93,7 @@ class Network:
 
         Its parameters, gradients and caches are its own (copy values in with
         :meth:`load_state_dict`); its stochastic layers draw from ``rng``. The sharded
-        training step (:mod:`framework.parallel`) runs one replica per shard."""
+        training step (:mod:`lamina.parallel`) runs one replica per shard."""
         twin = object.__new__(Network)
         classes = [(type(node.layer), node.provider) for node in self.nodes]
         twin._assemble(self.config, classes, rng, self.dtype)

@@ -1,8 +1,8 @@
 """The hooks a lamina plugin implements: the contract between lamina and its plugins.
 
-A plugin is a module (or any object) with functions marked ``@framework.hookimpl``
+A plugin is a module (or any object) with functions marked ``@lamina.hookimpl``
 whose names are those below. Built-in plugins are the modules listed in
-:data:`framework.registry.BUILTIN_PLUGINS`; third-party plugins are found through
+:data:`lamina.registry.BUILTIN_PLUGINS`; third-party plugins are found through
 the ``lamina`` entry-point group::
 
     [project.entry-points.lamina]
@@ -35,8 +35,8 @@ def lamina_register_layers() -> list[type]:
       settings (every key of the config's layer table other than ``type``,
       ``name`` and ``inputs``);
     - the methods ``build``, ``forward``, ``backward``, ``params``, ``grads`` and
-      ``examples`` of the layer protocol (see :mod:`framework.layer`; subclassing
-      :class:`framework.Layer` provides the bookkeeping).
+      ``examples`` of the layer protocol (see :mod:`lamina.layer`; subclassing
+      :class:`lamina.Layer` provides the bookkeeping).
 
     A name already provided by another plugin is an error naming both providers.
     """
@@ -49,7 +49,7 @@ def lamina_register_losses() -> list[type]:
     Each class must have ``name``, ``Config`` (as for layers) and the methods
     ``forward(logits, targets) -> float``, ``backward() -> dlogits``,
     ``predict_proba(logits)`` and ``examples()`` of the loss protocol (see
-    :mod:`framework.loss`).
+    :mod:`lamina.loss`).
     """
 
 
@@ -60,5 +60,5 @@ def lamina_register_optimizers() -> list[type]:
     Each class must have ``name``, ``Config`` (as for layers, with a learning rate
     ``lr``) and the methods ``step(params, grads)``, ``state_dict()`` and
     ``load_state_dict(state)`` of the optimizer protocol (see
-    :mod:`framework.optimizer`).
+    :mod:`lamina.optimizer`).
     """

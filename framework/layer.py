@@ -9,7 +9,7 @@ A layer plugin is a class with
   generator the runner owns) and raises :class:`ShapeError` when the input does
   not fit. A stochastic layer keeps ``rng`` and draws from it alone: when training
   runs on shards, each replica's generator is reseeded every step
-  (:mod:`framework.parallel`);
+  (:mod:`lamina.parallel`);
 - ``forward(x, *, training) -> y`` and ``backward(dy) -> dx``: arrays carry the
   batch axis first. ``backward`` overwrites (never accumulates) the gradients;
 - ``params()``, ``grads()``: live arrays under the same keys and shapes;
@@ -42,7 +42,7 @@ Optional parts of the protocol, each with a default that is always correct:
   pool(f(x)), value and gradient: a flat piece of f only ties entries whose
   derivative is 0 either way. When a ``monotone_elementwise`` layer feeds only a
   ``max_selecting`` layer, the runner pools first and applies f to the smaller
-  pooled array (see :mod:`framework.graph`); the config and the summary do not change.
+  pooled array (see :mod:`lamina.graph`); the config and the summary do not change.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A batch of N samples is cut into ``shards`` contiguous slices. Each slice runs
 forward, loss and backward on its own *replica* of the network (same config and
 layer classes, its own gradients, caches and work buffers; see
-:meth:`framework.graph.Network.replica`), and the gradients are combined into the
+:meth:`lamina.graph.Network.replica`), and the gradients are combined into the
 network's own::
 
     dW = sum_i (n_i / N) dW_i       (the loss is a mean, so a shard of n_i samples
@@ -16,7 +16,7 @@ updates the network's parameters, and the next step copies them into the replica
 Why: on this kind of machine half of a step is memory-bound NumPy work (im2col,
 col2im, pooling, elementwise layers) that runs on one core, while BLAS spreads only
 the matrix products over both. With one shard per core and BLAS kept to one thread
-(:mod:`framework.blas`) both cores do everything: `lamina bench` on the reference
+(:mod:`lamina.blas`) both cores do everything: `lamina bench` on the reference
 network went from ~2,700 to ~4,000 training samples/s (docs/performance.md). NumPy
 releases the GIL inside its copies, ufuncs and products, so plain threads suffice.
 
@@ -31,7 +31,7 @@ What it changes, and when it is not used:
   (``batch_dependent``, batchnorm) would see only its shard, and non-trainable state
   (running statistics) has no single value to merge, so such networks run whole:
   :func:`resolve_shards` picks 1 for them and rejects an explicit larger count.
-- Where the BLAS thread count cannot be controlled (:func:`framework.blas.find_blas`
+- Where the BLAS thread count cannot be controlled (:func:`lamina.blas.find_blas`
   is ``None``) or there is one core, the shards run one after the other: the same
   results, without the speed-up.
 """

@@ -32,19 +32,19 @@ from . import hookspecs
 from .errors import PluginError, UnknownPluginError
 
 #: The built-in plugins, loaded exactly like third-party ones but from this tuple.
-#: This is the only place where the core names the ``plugins`` package.
+#: This is the only place where the core names the ``lamina.plugins`` package.
 BUILTIN_PLUGINS: tuple[str, ...] = (
-    "plugins.conv2d",
-    "plugins.relu",
-    "plugins.maxpool2d",
-    "plugins.flatten",
-    "plugins.dropout",
-    "plugins.dense",
-    "plugins.batchnorm",
-    "plugins.add",
-    "plugins.softmax_cross_entropy",
-    "plugins.sgd",
-    "plugins.adam",
+    "lamina.plugins.conv2d",
+    "lamina.plugins.relu",
+    "lamina.plugins.maxpool2d",
+    "lamina.plugins.flatten",
+    "lamina.plugins.dropout",
+    "lamina.plugins.dense",
+    "lamina.plugins.batchnorm",
+    "lamina.plugins.add",
+    "lamina.plugins.softmax_cross_entropy",
+    "lamina.plugins.sgd",
+    "lamina.plugins.adam",
 )
 
 ENTRY_POINT_GROUP = "lamina"
@@ -283,7 +283,7 @@ def _validate_class(kind: str, cls: Any) -> None:
         raise PluginError(
             f"{who} ({name!r}): its Config must forbid unknown keys so that typos are "
             "reported; set model_config = ConfigDict(extra='forbid') "
-            "(or subclass framework.LayerConfig)"
+            "(or subclass lamina.LayerConfig)"
         )
     if kind == "layer":
         clash = [k for k in RESERVED_LAYER_KEYS if k in config.model_fields]

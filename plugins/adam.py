@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from framework import Optimizer, OptimizerConfig, StateError, hookimpl
+from lamina import Optimizer, OptimizerConfig, StateError, hookimpl
 
 
 class AdamConfig(OptimizerConfig):

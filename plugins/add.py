@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from framework import Example, Layer, LayerConfig, Shape, ShapeError, hookimpl
+from lamina import Example, Layer, LayerConfig, Shape, ShapeError, hookimpl
 
 
 class AddConfig(LayerConfig):

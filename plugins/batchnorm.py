@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from framework import Example, Layer, LayerConfig, Shape, ShapeError, hookimpl
+from lamina import Example, Layer, LayerConfig, Shape, ShapeError, hookimpl
 
 
 class BatchNormConfig(LayerConfig):

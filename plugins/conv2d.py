@@ -31,7 +31,7 @@ columns, so the products add b and the dW sum yields db. When the runner sets
 and db and returns None.
 
 Buffers: the columns, the (F, N*H'*W') staging matrix and the column gradient
-live in a :class:`framework.ops.Workspace` reused while the batch shape stays the
+live in a :class:`lamina.ops.Workspace` reused while the batch shape stays the
 same. They are never handed out: ``y`` and ``dx`` are new arrays on every call,
 so a caller may keep them as long as it likes. ``backward`` differentiates the
 most recent ``forward`` (whose columns it reads from the workspace).
@@ -45,9 +45,9 @@ from typing import Annotated, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from framework import Example, Layer, LayerConfig, ShapeError, hookimpl, initialize
-from framework.initializers import Initializer
-from framework.ops import (
+from lamina import Example, Layer, LayerConfig, ShapeError, hookimpl, initialize
+from lamina.initializers import Initializer
+from lamina.ops import (
     Workspace,
     col2im,
     cols_shape,
@@ -76,7 +76,7 @@ class Conv2DConfig(LayerConfig):
     )
     use_bias: bool = Field(default=True, description="add a learned bias per filter")
     initializer: Initializer = Field(
-        default="glorot_uniform", description="weight initializer (framework.initializers)"
+        default="glorot_uniform", description="weight initializer (lamina.initializers)"
     )
 
 
@@ -186,7 +186,7 @@ class Conv2D(Layer):
             np.sum(dY, axis=1, out=self._grads["b"])
         if not self.needs_input_grad:
             # The runner needs no dx (this layer reads the network input): skip a third
-            # of the products and the col2im (framework.layer, needs_input_grad).
+            # of the products and the col2im (lamina.layer, needs_input_grad).
             return None
         W2 = self._params["W"].reshape(f, k)
         dcols = np.matmul(W2.T, dY, out=self._work.get("dcols", (k, m), self.dtype))

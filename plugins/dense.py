@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from framework import Example, Layer, LayerConfig, Shape, ShapeError, hookimpl, initialize
-from framework.initializers import Initializer
+from lamina import Example, Layer, LayerConfig, Shape, ShapeError, hookimpl, initialize
+from lamina.initializers import Initializer
 
 
 class DenseConfig(LayerConfig):
@@ -33,7 +33,7 @@ class DenseConfig(LayerConfig):
     )
     use_bias: bool = Field(True, strict=True, description="add a learned bias b of shape (units,)")
     initializer: Initializer = Field(
-        "glorot_uniform", description="how W is drawn (see framework.initializers)"
+        "glorot_uniform", description="how W is drawn (see lamina.initializers)"
     )
 
 

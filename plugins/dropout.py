@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, field_validator
 
-from framework import Example, Layer, LayerConfig, Shape, hookimpl
+from lamina import Example, Layer, LayerConfig, Shape, hookimpl
 
 
 class DropoutConfig(LayerConfig):

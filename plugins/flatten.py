@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from framework import Example, Layer, LayerConfig, Shape, ShapeError, hookimpl
+from lamina import Example, Layer, LayerConfig, Shape, ShapeError, hookimpl
 
 
 class FlattenConfig(LayerConfig):

@@ -33,8 +33,8 @@ from typing import Annotated, ClassVar
 import numpy as np
 from pydantic import Field
 
-from framework import Example, Layer, LayerConfig, ShapeError, hookimpl
-from framework.ops import Workspace, conv_output_size, pair
+from lamina import Example, Layer, LayerConfig, ShapeError, hookimpl
+from lamina.ops import Workspace, conv_output_size, pair
 
 PositiveInt = Annotated[int, Field(strict=True, ge=1)]
 Size = PositiveInt | tuple[PositiveInt, PositiveInt]
@@ -56,7 +56,7 @@ class MaxPool2D(Layer):
     name: ClassVar[str] = "maxpool2d"
     Config: ClassVar[type[LayerConfig]] = MaxPool2DConfig
     # Each output is its window's first maximum and alone gets its gradient, so a relu
-    # before this layer may run after it instead (framework.layer, framework.graph).
+    # before this layer may run after it instead (lamina.layer, lamina.graph).
     max_selecting: ClassVar[bool] = True
 
     def __init__(self, config=None, /, **kwargs):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from framework import Example, Layer, LayerConfig, Shape, hookimpl
+from lamina import Example, Layer, LayerConfig, Shape, hookimpl
 
 
 class ReLUConfig(LayerConfig):
@@ -31,7 +31,7 @@ class ReLU(Layer):
     Config = ReLUConfig
     # max(x, 0) is non-decreasing, its derivative is 0 on the whole flat piece x <= 0
     # (the kink included) and it has no parameters: the runner may apply it after a
-    # max pool instead of before (framework.layer), on 4x fewer entries behind a 2x2 pool.
+    # max pool instead of before (lamina.layer), on 4x fewer entries behind a 2x2 pool.
     monotone_elementwise = True
 
     def build(self, input_shape: Shape, rng: np.random.Generator, *, dtype=np.float32) -> Shape:

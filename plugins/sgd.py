@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from framework import Optimizer, OptimizerConfig, StateError, hookimpl
+from lamina import Optimizer, OptimizerConfig, StateError, hookimpl
 
 
 class SGDConfig(OptimizerConfig):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from framework import DataError, LayerConfig, Loss, LossExample, hookimpl
+from lamina import DataError, LayerConfig, Loss, LossExample, hookimpl
 
 
 class SoftmaxCrossEntropyConfig(LayerConfig):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from framework import ConfigError, ShapeError
-from framework.config import validate_config
-from framework.graph import Network
-from framework.registry import load_registry
+from lamina import ConfigError, ShapeError
+from lamina.config import validate_config
+from lamina.graph import Network
+from lamina.registry import load_registry
 
 REGISTRY = load_registry(load_entry_points=False)
 

@@ -4,8 +4,8 @@ Third-party plugins are not loaded here (entry points off): this file certifies
 lamina's own plugins, whatever BUILTIN_PLUGINS lists at the time.
 """
 
-from framework.registry import load_registry
-from framework.testing import parametrize_with_checks
+from lamina.registry import load_registry
+from lamina.testing import parametrize_with_checks
 
 _registry = load_registry(load_entry_points=False)
 BUILTINS = [entry.cls for entry in (*_registry.layers.values(), *_registry.losses.values())]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from framework import hookspecs
-from framework.registry import HOOKS, load_registry
+from lamina import hookspecs
+from lamina.registry import HOOKS, load_registry
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 REGISTRY = load_registry(load_entry_points=False)
@@ -38,11 +38,11 @@ def test_every_builtin_plugin_is_documented(entry):
 
 
 def test_every_conformance_check_is_documented():
-    import framework.testing as testing
+    import lamina.testing as testing
 
     checks = {name for name in dir(testing) if name.startswith("check_")
               and name not in ("check_layer", "check_loss")}
-    assert checks, "framework.testing exports no checks"
+    assert checks, "lamina.testing exports no checks"
     text = (DOCS / "conformance.md").read_text()
     missing = sorted(c for c in checks if c not in text)
     assert not missing, f"docs/conformance.md does not explain {missing}"
@@ -53,3 +53,15 @@ def test_readme_gives_the_three_commands():
     assert 'pip install -e ".[test]"' in readme
     assert "lamina train" in readme
     assert "python -m pytest" in readme
+
+
+def test_docs_use_the_installed_names():
+    """framework/ and plugins/ are folder names; code in the docs imports lamina."""
+    import re
+
+    wrong = re.compile(r"\b(from|import) (framework|plugins)\b|(?<![\w/.-])(framework|plugins)"
+                       r"\.[a-z_]+")
+    for path in [DOCS.parent / "README.md", *DOCS.rglob("*.md")]:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            match = wrong.search(line)
+            assert not match, f"{path.relative_to(DOCS.parent)}:{number}: {match.group(0)}"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from framework.config import load_config
-from framework.graph import Network
-from framework.registry import load_registry
-from framework.testing.gradcheck import compare, sample_indices
+from lamina.config import load_config
+from lamina.graph import Network
+from lamina.registry import load_registry
+from lamina.testing.gradcheck import compare, sample_indices
 
 
 @pytest.mark.parametrize("config_name", ["mnist_cnn", "residual_cnn"])

@@ -9,8 +9,8 @@ is reproducible (96.56% with the default two shards; 96.35% with the batch whole
 
 from __future__ import annotations
 
-from framework.registry import load_registry
-from framework.training import evaluate_run, start_run
+from lamina.registry import load_registry
+from lamina.training import evaluate_run, start_run
 
 
 def test_one_epoch_on_10000_samples_learns(tmp_path, mnist_root):

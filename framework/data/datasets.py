@@ -57,7 +57,7 @@ def load_dataset(
     """Find (or download) and load a dataset; ``limit`` keeps the first N training samples.
 
     ``name`` is ``"mnist"``, ``"fashion-mnist"`` or a :class:`DatasetSpec`. See
-    :func:`framework.data.fetch` for ``data_dir``, ``download`` and ``report``.
+    :func:`lamina.data.fetch` for ``data_dir``, ``download`` and ``report``.
     The test set is never limited.
     """
     spec = get_spec(name)

@@ -2,7 +2,7 @@
 
 The built-in specs are plain data so that tests (and users with a private copy of a
 dataset) can build their own :class:`DatasetSpec` with other checksums and
-``file://`` mirrors and hand it to :func:`framework.data.load_dataset`.
+``file://`` mirrors and hand it to :func:`lamina.data.load_dataset`.
 """
 
 from __future__ import annotations

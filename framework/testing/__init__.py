@@ -6,7 +6,7 @@ Three ways to run the same checks:
   and need no pytest;
 - :func:`parametrize_with_checks` gives a pytest test per (plugin, example, check);
 - ``lamina check [NAME ...]`` prints a table for every discovered plugin
-  (:func:`framework.testing.report.run_report`).
+  (:func:`lamina.testing.report.run_report`).
 
 Every check is a plain function ``check_x(plugin_class, example)`` that raises
 :class:`ConformanceError` on failure; docs/conformance.md explains each one.

@@ -1,8 +1,8 @@
 """What every check shares: the failure type, the result record and the check decorator.
 
 A check is a plain function ``check_x(plugin, example)``: ``plugin`` is the class
-under test, ``example`` one of its :class:`~framework.Example` (or
-:class:`~framework.LossExample`). It returns nothing when the plugin conforms and
+under test, ``example`` one of its :class:`~lamina.Example` (or
+:class:`~lamina.LossExample`). It returns nothing when the plugin conforms and
 raises :class:`ConformanceError` when it does not. The :func:`check` decorator
 prefixes every failure with the plugin, the example and the check, so a message
 read on its own (in a pytest log, in the ``lamina check`` table) says who failed

@@ -98,7 +98,7 @@ def check_config_forbids_unknown_keys(plugin: type, example: Any) -> None:
     fail(
         f"{plugin.__name__}.Config to reject the unknown key {_UNKNOWN_KEY!r}",
         "a config that accepted it (a typo in a user's config would be silently ignored)",
-        "Subclass framework.LayerConfig, or set model_config = ConfigDict(extra='forbid')",
+        "Subclass lamina.LayerConfig, or set model_config = ConfigDict(extra='forbid')",
     )
 
 

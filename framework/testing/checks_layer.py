@@ -1,7 +1,7 @@
 """The conformance checks of a layer plugin, one contract each.
 
 Every check builds its own layer from the class and the example's config, draws
-its own data from a generator seeded with :data:`~framework.testing.base.SEED`,
+its own data from a generator seeded with :data:`~lamina.testing.base.SEED`,
 and hands the layer copies, so that one broken contract fails one check: a layer
 that mutates its input fails :func:`check_input_not_mutated` and nothing else.
 Layers run in float64 except in :func:`check_dtype_preserved`. A multi-input layer
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from framework.errors import BackwardBeforeForwardError
+from lamina.errors import BackwardBeforeForwardError
 
 from . import gradcheck
 from .base import ConformanceError, check, describe_array, fail, fresh_copy, rng
@@ -288,10 +288,10 @@ def check_backward_before_forward(plugin: type, example: Any) -> None:
     except Exception as exc:
         raise ConformanceError(
             "expected backward() before any forward() to raise "
-            f"framework.BackwardBeforeForwardError; received {type(exc).__name__}: {exc}. "
+            f"lamina.BackwardBeforeForwardError; received {type(exc).__name__}: {exc}. "
             "Start backward() with `... = self.cached()`"
         ) from exc
-    fail("backward() before any forward() to raise framework.BackwardBeforeForwardError",
+    fail("backward() before any forward() to raise lamina.BackwardBeforeForwardError",
          "no error", "Start backward() with `... = self.cached()`")
 
 
@@ -351,7 +351,7 @@ def check_instances_independent(plugin: type, example: Any) -> None:
     """Two instances used in turn each compute what one used alone computes.
 
     Training runs one replica of every layer per shard, in parallel threads
-    (framework.parallel): state kept on the class or in a module, or randomness not
+    (lamina.parallel): state kept on the class or in a module, or randomness not
     drawn from the generator given to build(), would leak between the replicas."""
     alone, _ = build(plugin, example, seed=0)
     first, _ = build(plugin, example, seed=0)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from framework.errors import BackwardBeforeForwardError
+from lamina.errors import BackwardBeforeForwardError
 
 from . import gradcheck
 from .base import ConformanceError, check, describe_array, fail, rng
@@ -198,7 +198,7 @@ def check_loss_backward_before_forward(plugin: type, example: Any) -> None:
             "expected backward() before forward() to raise framework."
             f"BackwardBeforeForwardError; received {type(exc).__name__}: {exc}"
         ) from exc
-    fail("backward() before forward() to raise framework.BackwardBeforeForwardError",
+    fail("backward() before forward() to raise lamina.BackwardBeforeForwardError",
          "no error", "Start backward() with `... = self.cached()`")
 
 

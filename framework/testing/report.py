@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from framework.errors import UnknownPluginError
+from lamina.errors import UnknownPluginError
 
 from .base import CheckResult
 from .runner import run_checks
@@ -22,7 +22,7 @@ def _selected(registry: Any, names: Sequence[str] | None) -> list[Any]:
         return list(entries.values())
     unknown = [n for n in names if n not in entries]
     if unknown:
-        from framework.registry import unknown_name_message
+        from lamina.registry import unknown_name_message
 
         raise UnknownPluginError(unknown_name_message("layer or loss", unknown[0], entries))
     return [entries[n] for n in dict.fromkeys(names)]
@@ -67,7 +67,7 @@ def run_report(registry: Any, names: Sequence[str] | None = None) -> tuple[str, 
 
     Returns ``(text, n_failed)``: the table to print and the number of failed checks
     plus, when no names are given, plugins the registry had to skip. An unknown
-    name raises :class:`~framework.errors.UnknownPluginError`.
+    name raises :class:`~lamina.errors.UnknownPluginError`.
     """
     entries = _selected(registry, names)
     results = {entry: run_checks(entry.cls) for entry in entries}

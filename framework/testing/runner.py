@@ -11,8 +11,8 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from framework.layer import Example
-from framework.loss import LossExample
+from lamina.layer import Example
+from lamina.loss import LossExample
 
 from .base import CheckResult, ConformanceError, check, fail, plugin_name
 from .checks_config import (

@@ -3,7 +3,7 @@
 One generator, seeded from ``training.seed``, drives everything random in a run,
 in this order: parameter initialisation, the validation split, then for every
 epoch the shuffle and, per step, the dropout masks: with the batch on shards
-(:class:`framework.parallel.ShardedStep`) one seed per step, from which each
+(:class:`lamina.parallel.ShardedStep`) one seed per step, from which each
 shard's generator is reseeded; with the batch whole, the masks themselves. Its
 state is saved with every checkpoint, so a resumed run draws exactly the numbers
 the uninterrupted run would have drawn and ends with bit-identical weights.

@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from framework.allocator import tune_allocator
+from lamina.allocator import tune_allocator
 
 
 def test_can_be_turned_off(monkeypatch):

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from framework.cli import main
+from lamina.cli import main
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "framework.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "lamina.cli", *args], capture_output=True,
                           text=True, cwd=cwd, timeout=300)
 
 
@@ -27,7 +27,7 @@ def test_layers_lists_every_plugin_with_provider(capsys):
     out = capsys.readouterr().out
     for name in ("conv2d", "maxpool2d", "dense", "softmax_cross_entropy", "adam", "sgd"):
         assert name in out
-    assert "lamina 0.1.0" in out and "plugins.conv2d" in out
+    assert "lamina 0.1.0" in out and "lamina.plugins.conv2d" in out
 
 
 def test_summary_of_the_default_config(capsys):

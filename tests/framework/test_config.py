@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from framework import ConfigError
-from framework.config import load_config, read_config, shipped_configs, validate_config
-from framework.registry import load_registry
+from lamina import ConfigError
+from lamina.config import load_config, read_config, shipped_configs, validate_config
+from lamina.registry import load_registry
 
 
 @pytest.fixture(scope="module")

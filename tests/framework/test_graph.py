@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from framework import PluginError, ShapeError, StateError
-from framework.config import load_config, validate_config
-from framework.graph import Network
-from framework.registry import load_registry
+from lamina import PluginError, ShapeError, StateError
+from lamina.config import load_config, validate_config
+from lamina.graph import Network
+from lamina.registry import load_registry
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pickle
 import numpy as np
 import pytest
 
-from framework.ops import (
+from lamina.ops import (
     Workspace,
     col2im,
     cols_shape,

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from framework import ConfigError, DataError
-from framework.cli import main
-from framework.config import load_config, validate_config
-from framework.graph import Network
-from framework.parallel import DEFAULT_SHARDS, ShardedStep, resolve_shards, shard_bounds
-from framework.registry import load_registry
+from lamina import ConfigError, DataError
+from lamina.cli import main
+from lamina.config import load_config, validate_config
+from lamina.graph import Network
+from lamina.parallel import DEFAULT_SHARDS, ShardedStep, resolve_shards, shard_bounds
+from lamina.registry import load_registry
 
 CONVNET = [
     {"type": "conv2d", "filters": 3, "kernel_size": 3},

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from framework import PluginError, UnknownPluginError
-from framework.registry import (
+from lamina import PluginError, UnknownPluginError
+from lamina.registry import (
     BUILTIN_PLUGINS,
     DISABLE_AUTOLOAD_ENV,
     Provider,
@@ -14,7 +14,7 @@ from framework.registry import (
 
 SWISH = """
 import numpy as np
-from framework import Example, Layer, LayerConfig, hookimpl
+from lamina import Example, Layer, LayerConfig, hookimpl
 
 class Scale(Layer):
     name = "{name}"
@@ -72,7 +72,7 @@ def test_duplicate_name_is_an_error_naming_both_providers(fake_dist):
         load_registry()
     message = str(info.value)
     assert "'relu' is provided twice" in message
-    assert "lamina 0.1.0 (plugins.relu)" in message
+    assert "lamina 0.1.0 (lamina.plugins.relu)" in message
     assert "lamina-dupe 0.4.0" in message
 
 
@@ -108,9 +108,9 @@ def test_strict_mode_from_environment(fake_dist, monkeypatch):
          "must forbid unknown keys"),
         (SWISH.format(name="nobackward").replace("def backward", "def _backward"),
          "lacks the method(s) backward"),
-        ("from framework import hookimpl\n@hookimpl\ndef lamina_register_layers():\n"
+        ("from lamina import hookimpl\n@hookimpl\ndef lamina_register_layers():\n"
          "    return [42]\n", "expected a layer class"),
-        ("from framework import hookimpl\n@hookimpl\ndef lamina_register_layer():\n"
+        ("from lamina import hookimpl\n@hookimpl\ndef lamina_register_layer():\n"
          "    return []\n", "unknown hook 'lamina_register_layer'"),
     ],
     ids=["bad-name", "config-allows-extra", "missing-method", "not-a-class", "misspelled-hook"],
@@ -146,7 +146,7 @@ def test_unknown_name_suggests_the_closest():
 
 
 def test_no_global_plugin_manager_or_rng():
-    import framework.registry as module
+    import lamina.registry as module
 
     first = load_registry(load_entry_points=False)
     second = load_registry(load_entry_points=False)

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from framework import ConfigError
-from framework.schedules import (
+from lamina import ConfigError
+from lamina.schedules import (
     ConstantSchedule,
     CosineSchedule,
     StepSchedule,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from framework import StateError
-from plugins.adam import Adam, lamina_register_optimizers
+from lamina import StateError
+from lamina.plugins.adam import Adam, lamina_register_optimizers
 
 
 def _reference(p, gs, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7):

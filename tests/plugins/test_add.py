@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from framework import BackwardBeforeForwardError, ShapeError
-from framework.testing.gradcheck import max_relative_error, numerical_gradient
-from plugins import add
+from lamina import BackwardBeforeForwardError, ShapeError
+from lamina.plugins import add
+from lamina.testing.gradcheck import max_relative_error, numerical_gradient
 
 
 def built(input_shapes=((2,), (2,)), dtype=np.float32):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from framework import BackwardBeforeForwardError, ShapeError
-from framework.testing.gradcheck import max_relative_error, numerical_gradient
-from plugins import batchnorm
+from lamina import BackwardBeforeForwardError, ShapeError
+from lamina.plugins import batchnorm
+from lamina.testing.gradcheck import max_relative_error, numerical_gradient
 
 
 def built(input_shape=(1,), dtype=np.float32, **settings):

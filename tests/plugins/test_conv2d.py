@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from framework import BackwardBeforeForwardError, ShapeError
-from framework.testing.gradcheck import max_relative_error
-from framework.testing.gradcheck import numerical_gradient as central_difference
-from plugins import conv2d
-from plugins.conv2d import Conv2D
+from lamina import BackwardBeforeForwardError, ShapeError
+from lamina.plugins import conv2d
+from lamina.plugins.conv2d import Conv2D
+from lamina.testing.gradcheck import max_relative_error
+from lamina.testing.gradcheck import numerical_gradient as central_difference
 
 X3 = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)  # [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
 W22 = np.array([[1.0, 2.0], [3.0, 4.0]])

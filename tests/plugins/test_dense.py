@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from framework import BackwardBeforeForwardError, ShapeError
-from framework.testing.gradcheck import max_relative_error, numerical_gradient
-from plugins import dense
+from lamina import BackwardBeforeForwardError, ShapeError
+from lamina.plugins import dense
+from lamina.testing.gradcheck import max_relative_error, numerical_gradient
 
 
 def built(units=3, input_shape=(2,), dtype=np.float32, **settings):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from framework import BackwardBeforeForwardError
-from framework.testing.gradcheck import max_relative_error, numerical_gradient
-from plugins import dropout
+from lamina import BackwardBeforeForwardError
+from lamina.plugins import dropout
+from lamina.testing.gradcheck import max_relative_error, numerical_gradient
 
 
 def built(rate=0.5, input_shape=(8,), dtype=np.float32, seed=0):

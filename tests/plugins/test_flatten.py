@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from framework import BackwardBeforeForwardError, ShapeError
-from framework.testing.gradcheck import max_relative_error, numerical_gradient
-from plugins import flatten
+from lamina import BackwardBeforeForwardError, ShapeError
+from lamina.plugins import flatten
+from lamina.testing.gradcheck import max_relative_error, numerical_gradient
 
 
 def built(input_shape=(2, 3, 4), dtype=np.float32):

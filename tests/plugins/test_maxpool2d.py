@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from framework import BackwardBeforeForwardError, ShapeError
-from framework.testing.gradcheck import max_relative_error, numerical_gradient
-from plugins import maxpool2d
-from plugins.maxpool2d import MaxPool2D
+from lamina import BackwardBeforeForwardError, ShapeError
+from lamina.plugins import maxpool2d
+from lamina.plugins.maxpool2d import MaxPool2D
+from lamina.testing.gradcheck import max_relative_error, numerical_gradient
 
 # Windows: top-left max 4 at (1, 0); top-right 7 at (1, 3); bottom-left a three-way
 # tie of 2s (first: (2, 0)); bottom-right a tie of 0s (first: (2, 2)).

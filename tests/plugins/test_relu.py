@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from framework import BackwardBeforeForwardError
-from framework.testing.gradcheck import max_relative_error, numerical_gradient
-from plugins import relu
+from lamina import BackwardBeforeForwardError
+from lamina.plugins import relu
+from lamina.testing.gradcheck import max_relative_error, numerical_gradient
 
 
 def built(input_shape=(4,), dtype=np.float32):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from framework import StateError
-from plugins.sgd import SGD, lamina_register_optimizers
+from lamina import StateError
+from lamina.plugins.sgd import SGD, lamina_register_optimizers
 
 
 def _params(dtype=np.float32):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from framework import BackwardBeforeForwardError, DataError
-from framework.testing.gradcheck import max_relative_error, numerical_gradient
-from plugins import softmax_cross_entropy as sce
+from lamina import BackwardBeforeForwardError, DataError
+from lamina.plugins import softmax_cross_entropy as sce
+from lamina.testing.gradcheck import max_relative_error, numerical_gradient
 
 
 def test_registered_through_the_loss_hook():

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.data import lookup
-from framework.data.specs import DatasetSpec
+from lamina.data import lookup
+from lamina.data.specs import DatasetSpec
 
 BIG_ENDIAN = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 FILES = {

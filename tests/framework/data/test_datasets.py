@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework import ConfigError, DataError
-from framework.data import DATASETS, FASHION_MNIST, MNIST, get_spec, load_dataset, split
+from lamina import ConfigError, DataError
+from lamina.data import DATASETS, FASHION_MNIST, MNIST, get_spec, load_dataset, split
 
 # Captured at import: the sandbox fixture clears LAMINA_DATA for every other test.
 REAL_DATA = os.environ.get("LAMINA_DATA")

@@ -5,8 +5,8 @@ import zlib
 import numpy as np
 import pytest
 
-from framework import DataError
-from framework.data import IMAGES_MAGIC, LABELS_MAGIC, decode_idx, read_idx
+from lamina import DataError
+from lamina.data import IMAGES_MAGIC, LABELS_MAGIC, decode_idx, read_idx
 
 
 @pytest.fixture

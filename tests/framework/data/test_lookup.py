@@ -4,8 +4,8 @@ import urllib.request
 
 import pytest
 
-from framework import DataError
-from framework.data import download_dir, fetch, search_dirs
+from lamina import DataError
+from lamina.data import download_dir, fetch, search_dirs
 
 ALL = [
     "train-images-idx3-ubyte.gz",

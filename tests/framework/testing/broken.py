@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import ConfigDict, Field
 
-from framework import (
+from lamina import (
     Example,
     Layer,
     LayerConfig,

@@ -6,14 +6,14 @@ import broken
 import numpy as np
 import pytest
 
-from framework.testing import (
+from lamina.testing import (
     ConformanceError,
     check_gradient,
     check_layer,
     check_loss,
     run_checks,
 )
-from framework.testing.runner import examples_of
+from lamina.testing.runner import examples_of
 
 # A bug that cannot help breaking two contracts lists both, with the reason here:
 # - dropout_in_eval: eval outputs that depend on the generator also differ between

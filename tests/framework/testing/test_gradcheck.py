@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from framework.testing import gradcheck
+from lamina.testing import gradcheck
 
 
 def elementwise(f, x):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import broken
 import pytest
 
-from framework.errors import UnknownPluginError
-from framework.registry import Entry, PluginProblem, Provider, Registry
-from framework.testing.report import run_report
+from lamina.errors import UnknownPluginError
+from lamina.registry import Entry, PluginProblem, Provider, Registry
+from lamina.testing.report import run_report
 
 
 def make_registry() -> Registry:

@@ -11,7 +11,7 @@ from pathlib import Path
 import broken
 import pytest
 
-from framework.testing import check_layer, parametrize_with_checks
+from lamina.testing import check_layer, parametrize_with_checks
 
 
 def test_check_layer_reports_every_check_of_every_example():
@@ -68,7 +68,7 @@ def test_parametrized_tests_run_under_pytest(tmp_path: Path):
         import sys
         sys.path.insert(0, {str(here)!r})
         import broken
-        from framework.testing import parametrize_with_checks
+        from lamina.testing import parametrize_with_checks
 
         @parametrize_with_checks(
             [broken.RefAdd, broken.WrongGradientSign, broken.AccumulatingGrads],
@@ -93,7 +93,7 @@ def test_parametrized_tests_run_under_pytest(tmp_path: Path):
 
 
 def test_importing_the_suite_does_not_import_pytest():
-    code = "import sys, framework.testing; print('pytest' in sys.modules)"
+    code = "import sys, lamina.testing; print('pytest' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"

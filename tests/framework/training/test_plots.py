@@ -7,12 +7,12 @@ import builtins
 import numpy as np
 import pytest
 
-from framework import LaminaError
-from framework.config import load_config
-from framework.registry import load_registry
-from framework.training import runs
-from framework.training.plots import plot_run
-from framework.training.trainer import Data, fit, make_session
+from lamina import LaminaError
+from lamina.config import load_config
+from lamina.registry import load_registry
+from lamina.training import runs
+from lamina.training.plots import plot_run
+from lamina.training.trainer import Data, fit, make_session
 
 
 @pytest.fixture

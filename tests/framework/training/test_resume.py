@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from framework.registry import load_registry
-from framework.training import load_checkpoint, resume_run, start_run
+from lamina.registry import load_registry
+from lamina.training import load_checkpoint, resume_run, start_run
 
 
 def lamina(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "framework.cli", *args],
+    return subprocess.Popen([sys.executable, "-m", "lamina.cli", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 

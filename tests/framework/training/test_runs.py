@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from framework import CheckpointError, TrainingError
-from framework.config import load_config
-from framework.registry import load_registry
-from framework.training import runs
-from framework.training.trainer import Data, checkpoint, fit, make_session
+from lamina import CheckpointError, TrainingError
+from lamina.config import load_config
+from lamina.registry import load_registry
+from lamina.training import runs
+from lamina.training.trainer import Data, checkpoint, fit, make_session
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_atomic_write_leaves_no_temporary_file(tmp_path):
 
 
 def test_early_stopping_after_patience_epochs_without_improvement(session, monkeypatch):
-    from framework.training import trainer
+    from lamina.training import trainer
 
     val_losses = iter([1.0, 0.5, 0.7, 0.6, 0.9, 0.1])
     monkeypatch.setattr(trainer, "evaluate_arrays",

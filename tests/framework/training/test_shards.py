@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from framework import ConfigError
-from framework.cli import main
-from framework.registry import load_registry
-from framework.training import load_checkpoint, resume_run, start_run
-from framework.training.runs import CONFIG, PROVENANCE
+from lamina import ConfigError
+from lamina.cli import main
+from lamina.registry import load_registry
+from lamina.training import load_checkpoint, resume_run, start_run
+from lamina.training.runs import CONFIG, PROVENANCE
 
 QUIET = {"quiet": True, "log": lambda _: None}
 

@@ -1,6 +1,5 @@
+from lamina.testing import parametrize_with_checks
 from lamina_swish import Swish
-
-from framework.testing import parametrize_with_checks
 
 
 @parametrize_with_checks([Swish])

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from framework import Example, Layer, LayerConfig, Shape, hookimpl
+from lamina import Example, Layer, LayerConfig, Shape, hookimpl
 
 
 class SwishConfig(LayerConfig):
