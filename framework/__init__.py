@@ -26,33 +26,40 @@ from .errors import (
     TrainingError,
     UnknownPluginError,
 )
-from .graph import Network
+from .graph import Architecture, Network
 from .hookspecs import hookimpl, hookspec
 from .initializers import INITIALIZERS, initialize
-from .layer import Example, Layer, LayerConfig, Shape
-from .loss import Loss, LossExample
-from .optimizer import Optimizer, OptimizerConfig
+from .layer import Example, FreeText, Layer, LayerConfig, LayerTraits, ParamSpec, Shape
+from .loss import TARGET_FORMS, Loss, LossExample, LossTraits, as_target_rows
+from .optimizer import Optimizer, OptimizerConfig, OptimizerExample
 from .registry import Registry, load_registry
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "TARGET_FORMS",
+    "Architecture",
     "BackwardBeforeForwardError",
     "CheckpointError",
     "ConfigError",
     "ConfigIssue",
     "DataError",
     "Example",
+    "FreeText",
     "INITIALIZERS",
     "LaminaError",
     "Layer",
     "LayerConfig",
+    "LayerTraits",
     "Loss",
     "LossExample",
+    "LossTraits",
     "Network",
     "NetworkConfig",
     "Optimizer",
     "OptimizerConfig",
+    "OptimizerExample",
+    "ParamSpec",
     "PluginError",
     "Registry",
     "Shape",
@@ -61,6 +68,7 @@ __all__ = [
     "TrainingError",
     "UnknownPluginError",
     "__version__",
+    "as_target_rows",
     "hookimpl",
     "hookspec",
     "initialize",

@@ -52,7 +52,6 @@ def run_bench(config_source: str, registry: Registry, *, batch_size: int = 128,
     x = rng.random((batch_size, *config.input_shape), dtype=np.float32)
     classes = int(np.prod(network.output_shape))
     y = rng.integers(0, classes, batch_size)
-    params, grads = network.params(), network.grads()
 
     per_layer: dict[str, dict[str, list[float]]] = {
         n.name: {"forward": [], "backward": []} for n in network.nodes}
@@ -62,7 +61,7 @@ def run_bench(config_source: str, registry: Registry, *, batch_size: int = 128,
         logits = network.forward(x, training=True, timings=fwd)
         loss.forward(logits, y)
         network.backward(loss.backward(), timings=bwd)
-        optimizer.step(params, grads)
+        optimizer.step(network.params(), network.grads())
 
     for i in range(warmup + steps):
         fwd: dict[str, float] = {}
@@ -81,7 +80,8 @@ def run_bench(config_source: str, registry: Registry, *, batch_size: int = 128,
     # where no whole-batch product runs).
     with ShardedStep(network, loss, rng, shards=shards) as sharded:
         for i in range(warmup + steps):
-            train = _timed(lambda: (sharded.train_step(x, y), optimizer.step(params, grads)))
+            train = _timed(lambda: (sharded.train_step(x, y),
+                                        optimizer.step(network.params(), network.grads())))
             infer = _timed(lambda: sharded.predict(x))
             if i >= warmup:
                 times["train"].append(train)

@@ -28,15 +28,14 @@ def _registry(args: argparse.Namespace):
     return registry
 
 
-def _network(args: argparse.Namespace, registry, config):
-    import numpy as np
-
-    from .graph import Network
+def _architecture(registry, config):
+    """The config's layers with their shapes, inferred without allocating a parameter."""
+    from .graph import Architecture
     from .parallel import resolve_shards
 
-    network = Network(config, registry, np.random.default_rng(config.training.seed))
-    resolve_shards(config.training.shards, network)  # a shard count the network cannot take
-    return network
+    architecture = Architecture(config, registry)
+    resolve_shards(config.training.shards, architecture)  # a count the network cannot take
+    return architecture
 
 
 # -- commands -------------------------------------------------------------------------
@@ -56,7 +55,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     registry = _registry(args)
     config = load_config(args.config, registry)
     print(f"config: {config.source}")
-    print(_network(args, registry, config).summary())
+    print(_architecture(registry, config).summary())
     return 0
 
 
@@ -65,10 +64,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     registry = _registry(args)
     config = load_config(args.config, registry)
-    network = _network(args, registry, config)  # shape inference is part of validity
-    total = sum(v.size for v in network.params().values())
-    print(f"{config.source}: valid ({len(config.nodes)} layers, output {network.output_shape}, "
-          f"{total:,} parameters)")
+    architecture = _architecture(registry, config)  # shape inference is part of validity
+    total = architecture.count(trainable=True)
+    print(f"{config.source}: valid ({len(config.nodes)} layers, output "
+          f"{architecture.output_shape}, {total:,} parameters)")
     return 0
 
 

@@ -43,7 +43,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError, ConfigIssue
-from .registry import Registry, unknown_name_message
+from .registry import Registry
 from .schedules import ConstantSchedule, ScheduleConfig
 
 INPUT = "input"
@@ -285,8 +285,8 @@ def _validate_nodes(
             continue
         label = f"{label} ({keys.type})"
         if keys.type not in registry.layers:
-            issues.append(ConfigIssue(f"{label}.type",
-                                      unknown_name_message("layer", keys.type, registry.layers)))
+            issues.append(ConfigIssue(f"{label}.type", registry.unknown_message("layer",
+                                                                                keys.type)))
             typed.append((i, keys, None, None))
             continue
         cls = registry.layer(keys.type)
@@ -341,7 +341,7 @@ def _validate_nodes(
                 issues.append(ConfigIssue(f"{label}.inputs[{j}]",
                                           "a layer cannot be its own input"))
         if cls is not None:
-            multi = bool(getattr(cls, "multi_input", False))
+            multi = cls.traits.multi_input
             if multi and len(inputs) < 2:
                 issues.append(ConfigIssue(f"{label}.inputs", (
                     f"{keys.type} merges two or more inputs, received {list(inputs)}; "
@@ -406,8 +406,7 @@ def _validate_plugin(
         )))
         return None
     if kind_type not in registry.table(kind):
-        issues.append(ConfigIssue(f"{kind}.type",
-                                  unknown_name_message(kind, kind_type, registry.table(kind))))
+        issues.append(ConfigIssue(f"{kind}.type", registry.unknown_message(kind, kind_type)))
         return None
     cls = registry.entry(kind, kind_type).cls
     settings = {k: v for k, v in table.items() if k != "type"}

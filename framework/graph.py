@@ -2,14 +2,15 @@
 
 Nodes run in topological order on the forward pass and in reverse on the
 backward pass. A node whose output feeds several layers (a fan-out) receives the
-sum of their gradients. Shapes are inferred when the network is built, before
-any data is seen, so a layer that does not fit its input fails at once, naming
-the layer in the config and the fix.
+sum of their gradients. Shapes are inferred from the config alone, before any
+array is allocated (:class:`Architecture`, which ``lamina validate`` and
+``lamina summary`` use), so a layer that does not fit its input fails at once,
+naming the layer in the config and the fix.
 
 Parameters, gradients and non-trainable state are exposed under stable dotted
 names, ``<layer name>.<key>`` (``conv2d_1.W``), in the order of the config.
 
-Two optimisations use the optional declarations of the layer protocol (see
+Two optimisations use the declarations of the layer contract (see
 :mod:`lamina.layer`); neither changes a result beyond float rounding:
 
 - A layer that declares ``monotone_elementwise`` (relu) and whose only consumer
@@ -18,32 +19,34 @@ Two optimisations use the optional declarations of the layer protocol (see
   then touches 4x fewer entries behind a 2x2 pool. The pair is one *step* of the
   plan; every other layer is a step of its own.
 - Unless ``backward(..., input_grad=True)`` asks for it, the layers that read the
-  network input are told (``needs_input_grad = False``) that their dx is not needed:
-  for a first conv2d that gradient is a full col2im of the input, thrown away.
+  network input are called with ``backward(dy, input_grad=False)``: for a first
+  conv2d that gradient is a full col2im of the input, thrown away.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .config import INPUT, NetworkConfig, NodeConfig, topological_order
-from .errors import PluginError, ShapeError, StateError
+from .errors import LaminaError, PluginError, ShapeError, StateError
+from .layer import ParamSpec, Shape, infer_output_shape
 from .registry import Provider, Registry
 
 
 @dataclass
 class Node:
-    """One layer of the network with its place in the graph."""
+    """One layer of the network with its place in the graph and its shapes."""
 
     config: NodeConfig
     layer: Any
     provider: Provider
     input_shape: Any = None
-    output_shape: tuple[int, ...] | None = None
+    output_shape: Shape | None = None
+    specs: dict[str, ParamSpec] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -58,6 +61,15 @@ class Node:
         """The name of the value this node produces (its own name)."""
         return self.config.name
 
+    def plugin_failed(self, what: str, exc: Exception) -> PluginError:
+        """The error for an unexpected exception raised by this node's plugin code."""
+        return PluginError(
+            f"{self.config.path} {self.name!r}: the {self.config.type} plugin "
+            f"({type(self.layer).__module__}, from {self.provider}) raised "
+            f"{type(exc).__name__} in {what}: {exc}. This is a bug in the plugin; report it "
+            "to its author, or use another layer"
+        )
+
 
 @dataclass(frozen=True)
 class Step:
@@ -68,6 +80,91 @@ class Step:
     nodes: tuple[Node, ...]
     inputs: tuple[str, ...]
     output: str
+
+
+class Architecture:
+    """The layers of a config with their shapes and parameter shapes, inferred from the
+    config alone: layers are constructed from their settings but nothing is allocated,
+    so a config asking for billions of parameters is described, not built.
+
+    ``classes`` (one (class, provider) per node) replaces the registry lookup; a
+    replica of a network reuses its classes this way."""
+
+    def __init__(self, config: NetworkConfig, registry: Registry | None = None, *,
+                 classes: list[tuple[type, Provider]] | None = None):
+        if classes is None:
+            if registry is None:
+                raise TypeError("Architecture needs a registry or the layer classes")
+            entries = [registry.entry("layer", node.type) for node in config.nodes]
+            classes = [(e.cls, e.provider) for e in entries]
+        self.config = config
+        self.input_shape = tuple(config.input_shape)
+        self.nodes: list[Node] = [
+            Node(node_config, cls(node_config.config), provider)
+            for node_config, (cls, provider) in zip(config.nodes, classes, strict=True)
+        ]
+        by_name = {node.name: node for node in self.nodes}
+        self.order = [by_name[n.name] for n in topological_order(config.nodes)]
+        self.output = config.output
+        self._infer()
+
+    def _infer(self) -> None:
+        shapes: dict[str, Any] = {INPUT: self.input_shape}
+        for node in self.order:
+            in_shapes = [shapes[ref] for ref in node.inputs]
+            multi = node.layer.traits.multi_input
+            try:
+                node.input_shape, node.output_shape = infer_output_shape(
+                    node.layer, tuple(in_shapes) if multi else in_shapes[0])
+                node.specs = dict(node.layer.param_specs(node.input_shape))
+            except ShapeError as exc:
+                came_from = ", ".join(f"{ref} {shapes[ref]}" for ref in node.inputs)
+                raise ShapeError(
+                    f"{node.config.path} {node.name!r} cannot take its input "
+                    f"(from {came_from}): {exc}"
+                ) from exc
+            except LaminaError:
+                raise
+            except Exception as exc:
+                raise node.plugin_failed("its shape inference", exc) from exc
+            shapes[node.name] = node.output_shape
+
+    @property
+    def output_shape(self) -> Shape:
+        return next(node for node in self.nodes if node.name == self.output).output_shape
+
+    def count(self, *, trainable: bool) -> int:
+        """Number of trainable (or non-trainable) values over every layer."""
+        return sum(spec.size for node in self.nodes for spec in node.specs.values()
+                   if spec.trainable == trainable)
+
+    def summary(self) -> str:
+        """A table of layers, types, output shapes, parameter counts and providers."""
+        dag = not self.config.is_sequential()
+        header = ["Layer", "Type", "Output shape", "Params"]
+        header += ["Inputs"] if dag else []
+        header += ["Plugin"]
+        rows = [["input", "", str(self.input_shape), "0"] + ([""] if dag else []) + [""]]
+        for node in self.nodes:
+            count = sum(spec.size for spec in node.specs.values() if spec.trainable)
+            row = [node.name, node.config.type, str(node.output_shape), f"{count:,}"]
+            row += [", ".join(node.inputs)] if dag else []
+            row += [str(node.provider)]
+            rows.append(row)
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+        def line(cells: list[str]) -> str:
+            return "  ".join(c.rjust(w) if h == "Params" else c.ljust(w)
+                             for c, w, h in zip(cells, widths, header, strict=True)).rstrip()
+
+        rule = "-" * len(line(header))
+        trainable, frozen = self.count(trainable=True), self.count(trainable=False)
+        return "\n".join([
+            rule, line(header), rule, *(line(r) for r in rows), rule,
+            f"Total params: {trainable + frozen:,}",
+            f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {frozen:,}",
+        ])
 
 
 class Network:
@@ -85,8 +182,7 @@ class Network:
         *,
         dtype: Any = np.float32,
     ):
-        entries = [registry.entry("layer", node.type) for node in config.nodes]
-        self._assemble(config, [(e.cls, e.provider) for e in entries], rng, np.dtype(dtype))
+        self._assemble(Architecture(config, registry), rng, np.dtype(dtype))
 
     def replica(self, rng: np.random.Generator) -> Network:
         """A new network of the same config and layer classes, built with ``rng``.
@@ -96,43 +192,28 @@ class Network:
         training step (:mod:`lamina.parallel`) runs one replica per shard."""
         twin = object.__new__(Network)
         classes = [(type(node.layer), node.provider) for node in self.nodes]
-        twin._assemble(self.config, classes, rng, self.dtype)
+        twin._assemble(Architecture(self.config, classes=classes), rng, self.dtype)
         return twin
 
     # -- construction -----------------------------------------------------------------
-    def _assemble(self, config: NetworkConfig, classes: list[tuple[type, Provider]],
-                  rng: np.random.Generator, dtype: np.dtype) -> None:
-        self.config = config
+    def _assemble(self, architecture: Architecture, rng: np.random.Generator,
+                  dtype: np.dtype) -> None:
+        self.architecture = architecture
+        self.config = architecture.config
         self.dtype = dtype
-        self.input_shape = tuple(config.input_shape)
-        self.nodes: list[Node] = [
-            Node(node_config, cls(node_config.config), provider)
-            for node_config, (cls, provider) in zip(config.nodes, classes, strict=True)
-        ]
-        self.order = [self._by_name(n.name) for n in topological_order(config.nodes)]
-        self.output = config.output
-        self._build(rng)
+        self.input_shape = architecture.input_shape
+        self.nodes = architecture.nodes
+        self.order = architecture.order
+        self.output = architecture.output
+        for node in self.order:
+            try:
+                node.layer.build(node.input_shape, rng, dtype=dtype)
+            except LaminaError:
+                raise
+            except Exception as exc:
+                raise node.plugin_failed("build()", exc) from exc
         self.steps = self._plan()
         self._readers = self._readers_of(self.steps)  # how many steps read each value
-
-    def _by_name(self, name: str) -> Node:
-        return next(node for node in self.nodes if node.name == name)
-
-    def _build(self, rng: np.random.Generator) -> None:
-        shapes: dict[str, Any] = {INPUT: self.input_shape}
-        for node in self.order:
-            in_shapes = [shapes[ref] for ref in node.inputs]
-            node.input_shape = tuple(in_shapes) if node.layer.multi_input else in_shapes[0]
-            try:
-                out = node.layer.build(node.input_shape, rng, dtype=self.dtype)
-            except ShapeError as exc:
-                came_from = ", ".join(f"{ref} {shapes[ref]}" for ref in node.inputs)
-                raise ShapeError(
-                    f"{node.config.path} {node.name!r} cannot take its input "
-                    f"(from {came_from}): {exc}"
-                ) from exc
-            node.output_shape = tuple(int(d) for d in out)
-            shapes[node.name] = node.output_shape
 
     def _plan(self) -> list[Step]:
         """The execution order: ``self.order`` with commuting pairs swapped into one step."""
@@ -140,12 +221,12 @@ class Network:
         by_name = {node.name: node for node in self.order}
         pulled: dict[str, Node] = {}  # pool name -> the elementwise layer it runs before
         for node in self.order:
-            if not (node.layer.max_selecting and not node.layer.multi_input
-                    and len(node.inputs) == 1 and node.inputs[0] in by_name):
+            if not (node.layer.traits.max_selecting and len(node.inputs) == 1
+                    and node.inputs[0] in by_name):
                 continue
             before = by_name[node.inputs[0]]
-            if (before.layer.monotone_elementwise and not before.layer.multi_input
-                    and consumers[before.name] == 1 and before.name != self.output):
+            if (before.layer.traits.monotone_elementwise and consumers[before.name] == 1
+                    and before.name != self.output):
                 pulled[node.name] = before
         deferred = {before.name for before in pulled.values()}
         steps = []
@@ -160,8 +241,8 @@ class Network:
         return steps
 
     @property
-    def output_shape(self) -> tuple[int, ...]:
-        return self._by_name(self.output).output_shape
+    def output_shape(self) -> Shape:
+        return self.architecture.output_shape
 
     # -- running ----------------------------------------------------------------------
     def forward(self, x: np.ndarray, *, training: bool = False,
@@ -178,7 +259,7 @@ class Network:
                 remaining[ref] -= 1
                 if remaining[ref] == 0 and ref != self.output:
                     del values[ref]
-            value = args if step.nodes[0].layer.multi_input else args[0]
+            value = args if step.nodes[0].layer.traits.multi_input else args[0]
             for node in step.nodes:
                 started = time.perf_counter()
                 value = node.layer.forward(value, training=training)
@@ -193,25 +274,26 @@ class Network:
         else ``None``); fills every layer's grads."""
         pending: dict[str, np.ndarray] = {self.output: dy}
         for step in reversed(self.steps):
-            first = step.nodes[0].layer
-            reads_input = all(ref == INPUT for ref in step.inputs)
-            first.needs_input_grad = input_grad or not reads_input
+            first = step.nodes[0]
+            # Only the first layer of a step reads the step's inputs; inside a swapped
+            # pair the pool's gradient is always needed by the elementwise layer.
+            wanted = input_grad or not all(ref == INPUT for ref in step.inputs)
             grad = pending.pop(step.output)
             for node in reversed(step.nodes):
                 started = time.perf_counter()
-                grad = node.layer.backward(grad)
+                grad = node.layer.backward(grad, input_grad=wanted if node is first else True)
                 if timings is not None:
                     timings[node.name] = time.perf_counter() - started
-            d_ins = grad if first.multi_input else [grad]
+            if not wanted:
+                continue
+            d_ins = grad if first.layer.traits.multi_input else [grad]
             for ref, d_in in zip(step.inputs, d_ins, strict=True):
                 if d_in is None:
-                    if first.needs_input_grad:
-                        raise PluginError(
-                            f"layer {step.nodes[0].name!r} ({type(first).__name__}) returned "
-                            "None from backward() for an input gradient the runner needs; "
-                            "return None only while needs_input_grad is False"
-                        )
-                    continue
+                    raise PluginError(
+                        f"layer {first.name!r} ({type(first.layer).__name__}) returned None "
+                        "from backward() for an input gradient the runner needs; return "
+                        "None only when called with input_grad=False"
+                    )
                 # A fan-out sums its consumers' gradients. ``+`` makes a new array, so a
                 # buffer a layer reuses across calls is never written through.
                 pending[ref] = pending[ref] + d_in if ref in pending else d_in
@@ -266,29 +348,4 @@ class Network:
     # -- description ------------------------------------------------------------------
     def summary(self) -> str:
         """A table of layers, types, output shapes, parameter counts and providers."""
-        dag = not self.config.is_sequential()
-        header = ["Layer", "Type", "Output shape", "Params"]
-        header += ["Inputs"] if dag else []
-        header += ["Plugin"]
-        rows = [["input", "", str(self.input_shape), "0"] + ([""] if dag else []) + [""]]
-        for node in self.nodes:
-            count = sum(v.size for v in node.layer.params().values())
-            row = [node.name, node.config.type, str(node.output_shape), f"{count:,}"]
-            row += [", ".join(node.inputs)] if dag else []
-            row += [str(node.provider)]
-            rows.append(row)
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-        def line(cells: list[str]) -> str:
-            return "  ".join(c.rjust(w) if h == "Params" else c.ljust(w)
-                             for c, w, h in zip(cells, widths, header, strict=True)).rstrip()
-
-        rule = "-" * len(line(header))
-        trainable = sum(v.size for v in self.params().values())
-        frozen = sum(v.size for v in self.state().values())
-        return "\n".join([
-            rule, line(header), rule, *(line(r) for r in rows), rule,
-            f"Total params: {trainable + frozen:,}",
-            f"Trainable params: {trainable:,}",
-            f"Non-trainable params: {frozen:,}",
-        ])
+        return self.architecture.summary()

@@ -34,9 +34,13 @@ def lamina_register_layers() -> list[type]:
     - ``Config``: a pydantic model with ``extra="forbid"``, validating the layer's
       settings (every key of the config's layer table other than ``type``,
       ``name`` and ``inputs``);
-    - the methods ``build``, ``forward``, ``backward``, ``params``, ``grads`` and
-      ``examples`` of the layer protocol (see :mod:`lamina.layer`; subclassing
-      :class:`lamina.Layer` provides the bookkeeping).
+    - ``traits``: a :class:`lamina.LayerTraits` with its declarations, and no flag
+      set anywhere else;
+    - the methods ``compute_output_shape``, ``param_specs``, ``build``, ``forward``,
+      ``backward(dy, *, input_grad)``, ``params``, ``grads``, ``state`` and
+      ``examples`` of the layer contract (see :mod:`lamina.layer`; subclassing
+      :class:`lamina.Layer` provides all but the first, ``forward``, ``backward``
+      and ``examples``).
 
     A name already provided by another plugin is an error naming both providers.
     """
@@ -46,10 +50,12 @@ def lamina_register_layers() -> list[type]:
 def lamina_register_losses() -> list[type]:
     """Return the loss classes this plugin provides.
 
-    Each class must have ``name``, ``Config`` (as for layers) and the methods
+    Each class must have ``name``, ``Config`` (as for layers), ``traits`` (a
+    :class:`lamina.LossTraits`: the forms of target it accepts) and the methods
     ``forward(logits, targets) -> float``, ``backward() -> dlogits``,
-    ``predict_proba(logits)`` and ``examples()`` of the loss protocol (see
-    :mod:`lamina.loss`).
+    ``predict_proba(logits)`` and ``examples()`` of the loss contract (see
+    :mod:`lamina.loss`; subclassing :class:`lamina.Loss` provides ``forward``, which
+    calls the plugin's ``compute(z, y)``).
     """
 
 
@@ -58,7 +64,8 @@ def lamina_register_optimizers() -> list[type]:
     """Return the optimizer classes this plugin provides.
 
     Each class must have ``name``, ``Config`` (as for layers, with a learning rate
-    ``lr``) and the methods ``step(params, grads)``, ``state_dict()`` and
-    ``load_state_dict(state)`` of the optimizer protocol (see
-    :mod:`lamina.optimizer`).
+    ``lr``) and the methods ``step(params, grads)``, ``state_dict()``,
+    ``load_state_dict(state)`` and ``examples()`` of the optimizer contract (see
+    :mod:`lamina.optimizer`; subclassing :class:`lamina.Optimizer` provides all but
+    ``examples``, and calls the plugin's ``update(params, grads)``).
     """

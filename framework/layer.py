@@ -1,62 +1,63 @@
-"""The layer protocol and a convenience base class.
+"""The layer contract: what a layer plugin writes, what it declares, what lamina relies on.
 
-A layer plugin is a class with
+A layer plugin subclasses :class:`Layer` and writes
 
-- ``name``: its plugin name, the value of ``type`` in a config (``"conv2d"``);
-- ``Config``: a frozen pydantic model of its settings that forbids unknown keys;
-- ``build(input_shape, rng, *, dtype) -> output_shape``: shapes are per sample
-  (no batch axis). Allocates and initialises parameters from ``rng`` (the one
-  generator the runner owns) and raises :class:`ShapeError` when the input does
-  not fit. A stochastic layer keeps ``rng`` and draws from it alone: when training
-  runs on shards, each replica's generator is reseeded every step
-  (:mod:`lamina.parallel`);
-- ``forward(x, *, training) -> y`` and ``backward(dy) -> dx``: arrays carry the
-  batch axis first. ``backward`` overwrites (never accumulates) the gradients;
-- ``params()``, ``grads()``: live arrays under the same keys and shapes;
-- ``state()``: non-trainable arrays (running statistics) saved with the params;
-- ``examples()``: configs and input shapes the conformance suite exercises.
+- ``name`` (the value of ``type`` in a config) and ``Config`` (a frozen pydantic
+  model that forbids unknown keys);
+- ``compute_output_shape(input_shape) -> output_shape``: per-sample shapes (no
+  batch axis), a pure function of the config and the input shape. It allocates
+  nothing, so ``lamina validate`` and ``lamina summary`` run it from the config
+  alone; it raises :class:`~lamina.errors.ShapeError` when the input does not fit;
+- ``param_specs(input_shape) -> {key: ParamSpec}`` when the layer has parameters
+  or non-trainable state: their shapes and how they start. lamina allocates and
+  initialises them;
+- ``forward(x, *, training) -> y`` and ``backward(dy, *, input_grad) -> dx``:
+  arrays carry the batch axis first. ``forward`` keeps what ``backward`` needs in
+  ``self.cache``; ``backward`` starts with ``self.cached()``, overwrites (never
+  accumulates) every parameter gradient, and returns dx. With ``input_grad=False``
+  the caller does not need dx (the layer reads the network input): ``backward``
+  may return ``None`` then, but fills exactly the same parameter gradients;
+- ``examples()``: configs and input shapes the conformance suite exercises;
+- ``traits``: the optional declarations (:class:`LayerTraits`), when any applies.
 
-A layer that takes several inputs (``multi_input = True``, e.g. ``add``) gets a
-tuple of shapes in ``build``, a list of arrays in ``forward`` and returns a list
-of gradients from ``backward``.
+:meth:`Layer.build` is the template that does the bookkeeping every layer shares:
+it normalises and checks the shapes, records ``dtype``, ``input_shape`` and
+``output_shape``, keeps the generator (``self.rng``) and creates the arrays the
+specs describe. What the rest of lamina relies on, and the conformance check that
+holds a plugin to it (docs/writing-a-plugin.md has the full list):
 
-Loaders (the graph runner's ``load_state_dict``, checkpoints) copy values *into*
-the arrays that ``params()`` and ``state()`` return, so a layer may keep
-references to them.
-
-Optional parts of the protocol, each with a default that is always correct:
-
-- ``needs_input_grad`` (instance attribute, default ``True``): the graph runner
-  sets it to ``False`` on a layer whose input is the network input when nobody
-  asked for the input gradient (training never does). ``backward`` may then skip
-  computing dx and return ``None`` (a multi-input layer: ``None`` in its list);
-  the parameter gradients must still be filled.
-- ``monotone_elementwise`` and ``max_selecting`` (class flags, default ``False``):
-  declarations that let the runner run a pair of layers in the cheaper order with
-  exactly the same results. ``monotone_elementwise``: the layer applies one scalar
-  function f to every entry, f is non-decreasing, f' = 0 (in backward) wherever f is
-  flat, including the ends of a flat piece, it has no parameters and takes any
-  shape (relu). ``max_selecting``: every output is the first maximal entry of a
-  window of its input, in a fixed order of the window, and backward routes each
-  output's gradient to exactly that entry (max pooling). Then f(pool(x)) equals
-  pool(f(x)), value and gradient: a flat piece of f only ties entries whose
-  derivative is 0 either way. When a ``monotone_elementwise`` layer feeds only a
-  ``max_selecting`` layer, the runner pools first and applies f to the smaller
-  pooled array (see :mod:`lamina.graph`); the config and the summary do not change.
+- ``params()``, ``grads()`` and ``state()`` return the live arrays, under the same
+  keys, for the layer's whole life: optimizers update parameters in place,
+  loaders and checkpoints copy values into them, and training loops may hold the
+  gradient arrays (``check_grads_written_in_place``, ``check_uses_current_params``);
+- randomness comes only from ``self.rng``, the generator ``build`` received: the
+  sharded training step reseeds it every step (``check_draws_from_build_generator``);
+- the same inputs give the same gradients in float32 as in float64, within float32
+  rounding (``check_float32_matches_float64``).
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import BackwardBeforeForwardError
+from .errors import BackwardBeforeForwardError, PluginError, ShapeError
+from .initializers import INITIALIZERS, initialize
 
 Shape = tuple[int, ...]
+
+
+#: The type of a string setting that takes any text (a label, a file name). Every other
+#: string setting is a closed set of choices (``Literal[...]``) or a ``pattern``, so that
+#: a misspelt choice is an error rather than a silent fallback; the conformance suite
+#: holds configs to that and accepts a field typed ``FreeText`` as declared free.
+FreeText = Annotated[str, Field(json_schema_extra={"free_form": True})]
 
 
 class LayerConfig(BaseModel):
@@ -66,12 +67,94 @@ class LayerConfig(BaseModel):
 
 
 @dataclass(frozen=True)
+class LayerTraits:
+    """The optional declarations of a layer, all ``False`` unless the layer sets them.
+
+    Each one changes what the graph runner or the sharded training step does with
+    the layer, so each is checked by the conformance suite: a declaration that does
+    not hold fails ``lamina check``.
+    """
+
+    #: takes two or more inputs (``add``): ``build`` gets a tuple of shapes,
+    #: ``forward`` a list of arrays, and ``backward`` returns a list of gradients
+    multi_input: bool = False
+    #: one sample's output depends on the other samples of the batch (batchnorm):
+    #: the sharded step then runs the batch whole
+    batch_dependent: bool = False
+    #: training-mode output is random (dropout), drawn only from ``self.rng``; eval
+    #: mode is deterministic. The sharded step reseeds ``self.rng`` every step
+    stochastic: bool = False
+    #: y = f(x) entry by entry, one scalar f, non-decreasing, with f' = 0 wherever f
+    #: is flat; no parameters; any shape (relu). The runner may then apply the layer
+    #: after a ``max_selecting`` layer instead of before it, on fewer entries
+    monotone_elementwise: bool = False
+    #: every output is the first maximal entry of a window of its input (in a fixed
+    #: order of the window), and backward routes its gradient to exactly that entry
+    #: (max pooling): f(pool(x)) equals pool(f(x)), values and gradients
+    max_selecting: bool = False
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            if not isinstance(getattr(self, item.name), bool):
+                raise TypeError(f"LayerTraits.{item.name} must be True or False, received "
+                                f"{getattr(self, item.name)!r}")
+        if self.multi_input and (self.monotone_elementwise or self.max_selecting):
+            raise TypeError("a multi_input layer cannot be monotone_elementwise or "
+                            "max_selecting: both act on one input")
+
+
+#: the names of the declarations, for the places that read them by name
+TRAIT_NAMES: tuple[str, ...] = tuple(item.name for item in fields(LayerTraits))
+
+#: ``init`` of a :class:`ParamSpec`: a name, or a function (shape, rng, dtype) -> array
+Init = str | Callable[[Shape, np.random.Generator, np.dtype], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One array a layer owns: its shape, how it starts, and whether it is trained.
+
+    ``init`` is ``"zeros"``, ``"ones"``, the name of an initializer
+    (:data:`lamina.INITIALIZERS`: ``"glorot_uniform"``, ...) or a function
+    ``(shape, rng, dtype) -> array``. A trainable array gets a gradient beside it
+    and is updated by the optimizer; a non-trainable one (running statistics) is
+    ``state()``, saved with the parameters and never optimised.
+    """
+
+    shape: Shape
+    init: Init = "zeros"
+    trainable: bool = True
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def create(self, rng: np.random.Generator, dtype: np.dtype) -> np.ndarray:
+        if self.init == "zeros":
+            return np.zeros(self.shape, dtype=dtype)
+        if self.init == "ones":
+            return np.ones(self.shape, dtype=dtype)
+        if isinstance(self.init, str):
+            if self.init not in INITIALIZERS:
+                raise PluginError(f"unknown init {self.init!r}; expected 'zeros', 'ones', one "
+                                  f"of {', '.join(INITIALIZERS)} or a function")
+            return initialize(self.init, self.shape, rng, dtype)
+        value = np.asarray(self.init(self.shape, rng, dtype))
+        if value.shape != tuple(self.shape) or value.dtype != dtype:
+            raise PluginError(f"an init function returned an array of shape {value.shape} "
+                              f"and dtype {value.dtype}; expected {tuple(self.shape)} and {dtype}")
+        return value
+
+
+@dataclass(frozen=True)
 class Example:
     """One configuration the conformance suite runs a plugin with.
 
     ``input_shape`` is per sample (a tuple of shapes for a multi-input layer).
     ``input_range`` bounds the uniform inputs the checks draw; a layer whose
     forward is only defined on part of the line (a log, a sqrt) narrows it.
+    ``extra`` overrides declarations for this example only, by their
+    :class:`LayerTraits` names (a dropout with rate 0 is not stochastic).
     """
 
     config: dict[str, Any]
@@ -91,80 +174,124 @@ def make_config(model: type[BaseModel], config: BaseModel | dict[str, Any] | Non
     return model(**config) if isinstance(config, dict) else config
 
 
-class Layer(ABC):
-    """Convenience base class implementing the bookkeeping of the layer protocol.
+def normalize_input_shape(input_shape: Any, multi_input: bool) -> Any:
+    """A per-sample shape as a tuple of ints (a tuple of such tuples for a multi-input
+    layer; a single shape given to one becomes a tuple of one shape)."""
+    def one(shape: Any) -> Shape:
+        return tuple(int(d) for d in shape)
 
-    Subclasses set ``name`` and ``Config`` and implement ``build``, ``forward``,
-    ``backward`` and ``examples``. In ``build`` they call :meth:`add_param` (a
-    trainable array with a zero gradient beside it) and :meth:`add_state`
-    (non-trainable). In ``forward`` they keep what ``backward`` needs in
-    ``self.cache``; ``backward`` reads it back with :meth:`cached`, which raises
-    :class:`BackwardBeforeForwardError` if ``forward`` has not run.
+    if not multi_input:
+        return one(input_shape)
+    if all(isinstance(d, int | np.integer) for d in input_shape):
+        return (one(input_shape),)
+    return tuple(one(shape) for shape in input_shape)
+
+
+def infer_output_shape(layer: Any, input_shape: Any) -> tuple[Any, Shape]:
+    """``(input_shape, output_shape)`` of ``layer`` from its config alone, both checked.
+
+    The output must be a tuple of whole numbers of at least 1: a plugin's arithmetic
+    that yields 0 or less (a kernel larger than its input) is a :class:`ShapeError`
+    rather than an empty array later; anything other than whole numbers is the
+    plugin's bug, a :class:`PluginError`."""
+    who = f"layer {getattr(layer, 'name', type(layer).__name__)!r}"
+    input_shape = normalize_input_shape(input_shape, layer.traits.multi_input)
+    out = layer.compute_output_shape(input_shape)
+    if not (isinstance(out, tuple | list)
+            and all(isinstance(d, int | np.integer) and not isinstance(d, bool) for d in out)):
+        raise PluginError(f"{who}: compute_output_shape({input_shape}) returned {out!r}; "
+                          "expected a tuple of ints, the output shape of one sample")
+    out = tuple(int(d) for d in out)
+    if any(d < 1 for d in out):
+        raise ShapeError(f"its output would be {out} for an input of {input_shape}; every "
+                         "dimension must be at least 1. Fix: a larger input or smaller "
+                         "kernel, pool or stride settings")
+    return input_shape, out
+
+
+class Layer(ABC):
+    """The base class of every layer plugin; see the module docstring for the contract.
+
+    A plugin implements :meth:`compute_output_shape`, :meth:`forward`,
+    :meth:`backward` and :meth:`examples`, and :meth:`param_specs` when it owns
+    arrays. Inside ``forward`` and ``backward`` it reads ``self.input_shape``,
+    ``self.dtype``, ``self.rng`` and its arrays through ``self.params()`` (or
+    ``self._params``, ``self._grads``, ``self._state``).
     """
 
     name: ClassVar[str]
     Config: ClassVar[type[BaseModel]] = LayerConfig
-    #: takes a list of inputs (e.g. ``add``)
-    multi_input: ClassVar[bool] = False
-    #: one sample's output depends on other samples of the batch (e.g. batchnorm)
-    batch_dependent: ClassVar[bool] = False
-    #: training-mode output is random (e.g. dropout); eval mode must not be
-    stochastic: ClassVar[bool] = False
-    #: y = f(x) entry by entry, f non-decreasing with f' = 0 where flat; no params, any shape
-    monotone_elementwise: ClassVar[bool] = False
-    #: each output is its window's first maximal input, which alone receives its gradient
-    max_selecting: ClassVar[bool] = False
-    #: set to False by the runner when backward may return None for the input (not a ClassVar)
-    needs_input_grad: bool = True
+    traits: ClassVar[LayerTraits] = LayerTraits()
 
     def __init__(self, config: BaseModel | dict[str, Any] | None = None, /, **kwargs: Any):
         self.config = make_config(self.Config, config, kwargs)
+        self.dtype = np.dtype(np.float32)
+        self.input_shape: Any = None
+        self.output_shape: Shape | None = None
+        self.rng: np.random.Generator | None = None
         self._params: dict[str, np.ndarray] = {}
         self._grads: dict[str, np.ndarray] = {}
         self._state: dict[str, np.ndarray] = {}
         self.cache: Any = None
-        self.input_shape: Any = None
-        self.output_shape: Any = None
-        self.dtype = np.dtype(np.float32)
 
-    # -- the protocol -----------------------------------------------------------------
+    # -- what a plugin writes ---------------------------------------------------------
     @abstractmethod
-    def build(self, input_shape: Shape, rng: np.random.Generator, *, dtype=np.float32) -> Shape:
-        raise NotImplementedError(f"{type(self).__name__} must implement build()")
+    def compute_output_shape(self, input_shape: Any) -> Shape:
+        """The per-sample output shape for ``input_shape``; raise ShapeError if it does
+        not fit. Pure: it may read the config, never allocate or keep anything."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_output_shape()")
+
+    def param_specs(self, input_shape: Any) -> dict[str, ParamSpec]:
+        """The arrays this layer owns for ``input_shape``, by key (none by default)."""
+        return {}
 
     @abstractmethod
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
     @abstractmethod
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
         raise NotImplementedError(f"{type(self).__name__} must implement backward()")
-
-    def params(self) -> dict[str, np.ndarray]:
-        return self._params
-
-    def grads(self) -> dict[str, np.ndarray]:
-        return self._grads
-
-    def state(self) -> dict[str, np.ndarray]:
-        return self._state
 
     @classmethod
     @abstractmethod
     def examples(cls) -> list[Example]:
         raise NotImplementedError(f"{cls.__name__} must list examples() for the conformance suite")
 
-    # -- helpers for subclasses -------------------------------------------------------
-    def add_param(self, key: str, value: np.ndarray) -> np.ndarray:
-        """Register a trainable array and a zero gradient of the same shape and dtype."""
-        self._params[key] = value
-        self._grads[key] = np.zeros_like(value)
-        return value
+    # -- the template -----------------------------------------------------------------
+    def build(self, input_shape: Any, rng: np.random.Generator, *, dtype: Any = np.float32
+              ) -> Shape:
+        """Check the shapes, create the arrays of :meth:`param_specs` in ``dtype`` (drawn
+        from ``rng`` in the specs' order) and keep ``rng`` for a stochastic layer's
+        draws; returns the per-sample output shape."""
+        dtype = np.dtype(dtype)
+        if not np.issubdtype(dtype, np.floating):
+            raise TypeError(f"layers compute in a floating dtype, received {dtype}")
+        self.input_shape, self.output_shape = infer_output_shape(self, input_shape)
+        self.dtype, self.rng, self.cache = dtype, rng, None
+        self._params, self._grads, self._state = {}, {}, {}
+        for key, spec in self.param_specs(self.input_shape).items():
+            value = spec.create(rng, dtype)
+            if spec.trainable:
+                self._params[key] = value
+                self._grads[key] = np.zeros_like(value)
+            else:
+                self._state[key] = value
+        return self.output_shape
 
-    def add_state(self, key: str, value: np.ndarray) -> np.ndarray:
-        """Register a non-trainable array (saved with the params, never optimised)."""
-        self._state[key] = value
-        return value
+    # -- the arrays and the cache -----------------------------------------------------
+    def params(self) -> dict[str, np.ndarray]:
+        """The trainable arrays, live: optimizers and loaders write into them."""
+        return self._params
+
+    def grads(self) -> dict[str, np.ndarray]:
+        """The gradients, live, under the keys of :meth:`params`; ``backward`` writes
+        into these very arrays."""
+        return self._grads
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Non-trainable arrays (running statistics), live, saved with the params."""
+        return self._state
 
     def cached(self) -> Any:
         """What ``forward`` kept for ``backward``; raises if ``forward`` never ran."""

@@ -1,14 +1,22 @@
-"""The loss protocol and a convenience base class.
+"""The loss contract: what a loss plugin writes, what it declares, what lamina relies on.
 
-A loss plugin is a class with ``name``, ``Config`` (frozen, unknown keys
-forbidden) and
+A loss plugin subclasses :class:`Loss` and writes ``name``, ``Config`` (frozen,
+unknown keys forbidden) and
 
-- ``forward(logits, targets) -> float``: the mean loss over the batch. ``logits``
-  is (N, C); ``targets`` are class indices (N,), one-hot rows or soft labels
-  (N, C) whose rows sum to 1;
-- ``backward() -> dlogits``: (N, C), the gradient of that mean loss;
-- ``predict_proba(logits) -> (N, C)`` probabilities;
-- ``examples()``: configs and class counts the conformance suite exercises.
+- ``compute(z, y) -> float``: the mean loss over the batch for logits ``z`` (N, C)
+  and targets ``y`` (N, C), each row a probability distribution in the logits'
+  dtype; keeps what ``backward`` needs in ``self.cache``;
+- ``backward() -> dz``: (N, C), the gradient of that mean loss with respect to ``z``;
+- ``predict_proba(z) -> (N, C)`` probabilities;
+- ``examples()``: configs and class counts the conformance suite exercises;
+- ``traits`` (:class:`LossTraits`): which forms of target it accepts.
+
+:meth:`Loss.forward` is the template callers use: it checks the logits and turns
+the targets (class indices (N,), one-hot rows or soft labels (N, C)) into the
+rows ``compute`` receives, rejecting a form the loss does not declare with a
+:class:`~lamina.errors.DataError`. Training feeds class indices, so every loss
+accepts them. :func:`as_target_rows` is the same conversion, public for loss
+authors who need it elsewhere.
 """
 
 from __future__ import annotations
@@ -20,8 +28,41 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel
 
-from .errors import BackwardBeforeForwardError
+from .errors import BackwardBeforeForwardError, DataError, PluginError
 from .layer import LayerConfig, make_config
+
+#: the forms of target a loss can accept: class indices (N,), one-hot rows (N, C),
+#: and soft labels (N, C), rows of non-negative numbers summing to 1
+TARGET_FORMS: tuple[str, ...] = ("indices", "one_hot", "soft")
+_FORM_NAMES = {"indices": "class indices", "one_hot": "one-hot rows", "soft": "soft labels"}
+
+
+@dataclass(frozen=True)
+class LossTraits:
+    """The declarations of a loss; the conformance suite holds it to each of them."""
+
+    #: the forms of target accepted (a subset of :data:`TARGET_FORMS` holding
+    #: ``"indices"``, which training feeds); any other form is rejected. A loss that
+    #: accepts ``"soft"`` uses the whole distribution, not only its largest entry
+    targets: tuple[str, ...] = TARGET_FORMS
+    #: the loss is plain softmax cross-entropy on the logits: the suite then also
+    #: compares it with an unfused reference. ``None``: decided from
+    #: ``predict_proba`` (a row softmax means yes); a softmax-based loss that is not
+    #: plain cross-entropy (label smoothing, focal) sets ``False``
+    softmax_cross_entropy: bool | None = None
+
+    def __post_init__(self) -> None:
+        forms = tuple(self.targets)
+        unknown = [form for form in forms if form not in TARGET_FORMS]
+        if unknown or not forms:
+            raise TypeError(f"LossTraits.targets must be a subset of {TARGET_FORMS}, received "
+                            f"{self.targets!r}")
+        if "indices" not in forms:
+            raise TypeError("LossTraits.targets must include 'indices': lamina trains on class "
+                            "indices")
+        if self.softmax_cross_entropy not in (None, True, False):
+            raise TypeError("LossTraits.softmax_cross_entropy must be True, False or None")
+        object.__setattr__(self, "targets", forms)
 
 
 @dataclass(frozen=True)
@@ -33,19 +74,114 @@ class LossExample:
     id: str = ""
 
 
+def as_logits(logits: Any, who: str = "the loss") -> np.ndarray:
+    """``logits`` as a floating (N, C) array with N, C >= 1 (integers become float64)."""
+    z = np.asarray(logits)
+    if z.ndim != 2 or z.shape[0] == 0 or z.shape[1] == 0:
+        raise DataError(
+            f"{who} expects logits of shape (N, C) with N, C >= 1, received an array of shape "
+            f"{z.shape}; the last layer should be a dense layer with one unit per class"
+        )
+    if not np.issubdtype(z.dtype, np.floating):
+        z = z.astype(np.float64)
+    return z
+
+
+def target_form(targets: np.ndarray) -> str:
+    """``"indices"`` for a 1-D array, ``"one_hot"`` for rows of zeros and a single one,
+    otherwise ``"soft"`` (whether the rows are valid distributions is checked apart)."""
+    if targets.ndim == 1:
+        return "indices"
+    ones = targets == 1
+    if np.all(ones | (targets == 0)) and np.all(ones.sum(axis=1) == 1):
+        return "one_hot"
+    return "soft"
+
+
+def as_target_rows(targets: Any, n_samples: int, n_classes: int, dtype: Any = np.float64, *,
+                   accept: tuple[str, ...] = TARGET_FORMS, who: str = "the loss") -> np.ndarray:
+    """Targets as (N, C) rows of a probability distribution, in ``dtype``.
+
+    Class indices (N,) become one-hot rows; one-hot and soft rows (N, C) are checked
+    (finite, non-negative, summing to 1 within float rounding) and cast. A form not
+    in ``accept``, a wrong shape or dtype, or an index out of range raises
+    :class:`DataError` saying what was received and what to pass."""
+    t = np.asarray(targets)
+    forms = [f"class indices of shape ({n_samples},) with an integer dtype and values in "
+             f"[0, {n_classes})"] if "indices" in accept else []
+    rows = [_FORM_NAMES[form] for form in ("one_hot", "soft") if form in accept]
+    if rows:
+        forms.append(f"{' or '.join(rows)} of shape ({n_samples}, {n_classes}), non-negative "
+                     "and summing to 1")
+    rule = f"{who} expects targets as {', or '.join(forms)}"
+    if t.ndim == 1:
+        if "indices" not in accept:
+            raise DataError(f"{rule}; received class indices, which it does not take")
+        if t.shape[0] != n_samples:
+            raise DataError(f"{rule}; received {t.shape[0]} indices for {n_samples} logit rows")
+        if not np.issubdtype(t.dtype, np.integer):
+            raise DataError(
+                f"{rule}; received class indices of dtype {t.dtype}, convert them with "
+                ".astype(int) (a float array is ambiguous and is not accepted as indices)"
+            )
+        if t.size and (t.min() < 0 or t.max() >= n_classes):
+            raise DataError(
+                f"{rule}; received indices from {t.min()} to {t.max()}, check that the last "
+                f"layer has one unit per class ({n_classes} now)"
+            )
+        y = np.zeros((n_samples, n_classes), dtype=dtype)
+        y[np.arange(n_samples), t] = 1
+        return y
+    if t.ndim != 2 or t.shape != (n_samples, n_classes):
+        raise DataError(f"{rule}; received an array of shape {t.shape}")
+    if not (np.issubdtype(t.dtype, np.number) or t.dtype == np.bool_):
+        raise DataError(f"{rule}; received an array of dtype {t.dtype}")
+    if not np.all(np.isfinite(t)):
+        raise DataError(f"{rule}; received NaN or infinite values")
+    if np.any(t < 0):
+        raise DataError(f"{rule}; received negative values (smallest {t.min()})")
+    # Float32 soft labels made by a softmax are off 1 by a few ulps per class.
+    eps = np.finfo(t.dtype).eps if np.issubdtype(t.dtype, np.floating) else 0.0
+    tolerance = max(1e-6, 4 * n_classes * float(eps))
+    row_sums = t.sum(axis=1, dtype=np.float64)
+    worst = int(np.argmax(np.abs(row_sums - 1.0)))
+    if abs(row_sums[worst] - 1.0) > tolerance:
+        raise DataError(f"{rule}; received row {worst} summing to {row_sums[worst]:.8g}")
+    form = target_form(t)
+    if form not in accept:
+        raise DataError(f"{rule}; received {_FORM_NAMES[form]}, which it does not take: pass "
+                        "class indices (targets.argmax(axis=1) if that is what you mean)")
+    return t.astype(dtype, copy=False)
+
+
 class Loss(ABC):
-    """Base class: keeps the config and what ``forward`` left for ``backward``."""
+    """The base class of every loss plugin; see the module docstring for the contract."""
 
     name: ClassVar[str]
     Config: ClassVar[type[BaseModel]] = LayerConfig
+    traits: ClassVar[LossTraits] = LossTraits()
 
     def __init__(self, config: BaseModel | dict[str, Any] | None = None, /, **kwargs: Any):
         self.config = make_config(self.Config, config, kwargs)
         self.cache: Any = None
 
-    @abstractmethod
     def forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
-        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+        """The mean loss of ``logits`` (N, C) against ``targets`` in any accepted form."""
+        who = f"loss {self.name!r}"
+        z = as_logits(logits, who)
+        y = as_target_rows(targets, *z.shape, z.dtype, accept=self.traits.targets, who=who)
+        value = self.compute(z, y)
+        if not isinstance(value, float | np.floating) and not (
+                isinstance(value, np.ndarray) and value.ndim == 0):
+            raise PluginError(f"{who}: compute() returned {type(value).__name__} "
+                              f"{np.shape(value)}; expected the batch mean as a float")
+        return float(value)
+
+    # -- what a plugin writes ---------------------------------------------------------
+    @abstractmethod
+    def compute(self, z: np.ndarray, y: np.ndarray) -> float:
+        """The mean loss of logits ``z`` (N, C) against target rows ``y`` (N, C)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute()")
 
     @abstractmethod
     def backward(self) -> np.ndarray:

@@ -47,27 +47,28 @@ import numpy as np
 from .blas import blas_threads, find_blas
 from .config import MAX_SHARDS
 from .errors import ConfigError, ConfigIssue
-from .graph import Network
+from .graph import Architecture, Network
 
 #: Shards used when the config does not say: the reference machine's cores. Fixed
 #: rather than read from the machine, so that a seed gives the same run everywhere.
 DEFAULT_SHARDS = 2
 
 
-def unshardable(network: Network) -> str | None:
-    """Why ``network`` must run its batch whole, or ``None`` if shards are exact."""
+def unshardable(network: Architecture | Network) -> str | None:
+    """Why ``network`` must run its batch whole, or ``None`` if shards are exact. Read from
+    the layers' declarations and parameter specs, so it needs no built network."""
     for node in network.nodes:
-        layer = node.layer
-        if layer.batch_dependent:
+        if node.layer.traits.batch_dependent:
             return (f"{node.name} ({node.config.type}) depends on the whole batch, so a "
                     "shard would change its output")
-        if layer.state():
+        state = [key for key, spec in node.specs.items() if not spec.trainable]
+        if state:
             return (f"{node.name} ({node.config.type}) keeps non-trainable state "
-                    f"({', '.join(layer.state())}) that shards could not merge")
+                    f"({', '.join(state)}) that shards could not merge")
     return None
 
 
-def resolve_shards(requested: int | None, network: Network) -> int:
+def resolve_shards(requested: int | None, network: Architecture | Network) -> int:
     """The shard count for ``network``: ``requested``, or by default DEFAULT_SHARDS where
     sharding is exact and 1 where it is not. A count above 1 that would change the
     results raises :class:`ConfigError` naming the layer."""
@@ -122,22 +123,14 @@ class ShardedStep:
         if threads is None:
             threads = min(shards, cores) if self.blas is not None else 1
         self.threads = max(1, min(threads, shards))
-        self._stochastic = any(node.layer.stochastic for node in network.nodes)
+        self._stochastic = any(node.layer.traits.stochastic for node in network.nodes)
         self._replicas: list[tuple[Network, Any, np.random.Generator]] = []
-        self._copies: list[list[tuple[np.ndarray, np.ndarray]]] = []
-        # Per gradient of the network, the replicas' gradients summed into it. Like
-        # params(), grads() returns live arrays, so both lists are made once.
-        self._sums: list[tuple[np.ndarray, list[np.ndarray]]] = []
         self._pool: ThreadPoolExecutor | None = None
         if shards > 1:
             for _ in range(shards):
                 generator = np.random.Generator(np.random.PCG64(0))  # reseeded every step
                 replica = network.replica(generator)
                 self._replicas.append((replica, type(loss)(loss.config), generator))
-                self._copies.append(_pairs(network.params(), replica.params()))
-            parts = [replica.grads() for replica, _, _ in self._replicas]
-            self._sums = [(grad, [part[key] for part in parts])
-                          for key, grad in network.grads().items()]
 
     def __enter__(self) -> ShardedStep:
         return self
@@ -182,10 +175,13 @@ class ShardedStep:
 
         results = self._map(run, len(bounds))
         weights = [(stop - start) / len(x) for start, stop in bounds]
-        for grad, parts in self._sums:
-            np.multiply(parts[0], weights[0], out=grad)
-            for part, weight in zip(parts[1:len(weights)], weights[1:], strict=True):
-                grad += weight * part  # only the shards that ran (a batch may have fewer)
+        # The gradients are read from grads() after the backward passes, so nothing here
+        # depends on a layer keeping the same gradient arrays from step to step.
+        parts = [self._replicas[i][0].grads() for i in range(len(bounds))]
+        for key, grad in self.network.grads().items():
+            np.multiply(parts[0][key], weights[0], out=grad)
+            for part, weight in zip(parts[1:], weights[1:], strict=True):
+                grad += weight * part[key]  # only the shards that ran (a batch may have fewer)
         value = sum(w * v for w, (v, _) in zip(weights, results, strict=True))
         return float(value), np.concatenate([logits for _, logits in results])
 
@@ -205,9 +201,10 @@ class ShardedStep:
     def _map(self, run, count: int) -> list[Any]:
         """``[run(i) for i in range(count)]``, the shards spread over the threads, after
         copying the network's current parameters into the replicas."""
-        for pairs in self._copies[:count]:
-            for target, source in pairs:
-                np.copyto(target, source)
+        params = self.network.params()
+        for replica, _, _ in self._replicas[:count]:
+            for key, target in replica.params().items():
+                np.copyto(target, params[key])
         threads = min(self.threads, count)
         if threads == 1:
             return [run(i) for i in range(count)]
@@ -242,8 +239,3 @@ def _usable_cores() -> int:
 def _run_group(run, group: range) -> list[tuple[int, Any]]:
     return [(i, run(i)) for i in group]
 
-
-def _pairs(source: dict[str, np.ndarray],
-           target: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(target, source) array pairs by key: the parameters a replica copies in."""
-    return [(target[key], value) for key, value in source.items()]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import os
 import re
 from dataclasses import dataclass, field
@@ -58,9 +59,10 @@ HOOKS = {
     "optimizer": "lamina_register_optimizers",
 }
 REQUIRED_METHODS = {
-    "layer": ("build", "forward", "backward", "params", "grads", "examples"),
+    "layer": ("compute_output_shape", "param_specs", "build", "forward", "backward", "params",
+              "grads", "state", "examples"),
     "loss": ("forward", "backward", "predict_proba", "examples"),
-    "optimizer": ("step", "state_dict", "load_state_dict"),
+    "optimizer": ("step", "state_dict", "load_state_dict", "examples"),
 }
 #: keys of a layer table that the graph runner reads itself, never the layer's Config
 RESERVED_LAYER_KEYS = ("type", "name", "inputs")
@@ -119,7 +121,11 @@ class Registry:
         table = self.table(kind)
         if name in table:
             return table[name]
-        raise UnknownPluginError(unknown_name_message(kind, name, table))
+        raise UnknownPluginError(self.unknown_message(kind, name))
+
+    def unknown_message(self, kind: str, name: Any) -> str:
+        """Why ``name`` is not a registered ``kind``: the known names with a did-you-mean."""
+        return unknown_name_message(kind, name, self.table(kind))
 
     def layer(self, name: str) -> type:
         return self.entry("layer", name).cls
@@ -297,6 +303,43 @@ def _validate_class(kind: str, cls: Any) -> None:
                if not callable(getattr(cls, m, None)) or m in abstract]
     if missing:
         raise PluginError(f"{who} ({name!r}) lacks the method(s) {', '.join(missing)}")
+    validate_declarations(kind, cls, f"{who} ({name!r})")
+
+
+def validate_declarations(kind: str, cls: Any, who: str) -> None:
+    """The optional declarations are read from ``traits`` only: a flag set anywhere else
+    (``stochastic = True`` on the class, as older plugins did) would be silently ignored,
+    so it is an error that says where it goes."""
+    from .layer import TRAIT_NAMES, LayerTraits
+    from .loss import LossTraits
+
+    expected = {"layer": LayerTraits, "loss": LossTraits}.get(kind)
+    if expected is None:
+        return
+    traits = getattr(cls, "traits", None)
+    if not isinstance(traits, expected):
+        raise PluginError(f"{who}: `traits` must be a lamina.{expected.__name__}, received "
+                          f"{traits!r}; subclass lamina.{kind.capitalize()}, which provides it")
+    names = TRAIT_NAMES if kind == "layer" else ("softmax_cross_entropy",)
+    stray = [flag for flag in names if hasattr(cls, flag)]
+    if stray:
+        raise PluginError(
+            f"{who} sets {', '.join(stray)} as a class attribute, where lamina does not read "
+            f"it; declare it as traits = {expected.__name__}("
+            + ", ".join(f"{flag}={getattr(cls, flag)!r}" for flag in stray) + ")"
+        )
+    if kind == "layer":
+        try:
+            parameters = inspect.signature(cls.backward).parameters
+        except (TypeError, ValueError):  # a builtin or C callable: nothing to inspect
+            return
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        if "input_grad" not in parameters and not takes_any:
+            raise PluginError(
+                f"{who}: backward() takes no `input_grad` keyword; the runner calls "
+                "backward(dy, input_grad=...) and input_grad=False means dx is not needed. "
+                "Write `def backward(self, dy, *, input_grad=True)`"
+            )
 
 
 def _add(registry: Registry, entry: Entry) -> None:

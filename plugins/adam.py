@@ -15,20 +15,20 @@ moves by almost exactly lr. Weight decay is decoupled, as in AdamW (Loshchilov &
 Hutter, 2019): it shrinks p directly, scaled by the current lr, and never enters
 m or v.
 
-State: slots ``m`` and ``v`` (one array per parameter, same shape and dtype) and
-the counter ``t`` (steps taken). All arithmetic is done in the parameter's dtype
-with preallocated arrays, so float32 stays float32 and a step allocates nothing.
+State: slots ``m`` and ``v`` (one array per parameter, same shape and dtype); t is
+the optimizer's step count, which lamina keeps for every optimizer. All arithmetic is
+done in the parameter's dtype with preallocated arrays, so float32 stays float32 and a
+step allocates nothing.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 from pydantic import Field
 
-from lamina import Optimizer, OptimizerConfig, StateError, hookimpl
+from lamina import Optimizer, OptimizerConfig, OptimizerExample, hookimpl
 
 
 class AdamConfig(OptimizerConfig):
@@ -49,22 +49,18 @@ class Adam(Optimizer):
     name = "adam"
     Config = AdamConfig
 
-    def __init__(self, config: Any = None, /, **kwargs: Any):
-        super().__init__(config, **kwargs)
-        # Scratch arrays for intermediate terms, so a step allocates nothing; never saved.
-        self._scratch: dict[str, np.ndarray] = {}
+    def state_slots(self) -> tuple[str, ...]:
+        return ("m", "v")
 
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+    def update(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         c = self.config
-        t = self.counters.get("t", 0) + 1
+        t = self.steps + 1
         lr = float(self.lr)
         alpha = lr * math.sqrt(1.0 - c.beta_2**t) / (1.0 - c.beta_1**t)
         for key, p in params.items():
             g = grads[key]
-            m, v = self._moment("m", key, p), self._moment("v", key, p)
-            s = self._scratch.get(key)
-            if s is None or s.shape != p.shape or s.dtype != p.dtype:
-                s = self._scratch[key] = np.empty_like(p)
+            m, v = self.slot("m", key, p), self.slot("v", key, p)
+            s = self.scratch(key, p)  # intermediate terms: a step allocates nothing
             if c.weight_decay:
                 p *= 1.0 - lr * c.weight_decay
             np.subtract(g, m, out=s)
@@ -79,29 +75,13 @@ class Adam(Optimizer):
             np.divide(m, s, out=s)
             s *= alpha
             p -= s
-        self.counters["t"] = t
 
-    def _moment(self, slot: str, key: str, p: np.ndarray) -> np.ndarray:
-        arr = self.slot(slot, key, p)
-        if arr.shape != p.shape or arr.dtype != p.dtype:
-            raise StateError(
-                f"optimizer 'adam': loaded slot {slot!r} for {key!r} has shape {arr.shape} and "
-                f"dtype {arr.dtype}, but the parameter has shape {p.shape} and dtype {p.dtype}; "
-                "load optimizer state saved with the same network"
-            )
-        return arr
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        slots = {name.split("/", 1)[0] for name in state if "/" in name}
-        counters = {name for name in state if name.startswith("#")}
-        unexpected = sorted((slots - {"m", "v"}) | (counters - {"#t", "#lr"}))
-        if unexpected or (slots and "#t" not in counters):
-            found = f"unexpected entries {unexpected}" if unexpected else "no step count '#t'"
-            raise StateError(
-                f"optimizer 'adam': the state has {found}; expected the slots 'm' and 'v' "
-                "with the step count '#t' (and '#lr'); load state saved by an adam optimizer"
-            )
-        super().load_state_dict(state)
+    @classmethod
+    def examples(cls) -> list[OptimizerExample]:
+        return [
+            OptimizerExample(config={"lr": 0.05}, id="default"),
+            OptimizerExample(config={"lr": 0.05, "weight_decay": 0.01}, id="adamw"),
+        ]
 
 
 @hookimpl

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina import Example, Layer, LayerConfig, Shape, ShapeError, hookimpl
+from lamina import Example, Layer, LayerConfig, LayerTraits, Shape, ShapeError, hookimpl
 
 
 class AddConfig(LayerConfig):
@@ -31,21 +31,16 @@ class Add(Layer):
 
     name = "add"
     Config = AddConfig
-    multi_input = True
+    traits = LayerTraits(multi_input=True)
 
-    def build(
-        self, input_shape: tuple[Shape, ...], rng: np.random.Generator, *, dtype=np.float32
-    ) -> Shape:
-        if input_shape and all(isinstance(d, int | np.integer) for d in input_shape):
-            input_shape = (input_shape,)  # a single shape: one input, rejected below
-        shapes = [tuple(shape) for shape in input_shape]
-        if len(shapes) < 2:
+    def compute_output_shape(self, input_shape: tuple[Shape, ...]) -> Shape:
+        if len(input_shape) < 2:
             raise ShapeError(
-                f"add expects two or more inputs, received {len(shapes)}; list at least two "
-                'nodes in this layer\'s inputs, e.g. inputs = ["conv2d_2", "relu_1"]'
+                f"add expects two or more inputs, received {len(input_shape)}; list at least "
+                'two nodes in this layer\'s inputs, e.g. inputs = ["conv2d_2", "relu_1"]'
             )
-        expected = shapes[0]
-        for k, shape in enumerate(shapes[1:], start=1):
+        expected = input_shape[0]
+        for k, shape in enumerate(input_shape[1:], start=1):
             if shape != expected:
                 raise ShapeError(
                     f"add expects inputs of equal shape: expected {expected} (the shape of "
@@ -53,10 +48,7 @@ class Add(Layer):
                     'the same filters and padding="same" on the convolutions) or project the '
                     "shortcut to the same shape"
                 )
-        self.dtype = np.dtype(dtype)
-        self.input_shape = tuple(shapes)
-        self.output_shape = expected
-        return self.output_shape
+        return expected
 
     def forward(self, x: list[np.ndarray], *, training: bool) -> np.ndarray:
         """x: K arrays (N, ...) -> y: (N, ...)."""
@@ -66,7 +58,7 @@ class Add(Layer):
         self.cache = len(x)
         return y
 
-    def backward(self, dy: np.ndarray) -> list[np.ndarray]:
+    def backward(self, dy: np.ndarray, *, input_grad: bool = True) -> list[np.ndarray]:
         """dy: (N, ...) -> K arrays (N, ...), each a fresh copy of dy."""
         n_inputs = self.cached()
         return [dy.copy() for _ in range(n_inputs)]

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from lamina import Example, Layer, LayerConfig, Shape, ShapeError, hookimpl
+from lamina import Example, Layer, LayerConfig, LayerTraits, ParamSpec, Shape, ShapeError, hookimpl
 
 
 class BatchNormConfig(LayerConfig):
@@ -64,63 +64,72 @@ class BatchNorm(Layer):
 
     name = "batchnorm"
     Config = BatchNormConfig
-    batch_dependent = True
+    traits = LayerTraits(batch_dependent=True)
 
-    def build(self, input_shape: Shape, rng: np.random.Generator, *, dtype=np.float32) -> Shape:
-        input_shape = tuple(input_shape)
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) not in (1, 3):
             raise ShapeError(
                 "batchnorm expects a per-sample input of (features,) or "
                 f"(channels, height, width), received {input_shape}; add a flatten layer "
                 "before it or reshape the data to one of those layouts"
             )
-        self.dtype = np.dtype(dtype)
-        self.input_shape = input_shape
-        self.output_shape = input_shape
-        n_channels = input_shape[0]
-        # Batch axis plus the spatial axes: everything but the channel axis.
-        self.axes = (0,) if len(input_shape) == 1 else (0, 2, 3)
-        self.stat_shape = (1, n_channels) + (1,) * (len(input_shape) - 1)
-        self.gamma = self.add_param("gamma", np.ones(n_channels, dtype=self.dtype))
-        self.beta = self.add_param("beta", np.zeros(n_channels, dtype=self.dtype))
-        self.running_mean = self.add_state("running_mean", np.zeros(n_channels, dtype=self.dtype))
-        self.running_var = self.add_state("running_var", np.ones(n_channels, dtype=self.dtype))
-        return self.output_shape
+        return input_shape
+
+    def param_specs(self, input_shape: Shape) -> dict[str, ParamSpec]:
+        c = (input_shape[0],)
+        return {
+            "gamma": ParamSpec(c, init="ones"),
+            "beta": ParamSpec(c, init="zeros"),
+            "running_mean": ParamSpec(c, init="zeros", trainable=False),
+            "running_var": ParamSpec(c, init="ones", trainable=False),
+        }
+
+    def _statistics_layout(self, x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The axes a channel's statistics run over (all but the channel axis) and the
+        shape that broadcasts a (C,) array against x."""
+        axes = (0,) if x.ndim == 2 else (0, 2, 3)
+        return axes, (1, x.shape[1]) + (1,) * (x.ndim - 2)
 
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
         """x: (N, F) or (N, C, H, W) -> y: same shape."""
+        axes, stat_shape = self._statistics_layout(x)
+        gamma, beta = self._params["gamma"], self._params["beta"]
         if training:
-            mu = x.mean(axis=self.axes)
-            var = x.var(axis=self.axes)
+            mu = x.mean(axis=axes)
+            var = x.var(axis=axes)
             self._update_running(mu, var)
         else:
-            mu, var = self.running_mean, self.running_var
+            mu, var = self._state["running_mean"], self._state["running_var"]
         inv_std = 1.0 / np.sqrt(var + x.dtype.type(self.config.epsilon))
-        x_hat = (x - mu.reshape(self.stat_shape)) * inv_std.reshape(self.stat_shape)
+        x_hat = (x - mu.reshape(stat_shape)) * inv_std.reshape(stat_shape)
         self.cache = (x_hat, inv_std, training)
-        return x_hat * self.gamma.reshape(self.stat_shape) + self.beta.reshape(self.stat_shape)
+        return x_hat * gamma.reshape(stat_shape) + beta.reshape(stat_shape)
 
     def _update_running(self, mu: np.ndarray, var: np.ndarray) -> None:
         # In place: loaders and checkpoints hold references to these arrays.
         momentum = self.config.momentum
-        self.running_mean *= momentum
-        self.running_mean += (1.0 - momentum) * mu
-        self.running_var *= momentum
-        self.running_var += (1.0 - momentum) * var
+        running_mean, running_var = self._state["running_mean"], self._state["running_var"]
+        running_mean *= momentum
+        running_mean += (1.0 - momentum) * mu
+        running_var *= momentum
+        running_var += (1.0 - momentum) * var
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
         """dy: like x -> dx: like x; fills dgamma (C,) and dbeta (C,)."""
         x_hat, inv_std, training = self.cached()
-        sum_dy = dy.sum(axis=self.axes)
-        sum_dy_x_hat = (dy * x_hat).sum(axis=self.axes)
+        axes, stat_shape = self._statistics_layout(dy)
+        sum_dy = dy.sum(axis=axes)
+        sum_dy_x_hat = (dy * x_hat).sum(axis=axes)
         self._grads["beta"][...] = sum_dy
         self._grads["gamma"][...] = sum_dy_x_hat
-        scale = (self.gamma * inv_std).reshape(self.stat_shape)
+        if not input_grad:
+            return None
+        scale = (self._params["gamma"] * inv_std).reshape(stat_shape)
         if not training:
             return dy * scale
         m = dy.size // dy.shape[1]
-        mean_dy = (sum_dy / m).reshape(self.stat_shape)
-        mean_dy_x_hat = (sum_dy_x_hat / m).reshape(self.stat_shape)
+        mean_dy = (sum_dy / m).reshape(stat_shape)
+        mean_dy_x_hat = (sum_dy_x_hat / m).reshape(stat_shape)
         return scale * (dy - mean_dy - x_hat * mean_dy_x_hat)
 
     @classmethod

@@ -26,9 +26,9 @@ Layout: with few rows of columns (C*kh*kw <= PER_SAMPLE_MAX_K, a first layer) th
 columns are kept sample first, (N, C*kh*kw, H'*W'), and y is N batched products
 W2 @ cols_n written straight into (N, F, H'*W'); dW then sums N products
 dy_n @ cols_n.T. There the bias is a column of W2 against a row of ones in the
-columns, so the products add b and the dW sum yields db. When the runner sets
-``needs_input_grad = False`` (this layer reads the network input) backward fills dW
-and db and returns None.
+columns, so the products add b and the dW sum yields db. Called with
+``input_grad=False`` (this layer reads the network input) backward fills dW and db
+and returns None.
 
 Buffers: the columns, the (F, N*H'*W') staging matrix and the column gradient
 live in a :class:`lamina.ops.Workspace` reused while the batch shape stays the
@@ -45,7 +45,7 @@ from typing import Annotated, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from lamina import Example, Layer, LayerConfig, ShapeError, hookimpl, initialize
+from lamina import Example, Layer, LayerConfig, ParamSpec, ShapeError, hookimpl
 from lamina.initializers import Initializer
 from lamina.ops import (
     Workspace,
@@ -90,21 +90,18 @@ class Conv2D(Layer):
         super().__init__(config, **kwargs)
         self.kernel = pair(self.config.kernel_size)
         self.stride = pair(self.config.stride)
-        self.padding = ((0, 0), (0, 0))
         self._work = Workspace()
 
-    def build(self, input_shape, rng, *, dtype=np.float32):
-        input_shape = tuple(input_shape)
+    def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ShapeError(
                 "conv2d expects (channels, height, width) per sample; "
                 f"received {input_shape} ({len(input_shape)}-D). Fix: feed it images, e.g. "
                 "an input of shape (1, 28, 28), not the output of flatten or dense"
             )
-        c, h, w = input_shape
+        _, h, w = input_shape
         (kh, kw), (sh, sw) = self.kernel, self.stride
-        self.padding = self._padding(h, w)
-        (top, bottom), (left, right) = self.padding
+        (top, bottom), (left, right) = self._padding(h, w)
         if kh > h + top + bottom or kw > w + left + right:
             raise ShapeError(
                 f"conv2d kernel_size ({kh}, {kw}) is larger than its input ({h}, {w}) "
@@ -112,19 +109,20 @@ class Conv2D(Layer):
                 "fits inside the padded input. Fix: use a smaller kernel_size, padding = "
                 '"same", or fewer pooling layers before this one'
             )
-        f = self.config.filters
-        self.dtype = np.dtype(dtype)
-        self.input_shape = input_shape
-        self.output_shape = (
-            f,
-            conv_output_size(h, kh, sh, top, bottom),
-            conv_output_size(w, kw, sw, left, right),
-        )
-        self.add_param("W", initialize(self.config.initializer, (f, c, kh, kw), rng, self.dtype))
+        return (self.config.filters, conv_output_size(h, kh, sh, top, bottom),
+                conv_output_size(w, kw, sw, left, right))
+
+    def param_specs(self, input_shape):
+        f, c, (kh, kw) = self.config.filters, input_shape[0], self.kernel
+        specs = {"W": ParamSpec((f, c, kh, kw), init=self.config.initializer)}
         if self.config.use_bias:
-            self.add_param("b", np.zeros(f, dtype=self.dtype))
-        self._work.clear()
-        return self.output_shape
+            specs["b"] = ParamSpec((f,), init="zeros")
+        return specs
+
+    @property
+    def padding(self):
+        """((top, bottom), (left, right)) zeros for the input this layer was built for."""
+        return self._padding(*self.input_shape[1:])
 
     def _padding(self, h: int, w: int):
         padding = self.config.padding
@@ -172,10 +170,10 @@ class Conv2D(Layer):
         self.cache = (x.shape, cols, False)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, *, input_grad=True):
         x_shape, cols, per_sample = self.cached()
         if per_sample:
-            return self._backward_per_sample(dy, x_shape, cols)
+            return self._backward_per_sample(dy, x_shape, cols, input_grad)
         c, kh, kw, n, h_out, w_out = cols.shape
         f, k, m = self.config.filters, c * kh * kw, n * h_out * w_out
         # dY (F, N*H'*W') in the column order of cols; reuses the forward's staging buffer.
@@ -184,15 +182,15 @@ class Conv2D(Layer):
         np.matmul(dY, cols.reshape(k, m).T, out=self._grads["W"].reshape(f, k))
         if self.config.use_bias:
             np.sum(dY, axis=1, out=self._grads["b"])
-        if not self.needs_input_grad:
+        if not input_grad:
             # The runner needs no dx (this layer reads the network input): skip a third
-            # of the products and the col2im (lamina.layer, needs_input_grad).
+            # of the products and the col2im.
             return None
         W2 = self._params["W"].reshape(f, k)
         dcols = np.matmul(W2.T, dY, out=self._work.get("dcols", (k, m), self.dtype))
         return col2im(dcols.reshape(cols.shape), x_shape, self.kernel, self.stride, self.padding)
 
-    def _backward_per_sample(self, dy, x_shape, cols):
+    def _backward_per_sample(self, dy, x_shape, cols, input_grad):
         """backward for the sample-first columns (N, C*kh*kw [+ 1], H'*W') of forward."""
         n, rows, p = cols.shape
         f, c, kh, kw = self._params["W"].shape
@@ -207,7 +205,7 @@ class Conv2D(Layer):
         self._grads["W"].reshape(f, k)[...] = dWb[:, :k]
         if self.config.use_bias:
             self._grads["b"][...] = dWb[:, k]
-        if not self.needs_input_grad:
+        if not input_grad:
             return None
         W2 = self._params["W"].reshape(f, k)
         h_out, w_out = dy.shape[2:]

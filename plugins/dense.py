@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from lamina import Example, Layer, LayerConfig, Shape, ShapeError, hookimpl, initialize
+from lamina import Example, Layer, LayerConfig, ParamSpec, Shape, ShapeError, hookimpl
 from lamina.initializers import Initializer
 
 
@@ -43,39 +43,36 @@ class Dense(Layer):
     name = "dense"
     Config = DenseConfig
 
-    def build(self, input_shape: Shape, rng: np.random.Generator, *, dtype=np.float32) -> Shape:
-        input_shape = tuple(input_shape)
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 1:
             raise ShapeError(
                 f"dense expects a flat input (features,), received {input_shape}; "
                 "add a flatten layer before it"
             )
-        self.dtype = np.dtype(dtype)
-        self.input_shape = input_shape
-        self.output_shape = (self.config.units,)
+        return (self.config.units,)
+
+    def param_specs(self, input_shape: Shape) -> dict[str, ParamSpec]:
         (n_features,) = input_shape
-        shape_W = (n_features, self.config.units)
-        self.W = self.add_param("W", initialize(self.config.initializer, shape_W, rng, self.dtype))
-        self.b = None
+        specs = {"W": ParamSpec((n_features, self.config.units), init=self.config.initializer)}
         if self.config.use_bias:
-            self.b = self.add_param("b", np.zeros(self.config.units, dtype=self.dtype))
-        return self.output_shape
+            specs["b"] = ParamSpec((self.config.units,), init="zeros")
+        return specs
 
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
         """x: (N, F) -> y: (N, U)."""
         self.cache = x
-        y = x @ self.W
-        if self.b is not None:
-            y += self.b
+        y = x @ self._params["W"]
+        if self.config.use_bias:
+            y += self._params["b"]
         return y
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
         """dy: (N, U) -> dx: (N, F); fills dW (F, U) and db (U,)."""
         x = self.cached()
         np.matmul(x.T, dy, out=self._grads["W"])
-        if self.b is not None:
+        if self.config.use_bias:
             np.sum(dy, axis=0, out=self._grads["b"])
-        return dy @ self.W.T
+        return dy @ self._params["W"].T if input_grad else None
 
     @classmethod
     def examples(cls) -> list[Example]:

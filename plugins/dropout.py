@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, field_validator
 
-from lamina import Example, Layer, LayerConfig, Shape, hookimpl
+from lamina import Example, Layer, LayerConfig, LayerTraits, Shape, hookimpl
 
 
 class DropoutConfig(LayerConfig):
@@ -58,14 +58,10 @@ class Dropout(Layer):
 
     name = "dropout"
     Config = DropoutConfig
-    stochastic = True
+    traits = LayerTraits(stochastic=True)
 
-    def build(self, input_shape: Shape, rng: np.random.Generator, *, dtype=np.float32) -> Shape:
-        self.dtype = np.dtype(dtype)
-        self.input_shape = tuple(input_shape)
-        self.output_shape = self.input_shape
-        self.rng = rng
-        return self.output_shape
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return input_shape
 
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
         """x: (N, ...) -> y: (N, ...)."""
@@ -79,7 +75,7 @@ class Dropout(Layer):
         self.cache = {"mask": mask}
         return x * mask
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray, *, input_grad: bool = True) -> np.ndarray:
         """dy: (N, ...) -> dx: (N, ...)."""
         mask = self.cached()["mask"]
         if mask is None:

@@ -32,24 +32,20 @@ class Flatten(Layer):
     name = "flatten"
     Config = FlattenConfig
 
-    def build(self, input_shape: Shape, rng: np.random.Generator, *, dtype=np.float32) -> Shape:
-        input_shape = tuple(input_shape)
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) == 0:
             raise ShapeError(
                 "flatten expects at least one per-sample axis, e.g. (channels, height, width), "
                 "received a scalar shape (); remove the flatten layer, there is nothing to flatten"
             )
-        self.dtype = np.dtype(dtype)
-        self.input_shape = input_shape
-        self.output_shape = (math.prod(input_shape),)
-        return self.output_shape
+        return (math.prod(input_shape),)
 
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
         """x: (N, d1, ..., dk) -> y: (N, D)."""
         self.cache = x.shape
         return x.reshape(x.shape[0], *self.output_shape)
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray, *, input_grad: bool = True) -> np.ndarray:
         """dy: (N, D) -> dx: (N, d1, ..., dk)."""
         x_shape = self.cached()
         return dy.reshape(x_shape)

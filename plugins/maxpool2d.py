@@ -33,7 +33,7 @@ from typing import Annotated, ClassVar
 import numpy as np
 from pydantic import Field
 
-from lamina import Example, Layer, LayerConfig, ShapeError, hookimpl
+from lamina import Example, Layer, LayerConfig, LayerTraits, ShapeError, hookimpl
 from lamina.ops import Workspace, conv_output_size, pair
 
 PositiveInt = Annotated[int, Field(strict=True, ge=1)]
@@ -57,7 +57,7 @@ class MaxPool2D(Layer):
     Config: ClassVar[type[LayerConfig]] = MaxPool2DConfig
     # Each output is its window's first maximum and alone gets its gradient, so a relu
     # before this layer may run after it instead (lamina.layer, lamina.graph).
-    max_selecting: ClassVar[bool] = True
+    traits: ClassVar[LayerTraits] = LayerTraits(max_selecting=True)
 
     def __init__(self, config=None, /, **kwargs):
         super().__init__(config, **kwargs)
@@ -68,8 +68,7 @@ class MaxPool2D(Layer):
         self._winner_dtype = np.min_scalar_type(ph * pw - 1)
         self._work = Workspace()
 
-    def build(self, input_shape, rng, *, dtype=np.float32):
-        input_shape = tuple(input_shape)
+    def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ShapeError(
                 "maxpool2d expects (channels, height, width) per sample; "
@@ -84,10 +83,7 @@ class MaxPool2D(Layer):
                 "expected a pool that fits inside the input. Fix: use a smaller pool_size "
                 "or fewer pooling layers before this one"
             )
-        self.dtype = np.dtype(dtype)
-        self.input_shape = input_shape
-        self.output_shape = (c, conv_output_size(h, ph, sh), conv_output_size(w, pw, sw))
-        return self.output_shape
+        return (c, conv_output_size(h, ph, sh), conv_output_size(w, pw, sw))
 
     def _window(self, a, i, j, h_out, w_out):
         """The (N, C, H', W') strided view of ``a`` at window offset (i, j)."""
@@ -140,7 +136,7 @@ class MaxPool2D(Layer):
             self.cache = (x.shape, x, None)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, *, input_grad=True):
         x_shape, x, winner = self.cached()
         if winner is None:  # the last forward ran in eval mode: recover its argmax
             winner = self._work.get("winner", dy.shape, self._winner_dtype)

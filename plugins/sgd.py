@@ -20,12 +20,10 @@ when mu > 0; plain SGD has none.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from pydantic import Field, model_validator
 
-from lamina import Optimizer, OptimizerConfig, StateError, hookimpl
+from lamina import Optimizer, OptimizerConfig, OptimizerExample, hookimpl
 
 
 class SGDConfig(OptimizerConfig):
@@ -54,25 +52,21 @@ class SGD(Optimizer):
     name = "sgd"
     Config = SGDConfig
 
-    def __init__(self, config: Any = None, /, **kwargs: Any):
-        super().__init__(config, **kwargs)
-        # Scratch arrays for d, so a step allocates nothing; not state, never saved.
-        self._scratch: dict[str, np.ndarray] = {}
+    def state_slots(self) -> tuple[str, ...]:
+        return ("momentum",) if self.config.momentum else ()
 
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+    def update(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         lr, mu, wd = float(self.lr), self.config.momentum, self.config.weight_decay
         for key, p in params.items():
             g = grads[key]
-            d = self._scratch.get(key)
-            if d is None or d.shape != p.shape or d.dtype != p.dtype:
-                d = self._scratch[key] = np.empty_like(p)
+            d = self.scratch(key, p)  # the direction, in a reused array: a step allocates nothing
             if wd:
                 np.multiply(p, wd, out=d)
                 d += g
             else:
                 np.copyto(d, g)
             if mu:
-                b = self._velocity(key, p)
+                b = self.slot("momentum", key, p)
                 b *= mu
                 b += d
                 if self.config.nesterov:
@@ -86,28 +80,14 @@ class SGD(Optimizer):
                 d *= lr
             p -= d
 
-    def _velocity(self, key: str, p: np.ndarray) -> np.ndarray:
-        b = self.slot("momentum", key, p)
-        if b.shape != p.shape or b.dtype != p.dtype:
-            raise StateError(
-                f"optimizer 'sgd': loaded momentum for {key!r} has shape {b.shape} and dtype "
-                f"{b.dtype}, but the parameter has shape {p.shape} and dtype {p.dtype}; "
-                "load optimizer state saved with the same network"
-            )
-        return b
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        expected = {"momentum"} if self.config.momentum else set()
-        slots = {name.split("/", 1)[0] for name in state if "/" in name}
-        counters = {name for name in state if name.startswith("#")}
-        unexpected = sorted((slots - expected) | (counters - {"#lr"}))
-        if unexpected:
-            raise StateError(
-                f"optimizer 'sgd' (momentum={self.config.momentum}): unexpected state entries "
-                f"{unexpected}, expected only the slots {sorted(expected)} and '#lr'; "
-                "load state saved by an sgd optimizer with the same settings"
-            )
-        super().load_state_dict(state)
+    @classmethod
+    def examples(cls) -> list[OptimizerExample]:
+        return [
+            OptimizerExample(config={}, id="plain"),
+            OptimizerExample(config={"lr": 0.05, "momentum": 0.9}, id="momentum"),
+            OptimizerExample(config={"lr": 0.05, "momentum": 0.9, "nesterov": True,
+                                     "weight_decay": 1e-4}, id="nesterov-decay"),
+        ]
 
 
 @hookimpl

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina import DataError, LayerConfig, Loss, LossExample, hookimpl
+from lamina import LayerConfig, Loss, LossExample, LossTraits, hookimpl
+from lamina.loss import as_logits
 
 
 class SoftmaxCrossEntropyConfig(LayerConfig):
@@ -37,75 +38,20 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
     return s - np.log(np.exp(s).sum(axis=1, keepdims=True))
 
 
-def _as_logits(logits) -> np.ndarray:
-    z = np.asarray(logits)
-    if z.ndim != 2 or z.shape[0] == 0 or z.shape[1] == 0:
-        raise DataError(
-            f"softmax_cross_entropy expects logits of shape (N, C) with N, C >= 1, received "
-            f"an array of shape {z.shape}; the last layer should be a dense layer with one "
-            "unit per class"
-        )
-    if not np.issubdtype(z.dtype, np.floating):
-        z = z.astype(np.float64)
-    return z
-
-
-def _as_distribution(targets, n_samples: int, n_classes: int, dtype: np.dtype) -> np.ndarray:
-    """Targets as (N, C) rows of a probability distribution, in the logits dtype."""
-    t = np.asarray(targets)
-    rule = (
-        f"targets must be class indices of shape ({n_samples},) with an integer dtype and "
-        f"values in [0, {n_classes}), or one-hot / soft-label rows of shape "
-        f"({n_samples}, {n_classes}) that are non-negative and sum to 1"
-    )
-    if t.ndim == 1:
-        if t.shape[0] != n_samples:
-            raise DataError(f"{rule}; received {t.shape[0]} indices for {n_samples} logit rows")
-        if not np.issubdtype(t.dtype, np.integer):
-            raise DataError(
-                f"{rule}; received class indices of dtype {t.dtype}, convert them with "
-                ".astype(int) (a float array is ambiguous and is not accepted as indices)"
-            )
-        if t.min() < 0 or t.max() >= n_classes:
-            raise DataError(
-                f"{rule}; received indices from {t.min()} to {t.max()}, check that the last "
-                f"layer has one unit per class ({n_classes} now)"
-            )
-        y = np.zeros((n_samples, n_classes), dtype=dtype)
-        y[np.arange(n_samples), t] = 1
-        return y
-    if t.ndim != 2 or t.shape != (n_samples, n_classes):
-        raise DataError(f"{rule}; received an array of shape {t.shape}")
-    if not (np.issubdtype(t.dtype, np.number) or t.dtype == np.bool_):
-        raise DataError(f"{rule}; received an array of dtype {t.dtype}")
-    if not np.all(np.isfinite(t)):
-        raise DataError(f"{rule}; received NaN or infinite values")
-    if np.any(t < 0):
-        raise DataError(f"{rule}; received negative values (smallest {t.min()})")
-    # Float32 soft labels made by a softmax are off 1 by a few ulps per class.
-    eps = np.finfo(t.dtype).eps if np.issubdtype(t.dtype, np.floating) else 0.0
-    tolerance = max(1e-6, 4 * n_classes * float(eps))
-    row_sums = t.sum(axis=1, dtype=np.float64)
-    worst = int(np.argmax(np.abs(row_sums - 1.0)))
-    if abs(row_sums[worst] - 1.0) > tolerance:
-        raise DataError(f"{rule}; received row {worst} summing to {row_sums[worst]:.8g}")
-    return t.astype(dtype, copy=False)
-
-
 class SoftmaxCrossEntropy(Loss):
     """Mean cross-entropy of softmax(logits) against targets; gradient (p - y) / N."""
 
     name = "softmax_cross_entropy"
     Config = SoftmaxCrossEntropyConfig
+    # Every form of target: indices and one-hot rows arrive as one-hot rows, soft labels
+    # as they are (lamina.loss.as_target_rows), and the same formula serves all three.
+    traits = LossTraits(targets=("indices", "one_hot", "soft"), softmax_cross_entropy=True)
 
-    def forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
-        """logits: (N, C); targets: (N,) indices or (N, C) rows -> mean loss."""
-        z = _as_logits(logits)
-        n_samples, n_classes = z.shape
-        y = _as_distribution(targets, n_samples, n_classes, z.dtype)
+    def compute(self, z: np.ndarray, y: np.ndarray) -> float:
+        """z: (N, C) logits; y: (N, C) target rows -> mean loss."""
         log_p = log_softmax(z)
         # sum over y * log_p: entries with y = 0 contribute 0, log_p is finite.
-        loss = -np.sum(y * log_p) / n_samples
+        loss = -np.sum(y * log_p) / z.shape[0]
         self.cache = (np.exp(log_p), y)
         return float(loss)
 
@@ -118,7 +64,7 @@ class SoftmaxCrossEntropy(Loss):
 
     def predict_proba(self, logits: np.ndarray) -> np.ndarray:
         """logits: (N, C) -> softmax probabilities (N, C), rows summing to 1."""
-        return np.exp(log_softmax(_as_logits(logits)))
+        return np.exp(log_softmax(as_logits(logits, f"loss {self.name!r}")))
 
     @classmethod
     def examples(cls) -> list[LossExample]:

@@ -1,13 +1,15 @@
-"""Checks of a plugin's pydantic ``Config``, shared by layers and losses.
+"""Checks of a plugin's pydantic ``Config``, shared by layers, losses and optimizers.
 
 Invalid values are found generically from the model's JSON schema, the same
 document ``lamina`` shows users: for every field, a value of the wrong type (an
-arbitrary object), a number on the wrong side of each declared bound
-(``minimum``, ``exclusiveMaximum``, ...) and a string outside a declared ``enum``
-must each be rejected. A numeric field must declare at least one bound, because
-otherwise nothing stops a negative size or rate from reaching ``build``.
-Cross-field rules (a model validator) cannot be found this way and are left to
-the plugin's own tests.
+arbitrary object) and a number on the wrong side of each declared bound
+(``minimum``, ``exclusiveMaximum``, ...) must each be rejected. A numeric field must
+declare at least one bound, because otherwise nothing stops a negative size or rate
+from reaching ``build``. A string field must be a closed set of choices (``Literal``,
+an enum) or a ``pattern``, and a misspelt choice must be rejected: a free ``str``
+would accept ``"smae"`` and the plugin would silently do something else. A setting
+that really takes any text says so with :data:`lamina.FreeText`. Cross-field rules
+(a model validator) cannot be found this way and are left to the plugin's own tests.
 """
 
 from __future__ import annotations
@@ -70,8 +72,6 @@ def invalid_values(config_model: type[BaseModel]) -> dict[str, list[tuple[str, A
         # accept the same number (int | float), so only a lone numeric branch counts.
         if len(numeric) == 1:
             candidates += _bound_violations(numeric[0])
-        if len(branches) == 1 and "enum" in branches[0]:
-            candidates.append((f"enum {branches[0]['enum']}", _NOT_A_CHOICE))
         found[key] = candidates
     return found
 
@@ -127,6 +127,61 @@ def check_config_rejects_invalid_values(plugin: type, example: Any) -> None:
             "Enforce the bounds with Field(ge=..., lt=...) rather than only documenting them, "
             "and type every field",
         )
+
+
+def _misspelt(choice: str) -> str:
+    """A near miss of ``choice``: its last two characters swapped, or a letter added."""
+    return choice[:-2] + choice[-1] + choice[-2] if len(choice) >= 2 and \
+        choice[-1] != choice[-2] else choice + "x"
+
+
+def string_fields(config_model: type[BaseModel]) -> dict[str, list[dict[str, Any]]]:
+    """For each field (by alias), the string branches of its schema."""
+    schema = config_model.model_json_schema()
+    defs = schema.get("$defs", {})
+    found = {}
+    for key, prop in schema.get("properties", {}).items():
+        strings = [b for b in _branches(prop, defs)
+                   if b.get("type") == "string" or isinstance(b.get("const"), str)
+                   or any(isinstance(v, str) for v in b.get("enum", []))]
+        if strings:
+            found[key] = strings
+    return found
+
+
+@check
+def check_config_strings_constrained(plugin: type, example: Any) -> None:
+    _validate(plugin, dict(example.config))  # the example itself must be valid
+    free, accepted = [], []
+    for key, branches in string_fields(plugin.Config).items():
+        choices = [v for b in branches for v in [*b.get("enum", []), b.get("const")]
+                   if isinstance(v, str)]
+        if any(b.get("free_form") for b in branches):
+            continue  # declared free text (lamina.FreeText)
+        open_ended = [b for b in branches if b.get("type") == "string" and "enum" not in b
+                      and "const" not in b and "pattern" not in b]
+        if open_ended:
+            free.append(key)
+            continue
+        candidates = [_misspelt(choice) for choice in choices] + [_NOT_A_CHOICE]
+        for value in dict.fromkeys(c for c in candidates if c not in choices):
+            try:
+                _validate(plugin, {**example.config, key: value})
+            except ValidationError:
+                continue
+            accepted.append(f"{key}={value!r}")
+    if free:
+        fail("every string setting to be a closed set of choices (Literal[...]) or a pattern, "
+             "or to be declared free text",
+             f"a plain str on {', '.join(free)}, which accepts any misspelling",
+             f"Type {free[0]} as Literal['choice_1', 'choice_2', ...] (or give it "
+             "Field(pattern=...)); a setting that takes any text (a label, a path) is typed "
+             "lamina.FreeText")
+    if accepted:
+        fail("every string setting to reject a misspelt choice",
+             f"it accepted {'; '.join(accepted)}",
+             "Validate the choices (Literal[...]), never fall back to a default on an "
+             "unknown string")
 
 
 @check

@@ -1,18 +1,19 @@
-"""The conformance checks of a layer plugin, one contract each.
+"""The conformance checks of what a layer computes, one contract each.
 
 Every check builds its own layer from the class and the example's config, draws
-its own data from a generator seeded with :data:`~lamina.testing.base.SEED`,
-and hands the layer copies, so that one broken contract fails one check: a layer
-that mutates its input fails :func:`check_input_not_mutated` and nothing else.
+its own data from a seeded generator, and hands the layer copies, so that one
+broken contract fails one check: a layer that mutates its input fails
+:func:`check_input_not_mutated` and nothing else (:mod:`lamina.testing.harness`).
 Layers run in float64 except in :func:`check_dtype_preserved`. A multi-input layer
-(``multi_input = True``) gets a list of arrays and must return a list of gradients.
+gets a list of arrays and must return a list of gradients.
 
-Per example, ``Example.extra`` may override the class flags ``stochastic`` and
-``batch_dependent`` (a dropout with rate 0 is not stochastic).
+What training relies on beyond this is checked in :mod:`lamina.testing.checks_training`,
+the declarations in :mod:`lamina.testing.checks_traits`.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -21,69 +22,24 @@ from lamina.errors import BackwardBeforeForwardError
 
 from . import gradcheck
 from .base import ConformanceError, check, describe_array, fail, fresh_copy, rng
+from .harness import (
+    BATCH,
+    backward,
+    build,
+    close,
+    draw_inputs,
+    flag,
+    forward,
+    max_diff,
+    multi,
+    shared_keys,
+    upstream,
+)
 
-BATCH = 3
 _DTYPES = (np.float32, np.float64)
-
-
-# -- helpers: one place that knows single- versus multi-input --------------------------
-def flag(plugin: type, example: Any, name: str) -> bool:
-    return bool(example.extra.get(name, getattr(plugin, name, False)))
-
-
-def input_shapes(plugin: type, example: Any) -> list[tuple[int, ...]]:
-    if getattr(plugin, "multi_input", False):
-        return [tuple(shape) for shape in example.input_shape]
-    return [tuple(example.input_shape)]
-
-
-def build(plugin: type, example: Any, *, dtype=np.float64, seed: int = 0):
-    layer = plugin(dict(example.config))
-    out_shape = layer.build(example.input_shape, rng(seed), dtype=dtype)
-    return layer, out_shape
-
-
-def draw_inputs(plugin: type, example: Any, *, dtype=np.float64, n: int = BATCH):
-    lo, hi = (float(v) for v in example.input_range)
-    # Keep the finite-difference stencil inside the range the layer is defined on.
-    margin = 2 * gradcheck.STEP if hi - lo > 8 * gradcheck.STEP else 0.0
-    gen = rng(7)
-    return [gen.uniform(lo + margin, hi - margin, size=(n, *shape)).astype(dtype)
-            for shape in input_shapes(plugin, example)]
-
-
-def forward(layer: Any, xs: list[np.ndarray], *, training: bool) -> np.ndarray:
-    """The layer's output on copies of ``xs``, itself copied (layers may reuse buffers)."""
-    arg = [x.copy() for x in xs] if getattr(layer, "multi_input", False) else xs[0].copy()
-    return np.array(layer.forward(arg, training=training), copy=True)
-
-
-def backward(layer: Any, dy: np.ndarray, n_inputs: int) -> list[np.ndarray]:
-    dx = layer.backward(dy.copy())
-    if not getattr(layer, "multi_input", False):
-        return [np.array(dx, copy=True)]
-    if not isinstance(dx, list | tuple) or len(dx) != n_inputs:
-        fail(f"backward() of a multi-input layer to return a list of {n_inputs} gradients",
-             repr(type(dx)) if not isinstance(dx, list | tuple) else f"{len(dx)} gradients")
-    return [np.array(d, copy=True) for d in dx]
-
-
-def upstream(y: np.ndarray, dtype=np.float64) -> np.ndarray:
-    return rng(11).uniform(-1.0, 1.0, size=y.shape).astype(dtype)
-
-
-def shared_keys(layer: Any) -> list[str]:
-    grads = layer.grads()
-    return [k for k in layer.params() if k in grads and grads[k].shape == layer.params()[k].shape]
-
-
-def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.max(np.abs(a - b))) if a.size else 0.0
-
-
-def _close(a: np.ndarray, b: np.ndarray) -> bool:
-    scale = max(float(np.max(np.abs(a))) if a.size else 0.0, 1.0)
-    return a.shape == b.shape and np.allclose(a, b, rtol=1e-9, atol=1e-12 * scale)
+#: keys of params() and state(): a network names them <layer>.<key>, so a key must not
+#: hold a dot (checkpoints and optimizer state would be ambiguous) or a slash
+KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 # -- the checks -------------------------------------------------------------------------
@@ -94,6 +50,16 @@ def check_output_shape(plugin: type, example: Any) -> None:
                                                  for d in out_shape)):
         fail("build() to return the per-sample output shape as a tuple of ints",
              repr(out_shape))
+    unbuilt = plugin(dict(example.config))
+    inferred = unbuilt.compute_output_shape(layer.input_shape)
+    if tuple(inferred) != tuple(out_shape):
+        fail(f"compute_output_shape({layer.input_shape}) on a layer made from the config "
+             f"alone to give {tuple(out_shape)}, what build() gave",
+             repr(inferred), "Compute the shape from the config and the input shape only")
+    if unbuilt.params() or unbuilt.state():
+        fail("compute_output_shape() to allocate nothing (validate and summary call it)",
+             f"arrays {sorted({**unbuilt.params(), **unbuilt.state()})} after the call",
+             "Declare arrays in param_specs(); lamina creates them in build()")
     xs = draw_inputs(plugin, example)
     for training in (True, False):
         y = forward(layer, xs, training=training)
@@ -101,7 +67,7 @@ def check_output_shape(plugin: type, example: Any) -> None:
             fail(f"forward(training={training}) on a batch of {BATCH} to give shape "
                  f"{(BATCH, *out_shape)} (batch + the shape build() returned)",
                  f"shape {y.shape}",
-                 "Make build() compute the output shape the way forward() does")
+                 "Make compute_output_shape() agree with what forward() returns")
 
 
 @check
@@ -113,7 +79,7 @@ def check_params_grads_match(plugin: type, example: Any) -> None:
         if set(params) != set(grads):
             fail(f"params() and grads() {when} to have the same keys",
                  f"params {sorted(params)} and grads {sorted(grads)}",
-                 "Register every parameter with add_param(), which creates its gradient")
+                 "Declare every parameter in param_specs(); build() creates its gradient")
         for key, p in params.items():
             g = grads[key]
             if g.shape != p.shape or g.dtype != p.dtype:
@@ -121,6 +87,16 @@ def check_params_grads_match(plugin: type, example: Any) -> None:
                      describe_array(g))
 
     compare("after build")
+    params, state = layer.params(), layer.state()
+    bad = [k for k in [*params, *state] if not (isinstance(k, str) and KEY_PATTERN.match(k))]
+    if bad:
+        fail("params() and state() keys to be identifiers (letters, digits, underscores): "
+             "the network names them <layer>.<key> in checkpoints and optimizer state",
+             f"the keys {bad}", "Rename them, e.g. 'W', 'b', 'running_mean'")
+    both = sorted(set(params) & set(state))
+    if both:
+        fail("params() and state() to have no key in common (a checkpoint holds both under "
+             "one name each)", f"{both} in both", "Give the non-trainable array its own name")
     xs = draw_inputs(plugin, example)
     y = forward(layer, xs, training=True)
     backward(layer, upstream(y), len(xs))
@@ -137,13 +113,14 @@ def check_dtype_preserved(plugin: type, example: Any) -> None:
         dxs = backward(layer, upstream(y, dtype), len(xs))
         found = {f"params()[{k!r}]": v.dtype for k, v in layer.params().items()}
         found |= {f"grads()[{k!r}]": v.dtype for k, v in layer.grads().items()}
+        found |= {f"state()[{k!r}]": v.dtype for k, v in layer.state().items()}
         found |= {"forward output": y.dtype}
         found |= {f"backward output {i}": dx.dtype for i, dx in enumerate(dxs)}
         wrong = {what: str(got) for what, got in found.items() if got != want}
         if wrong:
             fail(f"every array to stay {want} when built with dtype={want.name} and fed "
                  f"{want.name} inputs", ", ".join(f"{k}: {v}" for k, v in wrong.items()),
-                 "Create parameters with the dtype passed to build() and avoid float64 "
+                 "Compute in the dtype of the input (self.dtype) and avoid float64 "
                  "constants that upcast (cast scalars with x.dtype.type(...))")
 
 
@@ -152,7 +129,7 @@ def check_input_not_mutated(plugin: type, example: Any) -> None:
     layer, _ = build(plugin, example)
     xs = draw_inputs(plugin, example)
     originals = [x.copy() for x in xs]
-    arg = xs if getattr(plugin, "multi_input", False) else xs[0]
+    arg = xs if multi(plugin) else xs[0]
     y = np.array(layer.forward(arg, training=True), copy=True)
     dy = upstream(y)
     dy_original = dy.copy()
@@ -161,11 +138,11 @@ def check_input_not_mutated(plugin: type, example: Any) -> None:
     for i, (x, x0) in enumerate(zip(xs, originals, strict=True)):
         if not np.array_equal(x, x0):
             fail(f"input {i} to be unchanged by forward() and backward()",
-                 f"an input changed by up to {_max_diff(x, x0):.3g}",
+                 f"an input changed by up to {max_diff(x, x0):.3g}",
                  "Compute into new arrays (np.maximum(x, 0), not np.maximum(x, 0, out=x))")
     if not np.array_equal(dy, dy_original):
         fail("the upstream gradient dy to be unchanged by backward()",
-             f"dy changed by up to {_max_diff(dy, dy_original):.3g}",
+             f"dy changed by up to {max_diff(dy, dy_original):.3g}",
              "Use dx = dy * mask rather than dy *= mask")
 
 
@@ -229,24 +206,24 @@ def check_batch_independence(plugin: type, example: Any) -> None:
     for n in range(BATCH):
         alone = fresh_copy(pristine)
         y_n = forward(alone, [x[n:n + 1] for x in xs], training=training)
-        if not _close(y_n[0], y[n]):
+        if not close(y_n[0], y[n]):
             fail(f"sample {n}'s output alone to equal its output within a batch of {BATCH}",
-                 f"outputs differing by up to {_max_diff(y_n[0], y[n]):.3g}",
-                 "Do not mix samples (no statistics over axis 0), or declare the layer "
-                 "batch_dependent = True")
+                 f"outputs differing by up to {max_diff(y_n[0], y[n]):.3g}",
+                 "Do not mix samples (no statistics over axis 0), or declare "
+                 "traits = LayerTraits(batch_dependent=True)")
         if not training:
             continue
         for i, dx_n in enumerate(backward(alone, dy[n:n + 1], len(xs))):
-            if not _close(dx_n[0], dxs[i][n]):
+            if not close(dx_n[0], dxs[i][n]):
                 fail(f"sample {n}'s input gradient alone to equal its gradient within the batch",
-                     f"gradients differing by up to {_max_diff(dx_n[0], dxs[i][n]):.3g}")
+                     f"gradients differing by up to {max_diff(dx_n[0], dxs[i][n]):.3g}")
         for k in keys:
             summed[k] += alone.grads()[k]
     if training:
         for k in keys:
-            if not _close(summed[k], grads[k]):
+            if not close(summed[k], grads[k]):
                 fail(f"the batch's gradient of {k!r} to be the sum of the per-sample gradients",
-                     f"a difference of up to {_max_diff(summed[k], grads[k]):.3g}",
+                     f"a difference of up to {max_diff(summed[k], grads[k]):.3g}",
                      "Sum parameter gradients over the batch axis (do not average: the loss "
                      "already divides by N)")
 
@@ -259,7 +236,7 @@ def check_eval_deterministic(plugin: type, example: Any) -> None:
     second = forward(layer, xs, training=False)
     if not np.array_equal(first, second):
         fail("two forward(training=False) calls on the same input to give the same output",
-             f"outputs differing by up to {_max_diff(first, second):.3g}",
+             f"outputs differing by up to {max_diff(first, second):.3g}",
              "Draw random numbers only when training, and update running statistics only "
              "when training")
 
@@ -273,8 +250,9 @@ def check_training_flag(plugin: type, example: Any) -> None:
     if np.array_equal(first, second):
         fail("a stochastic layer to give different outputs in two forward(training=True) "
              "calls (a new mask each time)", "identical outputs",
-             "Draw the mask from the generator passed to build() whenever training is true, "
-             "or set stochastic = False (Example.extra={'stochastic': False} for one example)")
+             "Draw the mask from self.rng (the generator build() received) whenever training "
+             "is true, or do not declare stochastic (Example.extra={'stochastic': False} for "
+             "one example)")
 
 
 @check
@@ -306,12 +284,12 @@ def check_backward_twice(plugin: type, example: Any) -> None:
     for i, (a, b) in enumerate(zip(first, second, strict=True)):
         if not np.array_equal(a, b):
             fail(f"a second backward(dy) to return the same input gradient {i}",
-                 f"a difference of up to {_max_diff(a, b):.3g}",
+                 f"a difference of up to {max_diff(a, b):.3g}",
                  "Do not modify what forward() cached while running backward()")
     for k, g in layer.grads().items():
         if k in grads and not np.array_equal(g, grads[k]):
             fail(f"a second backward(dy) to leave grads()[{k!r}] unchanged (overwrite)",
-                 f"a difference of up to {_max_diff(g, grads[k]):.3g} (accumulated?)",
+                 f"a difference of up to {max_diff(g, grads[k]):.3g} (accumulated?)",
                  "Write gradients with out=... or g[...] = ..., never +=")
 
 
@@ -340,10 +318,10 @@ def check_state_roundtrip(plugin: type, example: Any) -> None:
         if not np.allclose(a, b, rtol=1e-12, atol=0.0):
             fail(f"forward(training={training}) of a layer whose params() and state() were "
                  "copied into it to equal the original's",
-                 f"outputs differing by up to {_max_diff(a, b):.3g}",
+                 f"outputs differing by up to {max_diff(a, b):.3g}",
                  "Keep everything forward() reads in the arrays params()/state() return (do "
-                 "not cache derived copies at build time), and register running statistics "
-                 "with add_state()")
+                 "not cache derived copies), and declare running statistics in param_specs() "
+                 "with trainable=False")
 
 
 @check
@@ -367,18 +345,18 @@ def check_instances_independent(plugin: type, example: Any) -> None:
     backward(second, upstream(y_other), len(others))
     fix = ("Keep every buffer and cache on the instance (self), never on the class or in "
            "a module, and draw random numbers only from the generator build() received")
-    if not _close(y, y_alone):
+    if not close(y, y_alone):
         fail("forward() of an instance to be unaffected by another instance's forward()",
-             f"outputs differing by up to {_max_diff(y, y_alone):.3g}", fix)
+             f"outputs differing by up to {max_diff(y, y_alone):.3g}", fix)
     for i, (a, b) in enumerate(zip(dx, dx_alone, strict=True)):
-        if not _close(a, b):
+        if not close(a, b):
             fail(f"backward() of an instance to return its own input gradient {i} after "
                  "another instance ran forward()",
-                 f"a difference of up to {_max_diff(a, b):.3g}", fix)
+                 f"a difference of up to {max_diff(a, b):.3g}", fix)
     for k, g in alone.grads().items():
-        if not _close(first.grads()[k], g):
+        if not close(first.grads()[k], g):
             fail(f"grads()[{k!r}] of an instance to be unaffected by another instance",
-                 f"a difference of up to {_max_diff(first.grads()[k], g):.3g}", fix)
+                 f"a difference of up to {max_diff(first.grads()[k], g):.3g}", fix)
 
 
 @check
@@ -400,19 +378,3 @@ def check_optimizer_step(plugin: type, example: Any) -> None:
         fail("one plain gradient step p -= 0.1 * grad to change every trainable parameter",
              f"unchanged {', '.join(unchanged)}",
              "Write every gradient in backward(), and return the live arrays from params()")
-
-
-def layer_checks(plugin: type, example: Any) -> list:
-    """The checks that apply to ``example`` of ``plugin``, in the order they run."""
-    checks = [
-        check_output_shape, check_params_grads_match, check_dtype_preserved,
-        check_input_not_mutated, check_gradient,
-    ]
-    if not flag(plugin, example, "batch_dependent"):
-        checks.append(check_batch_independence)
-    checks.append(check_eval_deterministic)
-    if flag(plugin, example, "stochastic"):
-        checks.append(check_training_flag)
-    checks += [check_backward_before_forward, check_backward_twice, check_state_roundtrip,
-               check_instances_independent, check_optimizer_step]
-    return checks

@@ -1,16 +1,16 @@
 """The conformance checks of a loss plugin.
 
 Each check makes a fresh loss from the class and the example's config and feeds it
-float64 logits (N, C) drawn from a seeded generator, with targets as class indices
-(N,), one-hot rows and soft labels (N, C).
+float64 logits (N, C) drawn from a seeded generator, with targets in each form the
+loss declares (``traits.targets``): class indices (N,), one-hot rows and soft
+labels (N, C).
 
 Two checks only make sense for a loss built on a softmax of the logits:
 :func:`check_loss_unfused_reference` (the loss is softmax cross-entropy) and
-:func:`check_loss_row_invariance`. They apply when the class sets
-``softmax_cross_entropy = True``, or, when the class does not say, when its
-``predict_proba`` is the row softmax of the logits. A softmax-based loss that is
-not plain cross-entropy (label smoothing, focal) sets
-``softmax_cross_entropy = False``.
+:func:`check_loss_row_invariance`. They apply when the class declares
+``softmax_cross_entropy=True`` in its :class:`lamina.LossTraits`, or, when it does not
+say, when its ``predict_proba`` is the row softmax of the logits. A softmax-based loss
+that is not plain cross-entropy (label smoothing, focal) declares ``False``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from lamina.errors import BackwardBeforeForwardError
+from lamina.errors import BackwardBeforeForwardError, DataError
 
 from . import gradcheck
 from .base import ConformanceError, check, describe_array, fail, rng
+from .checks_training import FLOAT32_TOLERANCE
 
 ROWS = 4
 
@@ -36,15 +37,35 @@ def logits(example: Any, scale: float = 2.0) -> np.ndarray:
     return rng(21).normal(0.0, scale, size=(ROWS, example.n_classes))
 
 
-def targets(example: Any) -> dict[str, np.ndarray]:
+def all_targets(example: Any) -> dict[str, np.ndarray]:
+    """Targets of every form, by the names of :data:`lamina.TARGET_FORMS`."""
     gen = rng(23)
     c = example.n_classes
     indices = gen.integers(0, c, size=ROWS)
     return {
         "indices": indices,
-        "one-hot": np.eye(c)[indices],
-        "soft labels": gen.dirichlet(np.ones(c), size=ROWS),
+        "one_hot": np.eye(c)[indices],
+        "soft": gen.dirichlet(np.ones(c), size=ROWS),
     }
+
+
+def targets(plugin: type, example: Any) -> dict[str, np.ndarray]:
+    """Targets of the forms ``plugin`` declares it accepts."""
+    return {form: t for form, t in all_targets(example).items() if form in accepted(plugin)}
+
+
+def accepted(plugin: type) -> tuple[str, ...]:
+    return tuple(plugin.traits.targets)
+
+
+def richest_targets(plugin: type, example: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The most general targets ``plugin`` accepts (soft labels, else one-hot rows, else
+    indices) and the same targets as (N, C) rows."""
+    forms = all_targets(example)
+    for form in ("soft", "one_hot"):
+        if form in accepted(plugin):
+            return forms[form], forms[form]
+    return forms["indices"], forms["one_hot"]
 
 
 def new_loss(plugin: type, example: Any) -> Any:
@@ -57,7 +78,7 @@ def run(loss: Any, z: np.ndarray, t: np.ndarray) -> tuple[Any, np.ndarray]:
 
 
 def softmax_based(plugin: type, example: Any) -> bool:
-    declared = getattr(plugin, "softmax_cross_entropy", None)
+    declared = plugin.traits.softmax_cross_entropy
     if declared is not None:
         return bool(declared)
     z = logits(example)
@@ -71,7 +92,7 @@ def softmax_based(plugin: type, example: Any) -> bool:
 @check
 def check_loss_scalar(plugin: type, example: Any) -> None:
     z = logits(example)
-    for form, t in targets(example).items():
+    for form, t in targets(plugin, example).items():
         value = new_loss(plugin, example).forward(z.copy(), t.copy())
         if not isinstance(value, float | np.floating) or not np.isfinite(value):
             fail(f"forward(logits, {form}) to return a finite float (the batch mean)",
@@ -83,7 +104,7 @@ def check_loss_scalar(plugin: type, example: Any) -> None:
 def check_loss_gradient_shape(plugin: type, example: Any) -> None:
     for dtype in (np.float32, np.float64):
         z = logits(example).astype(dtype)
-        _, dz = run(new_loss(plugin, example), z, targets(example)["indices"])
+        _, dz = run(new_loss(plugin, example), z, all_targets(example)["indices"])
         if dz.shape != z.shape or dz.dtype != z.dtype:
             fail(f"backward() to return dL/dlogits like the logits, {describe_array(z)}",
                  describe_array(dz))
@@ -105,7 +126,7 @@ def check_loss_finite_at_large_logits(plugin: type, example: Any) -> None:
     signs = np.where(rng(25).random((ROWS, example.n_classes)) < 0.5, -1.0, 1.0)
     for magnitude in (1e4, -1e4):
         z = signs * magnitude
-        t = targets(example)["indices"]
+        t = all_targets(example)["indices"]
         with np.errstate(all="ignore"):
             value, dz = run(new_loss(plugin, example), z, t)
         if not (np.isfinite(value) and np.all(np.isfinite(dz))):
@@ -121,7 +142,7 @@ def check_loss_gradient(plugin: type, example: Any) -> None:
     z = logits(example)
     gen = rng(27)
     bad = []
-    for form, t in targets(example).items():
+    for form, t in targets(plugin, example).items():
         _, dz = run(new_loss(plugin, example), z, t)
 
         def evaluate(index: tuple[int, ...], delta: float, t=t) -> np.ndarray:
@@ -141,8 +162,8 @@ def check_loss_gradient(plugin: type, example: Any) -> None:
 @check
 def check_loss_unfused_reference(plugin: type, example: Any) -> None:
     z = logits(example)
-    y = targets(example)["soft labels"]
-    value, dz = run(new_loss(plugin, example), z, y)
+    t, y = richest_targets(plugin, example)
+    value, dz = run(new_loss(plugin, example), z, t)
     # Computed step by step, independently of the plugin: softmax, the mean negative
     # log-likelihood, then the chain rule through the softmax Jacobian diag(p) - p p^T.
     p = softmax(z)
@@ -163,9 +184,9 @@ def check_loss_unfused_reference(plugin: type, example: Any) -> None:
 def check_loss_row_invariance(plugin: type, example: Any) -> None:
     z = logits(example)
     shift = rng(29).uniform(-5.0, 5.0, size=(ROWS, 1))
-    y = targets(example)["soft labels"]
-    value, dz = run(new_loss(plugin, example), z, y)
-    shifted_value, shifted_dz = run(new_loss(plugin, example), z + shift, y)
+    t, _ = richest_targets(plugin, example)
+    value, dz = run(new_loss(plugin, example), z, t)
+    shifted_value, shifted_dz = run(new_loss(plugin, example), z + shift, t)
     if not (np.isclose(value, shifted_value, rtol=1e-10, atol=1e-12)
             and np.allclose(dz, shifted_dz, rtol=1e-8, atol=1e-12)):
         fail("the loss and its gradient to be unchanged by adding a constant to each row "
@@ -177,9 +198,9 @@ def check_loss_row_invariance(plugin: type, example: Any) -> None:
 @check
 def check_loss_target_forms(plugin: type, example: Any) -> None:
     z = logits(example)
-    forms = targets(example)
+    forms = all_targets(example)
     value_i, dz_i = run(new_loss(plugin, example), z, forms["indices"])
-    value_o, dz_o = run(new_loss(plugin, example), z, forms["one-hot"])
+    value_o, dz_o = run(new_loss(plugin, example), z, forms["one_hot"])
     if not (np.isclose(value_i, value_o, rtol=1e-12) and np.allclose(dz_i, dz_o, rtol=1e-12)):
         fail("class-index targets and their one-hot rows to give the same loss and gradient",
              f"loss {value_i!r} vs {value_o!r}, gradients differing by up to "
@@ -202,11 +223,98 @@ def check_loss_backward_before_forward(plugin: type, example: Any) -> None:
          "no error", "Start backward() with `... = self.cached()`")
 
 
+@check
+def check_loss_soft_targets(plugin: type, example: Any) -> None:
+    """A loss that accepts soft labels uses the whole distribution: moving a row halfway
+    towards its argmax one-hot row (same argmax) changes the loss and the gradient."""
+    z = logits(example)
+    y = all_targets(example)["soft"]
+    sharper = 0.5 * y + 0.5 * np.eye(example.n_classes)[np.argmax(y, axis=1)]
+    value, dz = run(new_loss(plugin, example), z, y)
+    value_s, dz_s = run(new_loss(plugin, example), z, sharper)
+    if np.isclose(value, value_s, rtol=1e-9, atol=1e-12) or np.allclose(dz, dz_s, rtol=1e-9,
+                                                                        atol=1e-12):
+        fail("soft labels and the same labels moved halfway to their argmax (a different "
+             "distribution, the same class) to give different losses and gradients",
+             f"loss {value!r} and {value_s!r}, gradients differing by up to "
+             f"{np.max(np.abs(dz - dz_s)):.3g}",
+             "Compute the loss from every entry of the target rows (never from their "
+             "argmax), or declare traits = LossTraits(targets=('indices', 'one_hot')) so "
+             "that soft labels are rejected")
+
+
+@check
+def check_loss_rejects_undeclared_targets(plugin: type, example: Any) -> None:
+    """A form of target the loss does not declare is an error, not a silent reading of it."""
+    z = logits(example)
+    for form, t in all_targets(example).items():
+        if form in accepted(plugin):
+            continue
+        try:
+            new_loss(plugin, example).forward(z.copy(), t.copy())
+        except DataError:
+            continue
+        except Exception as exc:
+            raise ConformanceError(
+                f"expected targets as {form}, which the loss does not declare, to raise "
+                f"lamina.DataError; received {type(exc).__name__}: {exc}. Subclass lamina.Loss "
+                "(its forward() checks the form) or call lamina.as_target_rows"
+            ) from exc
+        fail(f"targets as {form}, which traits.targets {accepted(plugin)} leaves out, to be "
+             "rejected with lamina.DataError", "a loss value",
+             "Subclass lamina.Loss (its forward() checks the form) or call "
+             "lamina.as_target_rows(..., accept=traits.targets)")
+
+
+@check
+def check_loss_float32_matches_float64(plugin: type, example: Any) -> None:
+    """The loss and its gradient agree in float32 and float64 on the same logits."""
+    z32 = logits(example).astype(np.float32)
+    for form, t in targets(plugin, example).items():
+        value32, dz32 = run(new_loss(plugin, example), z32, t)
+        value64, dz64 = run(new_loss(plugin, example), z32.astype(np.float64), t)
+        scale = max(float(np.max(np.abs(dz64))), np.finfo(np.float64).tiny)
+        error_dz = float(np.max(np.abs(dz32.astype(np.float64) - dz64))) / scale
+        error_value = abs(value32 - value64) / max(abs(value64), 1.0)
+        if not (error_dz <= FLOAT32_TOLERANCE and error_value <= FLOAT32_TOLERANCE):
+            fail(f"float32 loss and gradient to agree with float64 on the same logits ({form}) "
+                 f"within {FLOAT32_TOLERANCE:g}",
+                 f"the loss off by {error_value:.3g}, the gradient by {error_dz:.3g} of its "
+                 "largest magnitude",
+                 "Compute in the logits' dtype or wider and shift by the row max before exp")
+
+
+@check
+def check_loss_instances_independent(plugin: type, example: Any) -> None:
+    """Two instances used in turn each give what one alone gives: the sharded step runs one
+    loss per shard, in parallel threads."""
+    z = logits(example)
+    other = logits(example, scale=3.0)[::-1].copy()
+    t = all_targets(example)["indices"]
+    alone_value, alone_dz = run(new_loss(plugin, example), z, t)
+    first, second = new_loss(plugin, example), new_loss(plugin, example)
+    value = first.forward(z.copy(), t.copy())
+    second.forward(other, t[::-1].copy())
+    dz = np.array(first.backward(), copy=True)
+    if value != alone_value or not np.array_equal(dz, alone_dz):
+        fail("backward() of one loss instance to be unaffected by another instance's forward()",
+             f"a gradient differing by up to {np.max(np.abs(dz - alone_dz)):.3g}",
+             "Keep what forward() leaves for backward() on the instance (self.cache), never on "
+             "the class or in a module")
+
+
 def loss_checks(plugin: type, example: Any) -> list:
     checks = [check_loss_scalar, check_loss_gradient_shape, check_loss_predict_proba,
-              check_loss_finite_at_large_logits, check_loss_gradient, check_loss_target_forms]
+              check_loss_finite_at_large_logits, check_loss_gradient]
+    if "one_hot" in accepted(plugin):
+        checks.append(check_loss_target_forms)
+    checks.append(check_loss_float32_matches_float64)
+    if "soft" in accepted(plugin):
+        checks.append(check_loss_soft_targets)
+    if set(accepted(plugin)) != set(all_targets(example)):
+        checks.append(check_loss_rejects_undeclared_targets)
     if softmax_based(plugin, example):
         checks += [check_loss_unfused_reference, check_loss_row_invariance]
-    checks.append(check_loss_backward_before_forward)
+    checks += [check_loss_backward_before_forward, check_loss_instances_independent]
     return checks
 

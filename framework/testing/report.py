@@ -1,4 +1,4 @@
-"""The ``lamina check`` report: every discovered layer and loss, certified or not.
+"""The ``lamina check`` report: every discovered layer, loss and optimizer, certified or not.
 
 :func:`run_report` takes the registry as an argument (the CLI passes the one it
 loaded, tests pass their own) and returns the text to print and the number of
@@ -17,14 +17,14 @@ from .runner import run_checks
 
 
 def _selected(registry: Any, names: Sequence[str] | None) -> list[Any]:
-    entries = {**registry.layers, **registry.losses}
+    entries = {**registry.layers, **registry.losses, **registry.optimizers}
     if not names:
         return list(entries.values())
     unknown = [n for n in names if n not in entries]
     if unknown:
         from lamina.registry import unknown_name_message
 
-        raise UnknownPluginError(unknown_name_message("layer or loss", unknown[0], entries))
+        raise UnknownPluginError(unknown_name_message("plugin", unknown[0], entries))
     return [entries[n] for n in dict.fromkeys(names)]
 
 
@@ -63,7 +63,7 @@ def format_report(results: dict[Any, list[CheckResult]], problems: Sequence[Any]
 
 
 def run_report(registry: Any, names: Sequence[str] | None = None) -> tuple[str, int]:
-    """Run the conformance checks on the named (default: all) layers and losses.
+    """Run the conformance checks on the named (default: all) layers, losses and optimizers.
 
     Returns ``(text, n_failed)``: the table to print and the number of failed checks
     plus, when no names are given, plugins the registry had to skip. An unknown

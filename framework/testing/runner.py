@@ -1,8 +1,9 @@
-"""The generator of checks and the two library entry points built on it.
+"""The generator of checks and the library entry points built on it.
 
 :func:`generate_checks` is the one place that decides which checks run on which
-example of a plugin; :func:`check_layer` / :func:`check_loss` run them and return
-results, :func:`parametrize_with_checks` turns them into pytest parameters.
+example of a plugin; :func:`check_layer`, :func:`check_loss` and
+:func:`check_optimizer` run them and return results, :func:`parametrize_with_checks`
+turns them into pytest parameters.
 """
 
 from __future__ import annotations
@@ -11,25 +12,60 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from lamina.layer import Example
-from lamina.loss import LossExample
+from lamina.layer import TRAIT_NAMES, Example, Layer
+from lamina.loss import Loss, LossExample
+from lamina.optimizer import Optimizer, OptimizerExample
 
 from .base import CheckResult, ConformanceError, check, fail, plugin_name
 from .checks_config import (
     check_config_forbids_unknown_keys,
     check_config_json_roundtrip,
     check_config_rejects_invalid_values,
+    check_config_strings_constrained,
 )
-from .checks_layer import layer_checks
+from .checks_layer import (
+    check_backward_before_forward,
+    check_backward_twice,
+    check_batch_independence,
+    check_dtype_preserved,
+    check_eval_deterministic,
+    check_gradient,
+    check_input_not_mutated,
+    check_instances_independent,
+    check_optimizer_step,
+    check_output_shape,
+    check_params_grads_match,
+    check_state_roundtrip,
+    check_training_flag,
+)
 from .checks_loss import loss_checks
+from .checks_optimizer import optimizer_checks
+from .checks_training import (
+    check_arrays_stay_live,
+    check_backward_without_input_grad,
+    check_draws_from_build_generator,
+    check_float32_matches_float64,
+    check_training_deterministic,
+    check_uses_current_params,
+)
+from .checks_traits import check_max_selecting, check_monotone_elementwise
+from .harness import flag
 
 #: the example id of checks that look at the plugin as a whole
 WHOLE_PLUGIN = "all"
 _CONFIG_CHECKS = [
     check_config_forbids_unknown_keys,
     check_config_rejects_invalid_values,
+    check_config_strings_constrained,
     check_config_json_roundtrip,
 ]
+#: each kind of plugin: its base class, the example type its examples() returns, and the
+#: methods that identify a class implementing the protocol without the base class
+KINDS = {
+    "layer": (Layer, Example, "build"),
+    "loss": (Loss, LossExample, "predict_proba"),
+    "optimizer": (Optimizer, OptimizerExample, "load_state_dict"),
+}
 
 ExpectedFailures = Mapping[Any, Mapping[str, str]]
 
@@ -38,15 +74,53 @@ def plugin_class(plugin: Any) -> type:
     return plugin if isinstance(plugin, type) else type(plugin)
 
 
-def is_loss(plugin: Any) -> bool:
+def plugin_kind(plugin: Any) -> str:
+    """``"layer"``, ``"loss"`` or ``"optimizer"``: by base class, else by protocol method."""
     cls = plugin_class(plugin)
-    return callable(getattr(cls, "predict_proba", None)) and not callable(
-        getattr(cls, "build", None))
+    for kind, (base, _, _) in KINDS.items():
+        if issubclass(cls, base):
+            return kind
+    for kind, (_, _, method) in KINDS.items():
+        if callable(getattr(cls, method, None)):
+            return kind
+    raise TypeError(f"{plugin_name(cls)} is neither a layer, a loss nor an optimizer")
 
 
-def _whole(example_type: type) -> Any:
-    if example_type is LossExample:
+def is_loss(plugin: Any) -> bool:
+    return plugin_kind(plugin) == "loss"
+
+
+def layer_checks(plugin: type, example: Any) -> list:
+    """The checks that apply to ``example`` of a layer ``plugin``, in the order they run."""
+    stochastic = flag(plugin, example, "stochastic")
+    checks = [
+        check_output_shape, check_params_grads_match, check_dtype_preserved,
+        check_input_not_mutated, check_gradient, check_float32_matches_float64,
+    ]
+    if not flag(plugin, example, "batch_dependent"):
+        checks.append(check_batch_independence)
+    checks.append(check_eval_deterministic)
+    checks += [check_training_flag, check_draws_from_build_generator] if stochastic else [
+        check_training_deterministic]
+    checks += [check_backward_before_forward, check_backward_twice,
+               check_backward_without_input_grad, check_state_roundtrip,
+               check_uses_current_params, check_arrays_stay_live,
+               check_instances_independent, check_optimizer_step]
+    if flag(plugin, example, "monotone_elementwise"):
+        checks.append(check_monotone_elementwise)
+    if flag(plugin, example, "max_selecting"):
+        checks.append(check_max_selecting)
+    return checks
+
+
+_KIND_CHECKS = {"layer": layer_checks, "loss": loss_checks, "optimizer": optimizer_checks}
+
+
+def _whole(kind: str) -> Any:
+    if kind == "loss":
         return LossExample(config={}, n_classes=0, id=WHOLE_PLUGIN)
+    if kind == "optimizer":
+        return OptimizerExample(config={}, id=WHOLE_PLUGIN)
     return Example(config={}, input_shape=(), id=WHOLE_PLUGIN)
 
 
@@ -72,35 +146,61 @@ def examples_of(plugin: Any) -> list[Any]:
 
 
 @check
+def check_declarations(plugin: type, example: Any) -> None:
+    """The plugin's declarations are where lamina reads them (``traits``), well formed,
+    and its methods take what the runner passes (``backward(dy, input_grad=...)``)."""
+    from lamina.errors import PluginError
+    from lamina.registry import validate_declarations
+
+    kind = plugin_kind(plugin)
+    try:
+        validate_declarations(kind, plugin, f"{kind} {plugin_name(plugin)!r}")
+    except PluginError as exc:
+        raise ConformanceError(f"expected the declarations of the lamina contract; received "
+                               f"{exc}") from None
+
+
+@check
 def check_examples(plugin: type, example: Any) -> None:
-    kind, want = ("loss", LossExample) if is_loss(plugin) else ("layer", Example)
+    kind = plugin_kind(plugin)
+    want = KINDS[kind][1]
     examples = examples_of(plugin)
     if not examples:
-        fail(f"examples() to list at least one framework.{want.__name__}", "an empty list")
+        fail(f"examples() to list at least one lamina.{want.__name__}", "an empty list")
     wrong = [type(ex).__name__ for ex in examples if not isinstance(ex, want)]
     if wrong:
-        fail(f"examples() of a {kind} to return framework.{want.__name__} objects",
+        fail(f"examples() of a {kind} to return lamina.{want.__name__} objects",
              ", ".join(wrong))
     ids = [ex.id for ex in examples]
     if len(set(ids)) != len(ids):
         fail("examples() to have distinct ids (they name the pytest tests)", str(ids))
+    if kind == "layer":
+        unknown = sorted({key for ex in examples for key in ex.extra} - set(TRAIT_NAMES))
+        if unknown:
+            fail("Example.extra to override declarations by their names "
+                 f"({', '.join(TRAIT_NAMES)})", f"the keys {unknown}",
+                 "Fix the spelling: an unknown key overrides nothing")
 
 
 def generate_checks(plugin: Any) -> Iterator[tuple[type, Any, Any]]:
     """Yield (plugin class, example, check) for every check that applies to ``plugin``."""
     cls = plugin_class(plugin)
-    loss = is_loss(cls)
-    yield cls, _whole(LossExample if loss else Example), check_examples
-    try:
+    kind = plugin_kind(cls)
+    whole = _whole(kind)
+    yield cls, whole, check_declarations
+    yield cls, whole, check_examples
+    try:  # declarations or examples that do not hold leave nothing sound to run on
+        check_declarations(cls, whole)
+        check_examples(cls, whole)
         examples = examples_of(plugin)
-    except Exception:  # check_examples reports it
+    except ConformanceError:  # check_declarations and check_examples report it
         return
     for example in examples:
-        if not isinstance(example, LossExample if loss else Example):
+        if not isinstance(example, KINDS[kind][1]):
             continue
         for func in _CONFIG_CHECKS:
             yield cls, example, func
-        for func in (loss_checks if loss else layer_checks)(cls, example):
+        for func in _KIND_CHECKS[kind](cls, example):
             yield cls, example, func
 
 
@@ -140,7 +240,7 @@ def _planned(plugin: Any, expected_failed_checks: ExpectedFailures | None):
 
 def run_checks(plugin: Any, *, expected_failed_checks: ExpectedFailures | None = None,
                ) -> list[CheckResult]:
-    """Run every check that applies to ``plugin`` (a layer or loss class or instance)."""
+    """Run every check that applies to ``plugin`` (a layer, loss or optimizer)."""
     cases, reasons = _planned(plugin, expected_failed_checks)
     results = []
     for cls, example, func in cases:
@@ -154,6 +254,14 @@ def run_checks(plugin: Any, *, expected_failed_checks: ExpectedFailures | None =
     return results
 
 
+def _check_kind(plugin: Any, kind: str, expected_failed_checks: Mapping[str, str] | None
+                ) -> list[CheckResult]:
+    found = plugin_kind(plugin)
+    if found != kind:
+        raise TypeError(f"{plugin_name(plugin)} is a {found}; use check_{found}()")
+    return run_checks(plugin, expected_failed_checks={plugin: expected_failed_checks or {}})
+
+
 def check_layer(layer: Any, *, expected_failed_checks: Mapping[str, str] | None = None,
                 ) -> list[CheckResult]:
     """Run the layer checks on a layer class (or instance); returns one result per check.
@@ -161,17 +269,19 @@ def check_layer(layer: Any, *, expected_failed_checks: Mapping[str, str] | None 
     ``expected_failed_checks`` maps a check name (``"check_gradient"``) or an
     example-qualified one (``"stride2-check_gradient"``) to the reason it fails.
     """
-    if is_loss(layer):
-        raise TypeError(f"{plugin_name(layer)} is a loss; use check_loss()")
-    return run_checks(layer, expected_failed_checks={layer: expected_failed_checks or {}})
+    return _check_kind(layer, "layer", expected_failed_checks)
 
 
 def check_loss(loss: Any, *, expected_failed_checks: Mapping[str, str] | None = None,
                ) -> list[CheckResult]:
     """Run the loss checks on a loss class (or instance); returns one result per check."""
-    if not is_loss(loss):
-        raise TypeError(f"{plugin_name(loss)} is not a loss; use check_layer()")
-    return run_checks(loss, expected_failed_checks={loss: expected_failed_checks or {}})
+    return _check_kind(loss, "loss", expected_failed_checks)
+
+
+def check_optimizer(optimizer: Any, *, expected_failed_checks: Mapping[str, str] | None = None,
+                    ) -> list[CheckResult]:
+    """Run the optimizer checks on an optimizer class; returns one result per check."""
+    return _check_kind(optimizer, "optimizer", expected_failed_checks)
 
 
 class BoundCheck:

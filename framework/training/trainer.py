@@ -145,8 +145,7 @@ def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, 
     """One pass over the shuffled training set; returns (mean loss, accuracy)."""
     batch_size = session.config.training.batch_size
     order = session.rng.permutation(len(data.train_x))
-    opt = session.optimizer
-    params, grads = session.network.params(), session.network.grads()
+    network, opt = session.network, session.optimizer
     seen = correct = 0
     loss_sum = 0.0
     for start in range(0, len(order), batch_size):
@@ -160,7 +159,9 @@ def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, 
                 f"(epoch {session.epoch}) is kept in {session.run_dir}. Lower the learning "
                 "rate (--lr) or check the data"
             )
-        opt.step(params, grads)
+        # params() and grads() are read at every step: the optimizer gets the arrays the
+        # layers hold now, whatever a layer did with them since the last step.
+        opt.step(network.params(), network.grads())
         seen += len(index)
         correct += int(np.sum(np.argmax(logits, axis=1) == yb))
         loss_sum += loss * len(index)

@@ -144,8 +144,7 @@ def run_in_config_order(net, x, dy):
         x = node.layer.forward(x, training=True)
     y = x.copy()
     for node in reversed(net.order):
-        node.layer.needs_input_grad = True
-        dy = node.layer.backward(dy)
+        dy = node.layer.backward(dy, input_grad=True)
     return y, dy, {k: v.copy() for k, v in net.grads().items()}
 
 
@@ -204,8 +203,13 @@ def test_input_gradient_only_on_request_and_parameter_gradients_unchanged(regist
     dx = net.backward(dy, input_grad=True)
     assert dx.shape == x.shape and np.abs(dx).max() > 0
     with_dx = {k: v.copy() for k, v in net.grads().items()}
+    first = net.nodes[0].layer
+    asked = []
+    backward = first.backward
+    first.backward = lambda dy, *, input_grad: asked.append(input_grad) or backward(
+        dy, input_grad=input_grad)
     assert net.backward(dy) is None
-    assert net.nodes[0].layer.needs_input_grad is False
+    assert asked == [False]  # the first layer's dx is not needed, and it is told so
     for key, value in net.grads().items():
         np.testing.assert_array_equal(value, with_dx[key], err_msg=key)
 
@@ -214,6 +218,20 @@ def test_a_layer_returning_none_for_a_needed_gradient_is_named(registry):
     net = build(registry, [{"type": "dense", "units": 3, "name": "first"},
                            {"type": "dense", "units": 2, "name": "second"}])
     net.forward(np.ones((2, 4)), training=True)
-    net.nodes[1].layer.backward = lambda dy: None
-    with pytest.raises(PluginError, match="'second'.*needs_input_grad"):
+    net.nodes[1].layer.backward = lambda dy, *, input_grad: None
+    with pytest.raises(PluginError, match="'second'.*only when called with input_grad=False"):
         net.backward(np.ones((2, 2)))
+
+
+def test_shapes_and_parameter_counts_come_from_the_config_alone(registry):
+    """validate and summary describe a network without allocating it: a dense layer of
+    2**31 units on a flattened image (1.7 trillion weights) is counted, not built."""
+    from lamina.graph import Architecture
+
+    config = load_config({"model": {"input_shape": [1, 28, 28], "layers": [
+        {"type": "flatten"}, {"type": "dense", "units": 2**31}]}}, registry)
+    architecture = Architecture(config, registry)
+    assert architecture.output_shape == (2**31,)
+    assert architecture.count(trainable=True) == 784 * 2**31 + 2**31
+    assert all(not node.layer.params() for node in architecture.nodes)
+    assert "Total params: 1,685,774,663,680" in architecture.summary()

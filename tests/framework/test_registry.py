@@ -20,16 +20,14 @@ class Scale(Layer):
     name = "{name}"
     Config = LayerConfig
 
-    def build(self, input_shape, rng, *, dtype=np.float32):
-        self.dtype = np.dtype(dtype)
-        self.input_shape = self.output_shape = tuple(input_shape)
-        return self.output_shape
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
     def forward(self, x, *, training):
         self.cache = x.shape
         return 2.0 * x
 
-    def backward(self, dy):
+    def backward(self, dy, *, input_grad=True):
         self.cached()
         return 2.0 * dy
 
@@ -112,8 +110,20 @@ def test_strict_mode_from_environment(fake_dist, monkeypatch):
          "    return [42]\n", "expected a layer class"),
         ("from lamina import hookimpl\n@hookimpl\ndef lamina_register_layer():\n"
          "    return []\n", "unknown hook 'lamina_register_layer'"),
+        (SWISH.format(name="flagged").replace("    Config = LayerConfig\n",
+                                              "    Config = LayerConfig\n    stochastic = True\n"),
+         "sets stochastic as a class attribute, where lamina does not read it; declare it as "
+         "traits = LayerTraits(stochastic=True)"),
+        (SWISH.format(name="traits").replace("    Config = LayerConfig\n",
+                                             "    Config = LayerConfig\n    traits = {}\n"),
+         "`traits` must be a lamina.LayerTraits, received {}"),
+        (SWISH.format(name="oldbackward").replace("def backward(self, dy, *, input_grad=True)",
+                                                  "def backward(self, dy)"),
+         "backward() takes no `input_grad` keyword; the runner calls backward(dy, "
+         "input_grad=...)"),
     ],
-    ids=["bad-name", "config-allows-extra", "missing-method", "not-a-class", "misspelled-hook"],
+    ids=["bad-name", "config-allows-extra", "missing-method", "not-a-class", "misspelled-hook",
+         "flag-on-the-class", "traits-not-declared-so", "backward-without-input-grad"],
 )
 def test_invalid_plugin_class_is_skipped_with_reason(fake_dist, source, reason):
     fake_dist("lamina-invalid", "2.0", "lamina_invalid", source)

@@ -47,7 +47,7 @@ def test_three_steps_match_the_textbook_form():
     for g in gs:
         opt.step(p, {"w": np.array([g])})
     assert p["w"][0] == pytest.approx(_reference(1.0, gs, 0.01, 0.8, 0.99), rel=1e-13)
-    assert opt.counters == {"t": 3}
+    assert opt.counters == {"steps": 3}
 
 
 def test_weight_decay_is_decoupled_from_the_moments():
@@ -89,8 +89,8 @@ def test_state_dict_round_trip_is_bit_identical():
     for g in grads[:3]:
         opt.step(params, g)
     saved = {k: np.array(v) for k, v in opt.state_dict().items()}
-    assert set(saved) == {"m/a", "m/b", "v/a", "v/b", "#t", "#lr"}
-    assert int(saved["#t"]) == 3
+    assert set(saved) == {"m/a", "m/b", "v/a", "v/b", "#steps", "#lr"}
+    assert int(saved["#steps"]) == 3
     resumed_params = {k: p.copy() for k, p in params.items()}
     resumed = Adam(lr=3e-3, weight_decay=1e-3)
     resumed.load_state_dict(saved)
@@ -109,11 +109,29 @@ def test_config_bounds(bad):
 
 
 def test_loading_foreign_or_mismatched_state_is_a_state_error():
-    with pytest.raises(StateError, match="unexpected entries"):
-        Adam().load_state_dict({"momentum/w": np.zeros(2), "#lr": np.asarray(0.1)})
-    with pytest.raises(StateError, match="no step count"):
-        Adam().load_state_dict({"m/w": np.zeros(2), "v/w": np.zeros(2)})
+    with pytest.raises(StateError, match="unexpected 'momentum/w'"):
+        Adam().load_state_dict({"momentum/w": np.zeros(2), "#steps": np.asarray(0),
+                                "#lr": np.asarray(0.1)})
+    with pytest.raises(StateError, match="missing '#steps'"):
+        Adam().load_state_dict({"m/w": np.zeros(2), "v/w": np.zeros(2), "#lr": np.asarray(0.1)})
+    with pytest.raises(StateError, match=r"the slots cover different parameters: m \['w'\]; v"):
+        Adam().load_state_dict({"m/w": np.zeros(2), "#steps": np.asarray(1),
+                                "#lr": np.asarray(0.1)})
     opt = Adam()
-    opt.load_state_dict({"m/w": np.zeros(2), "v/w": np.zeros(2, np.float64), "#t": np.asarray(1)})
-    with pytest.raises(StateError, match="dtype float64"):
-        opt.step({"w": np.ones(2, np.float32)}, {"w": np.ones(2, np.float32)})
+    opt.load_state_dict({"m/w": np.zeros(2), "v/w": np.zeros(2, np.float64),
+                         "#steps": np.asarray(1), "#lr": np.asarray(0.1)})
+    params = {"w": np.ones(2, np.float32)}
+    with pytest.raises(StateError, match="float64"):
+        opt.step(params, {"w": np.ones(2, np.float32)})
+    np.testing.assert_array_equal(params["w"], 1)  # refused before anything changed
+
+
+def test_a_state_for_other_parameters_is_refused_at_the_step_before_any_update():
+    opt = Adam()
+    opt.load_state_dict({"m/w": np.zeros(2), "v/w": np.zeros(2), "#steps": np.asarray(4),
+                         "#lr": np.asarray(0.1)})
+    params = {"w": np.ones(2), "u": np.ones(3)}
+    with pytest.raises(StateError, match=r"slot 'm' for other parameters than these: "
+                                         r"missing \['u'\]"):
+        opt.step(params, {k: np.ones_like(p) for k, p in params.items()})
+    assert all(np.all(p == 1) for p in params.values())

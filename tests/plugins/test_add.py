@@ -14,7 +14,7 @@ def built(input_shapes=((2,), (2,)), dtype=np.float32):
 
 def test_registered_and_flagged_multi_input():
     assert add.lamina_register_layers() == [add.Add]
-    assert add.Add.multi_input
+    assert add.Add.traits.multi_input
 
 
 def test_hand_worked_sum_of_three():

@@ -15,7 +15,7 @@ def built(input_shape=(1,), dtype=np.float32, **settings):
 
 def test_registered_and_flagged_batch_dependent():
     assert batchnorm.lamina_register_layers() == [batchnorm.BatchNorm]
-    assert batchnorm.BatchNorm.batch_dependent
+    assert batchnorm.BatchNorm.traits.batch_dependent
 
 
 def test_params_and_state():

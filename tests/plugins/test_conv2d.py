@@ -287,7 +287,6 @@ def test_no_input_gradient_when_not_needed_and_same_parameter_gradients(filters_
     layer.forward(x, training=True)
     assert layer.backward(dy) is not None
     expected = {k: g.copy() for k, g in layer.grads().items()}
-    layer.needs_input_grad = False
-    assert layer.backward(dy) is None
+    assert layer.backward(dy, input_grad=False) is None
     for key, grad in layer.grads().items():
         np.testing.assert_array_equal(grad, expected[key])

@@ -15,7 +15,7 @@ def built(rate=0.5, input_shape=(8,), dtype=np.float32, seed=0):
 
 def test_registered_and_flagged_stochastic():
     assert dropout.lamina_register_layers() == [dropout.Dropout]
-    assert dropout.Dropout.stochastic
+    assert dropout.Dropout.traits.stochastic
 
 
 def test_rate_one_rejected_with_the_fix():

@@ -113,8 +113,8 @@ def test_state_dict_round_trip_is_bit_identical(settings):
 def test_state_dict_holds_momentum_and_lr():
     opt = SGD(lr=0.1, momentum=0.9)
     opt.step({"w": np.ones(2)}, {"w": np.ones(2)})
-    assert set(opt.state_dict()) == {"momentum/w", "#lr"}
-    assert set(SGD(lr=0.1).state_dict()) == {"#lr"}
+    assert set(opt.state_dict()) == {"momentum/w", "#steps", "#lr"}
+    assert set(SGD(lr=0.1).state_dict()) == {"#steps", "#lr"}
 
 
 def test_nesterov_without_momentum_is_a_validation_error():
@@ -130,9 +130,14 @@ def test_config_bounds(bad):
 
 
 def test_loading_state_of_other_settings_or_shapes_is_a_state_error():
-    with pytest.raises(StateError, match="unexpected state entries"):
-        SGD(lr=0.1).load_state_dict({"momentum/w": np.zeros(2), "#lr": np.asarray(0.1)})
+    with pytest.raises(StateError, match="unexpected 'momentum/w'"):
+        SGD(lr=0.1).load_state_dict({"momentum/w": np.zeros(2), "#steps": np.asarray(1),
+                                     "#lr": np.asarray(0.1)})
+    with pytest.raises(StateError, match="no 'momentum' arrays after 3 steps"):
+        SGD(lr=0.1, momentum=0.9).load_state_dict({"#steps": np.asarray(3),
+                                                   "#lr": np.asarray(0.1)})
     opt = SGD(lr=0.1, momentum=0.9)
-    opt.load_state_dict({"momentum/w": np.zeros(3), "#lr": np.asarray(0.1)})
+    opt.load_state_dict({"momentum/w": np.zeros(3), "#steps": np.asarray(1),
+                         "#lr": np.asarray(0.1)})
     with pytest.raises(StateError, match="shape"):
         opt.step({"w": np.ones(2)}, {"w": np.ones(2)})

@@ -2,7 +2,8 @@
 
 Every broken class below derives from a reference class and changes as little as
 possible, so that the one check meant to catch the bug is the only one to fail
-(see test_checks.py for the expected sets).
+(see test_checks.py for the expected sets). The bugs are the ones plugin authors
+make: each is written the way it would appear in a real plugin.
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ from lamina import (
     Example,
     Layer,
     LayerConfig,
+    LayerTraits,
     Loss,
     LossExample,
-    Shape,
+    LossTraits,
+    Optimizer,
+    OptimizerConfig,
+    OptimizerExample,
+    ParamSpec,
     ShapeError,
+    StateError,
 )
 
 # -- reference layers: each must pass every check -----------------------------------------
@@ -27,26 +34,30 @@ class DenseConfig(LayerConfig):
     units: int = Field(3, ge=1, le=64, description="output features")
 
 
+def _normal(shape, rng, dtype):
+    return rng.normal(0, 0.5, shape).astype(dtype)
+
+
 class RefDense(Layer):
     """y = x W + b; x (N, D), W (D, U), b (U,)."""
 
     name = "ref_dense"
     Config = DenseConfig
 
-    def build(self, input_shape: Shape, rng: np.random.Generator, *, dtype=np.float32) -> Shape:
+    def compute_output_shape(self, input_shape):
         if len(input_shape) != 1:
             raise ShapeError(f"ref_dense expects (D,), received {input_shape}")
-        self.dtype = np.dtype(dtype)
-        self.input_shape, self.output_shape = tuple(input_shape), (self.config.units,)
-        self.add_param("W", rng.normal(0, 0.5, (input_shape[0], self.config.units)).astype(dtype))
-        self.add_param("b", rng.normal(0, 0.5, self.config.units).astype(dtype))
-        return self.output_shape
+        return (self.config.units,)
+
+    def param_specs(self, input_shape):
+        return {"W": ParamSpec((input_shape[0], self.config.units), init=_normal),
+                "b": ParamSpec((self.config.units,), init=_normal)}
 
     def forward(self, x, *, training):
         self.cache = x
         return x @ self._params["W"] + self._params["b"]
 
-    def backward(self, dy):
+    def backward(self, dy, *, input_grad=True):
         x = self.cached()
         np.matmul(x.T, dy, out=self._grads["W"])
         np.sum(dy, axis=0, out=self._grads["b"])
@@ -68,17 +79,15 @@ class RefLeakyRelu(Layer):
     name = "ref_leaky_relu"
     Config = LeakyConfig
 
-    def build(self, input_shape, rng, *, dtype=np.float32):
-        self.dtype = np.dtype(dtype)
-        self.input_shape = self.output_shape = tuple(input_shape)
-        return self.output_shape
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
     def forward(self, x, *, training):
         slope = np.where(x > 0, x.dtype.type(1), x.dtype.type(self.config.slope))
         self.cache = slope
         return x * slope
 
-    def backward(self, dy):
+    def backward(self, dy, *, input_grad=True):
         return dy * self.cached()
 
     @classmethod
@@ -86,6 +95,61 @@ class RefLeakyRelu(Layer):
         # 4 * 6 * 6 = 144 elements per sample: more than the finite-difference cap.
         return [Example(config={"slope": 0.1}, input_shape=(4, 6, 6), id="image"),
                 Example(config={"slope": 0.0}, input_shape=(5,), id="relu")]
+
+
+class EmptyConfig(LayerConfig):
+    pass
+
+
+class RefSwish(Layer):
+    """y = x * sigmoid(x): smooth, and not monotone (its minimum is near x = -1.28)."""
+
+    name = "ref_swish"
+    Config = EmptyConfig
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def forward(self, x, *, training):
+        s = 1 / (1 + np.exp(-x))
+        self.cache = (x, s)
+        return x * s
+
+    def backward(self, dy, *, input_grad=True):
+        x, s = self.cached()
+        return dy * s * (1 + x * (1 - s))
+
+    @classmethod
+    def examples(cls):
+        return [Example(config={}, input_shape=(6,), id="flat")]
+
+
+class RefAvgPool(Layer):
+    """The mean of each pair of entries along the last axis: (C, L) -> (C, L // 2)."""
+
+    name = "ref_avg_pool"
+    Config = EmptyConfig
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 2 or input_shape[1] < 2:
+            raise ShapeError(f"ref_avg_pool expects (C, L >= 2), received {input_shape}")
+        return (input_shape[0], input_shape[1] // 2)
+
+    def forward(self, x, *, training):
+        n, c, length = x.shape
+        pairs = x[:, :, : length // 2 * 2].reshape(n, c, -1, 2)
+        self.cache = x.shape
+        return pairs.mean(axis=3)
+
+    def backward(self, dy, *, input_grad=True):
+        n, c, length = self.cached()
+        dx = np.zeros((n, c, length), dtype=dy.dtype)
+        dx[:, :, : length // 2 * 2] = np.repeat(dy / 2, 2, axis=2)
+        return dx
+
+    @classmethod
+    def examples(cls):
+        return [Example(config={}, input_shape=(2, 6), id="pairs")]
 
 
 class DropoutConfig(LayerConfig):
@@ -97,13 +161,10 @@ class RefDropout(Layer):
 
     name = "ref_dropout"
     Config = DropoutConfig
-    stochastic = True
+    traits = LayerTraits(stochastic=True)
 
-    def build(self, input_shape, rng, *, dtype=np.float32):
-        self.dtype = np.dtype(dtype)
-        self.input_shape = self.output_shape = tuple(input_shape)
-        self.rng = rng
-        return self.output_shape
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
     def mask(self, x, training):
         if not training:
@@ -115,7 +176,7 @@ class RefDropout(Layer):
         self.cache = self.mask(x, training)
         return x * self.cache
 
-    def backward(self, dy):
+    def backward(self, dy, *, input_grad=True):
         return dy * self.cached()
 
     @classmethod
@@ -125,28 +186,21 @@ class RefDropout(Layer):
                         extra={"stochastic": False})]
 
 
-class EmptyConfig(LayerConfig):
-    pass
-
-
 class RefAdd(Layer):
     """y = x_1 + ... + x_K; every input gets dy."""
 
     name = "ref_add"
     Config = EmptyConfig
-    multi_input = True
+    traits = LayerTraits(multi_input=True)
 
-    def build(self, input_shape, rng, *, dtype=np.float32):
-        self.dtype = np.dtype(dtype)
-        self.input_shape = tuple(tuple(s) for s in input_shape)
-        self.output_shape = self.input_shape[0]
-        return self.output_shape
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
 
     def forward(self, x, *, training):
         self.cache = len(x)
         return sum(x[1:], x[0].copy())
 
-    def backward(self, dy):
+    def backward(self, dy, *, input_grad=True):
         return [dy.copy() for _ in range(self.cached())]
 
     @classmethod
@@ -163,13 +217,13 @@ class RefBatchCenter(Layer):
 
     name = "ref_batch_center"
     Config = CenterConfig
-    batch_dependent = True
+    traits = LayerTraits(batch_dependent=True)
 
-    def build(self, input_shape, rng, *, dtype=np.float32):
-        self.dtype = np.dtype(dtype)
-        self.input_shape = self.output_shape = tuple(input_shape)
-        self.add_state("running_mean", np.zeros(input_shape, dtype=dtype))
-        return self.output_shape
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def param_specs(self, input_shape):
+        return {"running_mean": ParamSpec(input_shape, trainable=False)}
 
     def eval_offset(self):
         return self._state["running_mean"]
@@ -183,7 +237,7 @@ class RefBatchCenter(Layer):
         self._state["running_mean"][...] = m * self._state["running_mean"] + (1 - m) * mu
         return x - mu
 
-    def backward(self, dy):
+    def backward(self, dy, *, input_grad=True):
         training = self.cached()
         return dy - dy.mean(axis=0) if training else dy.copy()
 
@@ -198,20 +252,14 @@ class RefSoftmaxCrossEntropy(Loss):
     name = "ref_softmax_ce"
     Config = EmptyConfig
 
-    @staticmethod
-    def one_hot(targets, z):
-        t = np.asarray(targets)
-        return np.eye(z.shape[1], dtype=z.dtype)[t] if t.ndim == 1 else t.astype(z.dtype)
-
     def log_proba(self, z):
         s = z - z.max(axis=1, keepdims=True)
         return s - np.log(np.exp(s).sum(axis=1, keepdims=True))
 
-    def forward(self, logits, targets):
-        y = self.one_hot(targets, logits)
-        log_p = self.log_proba(logits)
+    def compute(self, z, y):
+        log_p = self.log_proba(z)
         self.cache = (np.exp(log_p), y)
-        return float(-np.sum(y * log_p) / logits.shape[0])
+        return float(-np.sum(y * log_p) / z.shape[0])
 
     def backward(self):
         p, y = self.cached()
@@ -225,7 +273,45 @@ class RefSoftmaxCrossEntropy(Loss):
         return [LossExample(config={}, n_classes=4, id="four")]
 
 
-REFERENCE = [RefDense, RefLeakyRelu, RefDropout, RefAdd, RefBatchCenter, RefSoftmaxCrossEntropy]
+class RefSparseCrossEntropy(RefSoftmaxCrossEntropy):
+    """Cross-entropy that takes class indices only: one-hot and soft rows are refused."""
+
+    name = "ref_sparse_ce"
+    traits = LossTraits(targets=("indices",))
+
+
+class SGDConfig(OptimizerConfig):
+    lr: float = Field(0.05, gt=0, description="learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="momentum factor")
+
+
+class RefMomentumSGD(Optimizer):
+    """b = momentum * b + g; p -= lr * b."""
+
+    name = "ref_momentum_sgd"
+    Config = SGDConfig
+
+    def state_slots(self):
+        return ("velocity",) if self.config.momentum else ()
+
+    def update(self, params, grads):
+        for key, p in params.items():
+            if not self.config.momentum:
+                p -= self.lr * grads[key]
+                continue
+            b = self.slot("velocity", key, p)
+            b *= self.config.momentum
+            b += grads[key]
+            p -= self.lr * b
+
+    @classmethod
+    def examples(cls):
+        return [OptimizerExample(config={}, id="momentum"),
+                OptimizerExample(config={"momentum": 0.0, "lr": 0.1}, id="plain")]
+
+
+REFERENCE = [RefDense, RefLeakyRelu, RefSwish, RefAvgPool, RefDropout, RefAdd, RefBatchCenter,
+             RefSoftmaxCrossEntropy, RefSparseCrossEntropy, RefMomentumSGD]
 
 # -- broken layers: one contract broken each ----------------------------------------------
 
@@ -233,7 +319,7 @@ REFERENCE = [RefDense, RefLeakyRelu, RefDropout, RefAdd, RefBatchCenter, RefSoft
 class WrongGradientSign(RefDense):
     name = "wrong_gradient_sign"
 
-    def backward(self, dy):
+    def backward(self, dy, *, input_grad=True):
         return -super().backward(dy)
 
 
@@ -245,10 +331,30 @@ class MissingGradKey(RefDense):
         del self._grads["b"]
         return out
 
-    def backward(self, dy):
+    def backward(self, dy, *, input_grad=True):
         x = self.cached()
         np.matmul(x.T, dy, out=self._grads["W"])
         return dy @ self._params["W"].T
+
+
+class DottedParamKey(RefDense):
+    """Names its weight 'W.T': the network's dotted names become ambiguous."""
+
+    name = "dotted_param_key"
+
+    def param_specs(self, input_shape):
+        return {"W.T": ParamSpec((input_shape[0], self.config.units), init=_normal),
+                "b": ParamSpec((self.config.units,), init=_normal)}
+
+    def forward(self, x, *, training):
+        self.cache = x
+        return x @ self._params["W.T"] + self._params["b"]
+
+    def backward(self, dy, *, input_grad=True):
+        x = self.cached()
+        np.matmul(x.T, dy, out=self._grads["W.T"])
+        np.sum(dy, axis=0, out=self._grads["b"])
+        return dy @ self._params["W.T"].T
 
 
 class InputMutated(RefLeakyRelu):
@@ -263,8 +369,8 @@ class InputMutated(RefLeakyRelu):
 class OutputShapeLies(RefDense):
     name = "output_shape_lies"
 
-    def build(self, input_shape, rng, *, dtype=np.float32):
-        return (super().build(input_shape, rng, dtype=dtype)[0] + 1,)
+    def compute_output_shape(self, input_shape):
+        return (super().compute_output_shape(input_shape)[0] + 1,)
 
 
 class LaxConfig(DenseConfig):
@@ -295,9 +401,25 @@ class ConfigBoundNotEnforced(RefLeakyRelu):
     Config = DocumentedOnlyConfig
 
 
+class FreeStringConfig(LeakyConfig):
+    mode: str = Field("leaky", description='"leaky" or "relu"')
+
+
+class StringSettingFallsBack(RefLeakyRelu):
+    """A plain str setting: "releu" is accepted and silently gives the leaky slope."""
+
+    name = "string_setting_falls_back"
+    Config = FreeStringConfig
+
+    def forward(self, x, *, training):
+        slope = 0.0 if self.config.mode == "relu" else self.config.slope
+        self.cache = np.where(x > 0, x.dtype.type(1), x.dtype.type(slope))
+        return x * self.cache
+
+
 class UndeclaredBatchCoupling(RefBatchCenter):
     name = "undeclared_batch_coupling"
-    batch_dependent = False
+    traits = LayerTraits(batch_dependent=False)
 
 
 class DropoutIgnoresTraining(RefDropout):
@@ -312,6 +434,35 @@ class DropoutInEval(RefDropout):
 
     def mask(self, x, training):
         return super().mask(x, True)
+
+
+class DropoutOwnGenerator(RefDropout):
+    """Derives a generator of its own at build: the sharded step's reseeding misses it."""
+
+    name = "dropout_own_generator"
+
+    def build(self, input_shape, rng, *, dtype=np.float32):
+        out = super().build(input_shape, rng, dtype=dtype)
+        self.own = np.random.default_rng(int(rng.integers(2**32)))
+        return out
+
+    def mask(self, x, training):
+        if not training:
+            return np.ones_like(x)
+        keep = self.own.random(x.shape) >= self.config.rate
+        return keep.astype(x.dtype) / x.dtype.type(1 - self.config.rate)
+
+
+class UndeclaredNoise(RefLeakyRelu):
+    """Adds training noise from its generator without declaring itself stochastic."""
+
+    name = "undeclared_noise"
+
+    def forward(self, x, *, training):
+        y = super().forward(x, training=training)
+        if training:
+            y = y + x.dtype.type(1e-3) * self.rng.standard_normal(x.shape[1:]).astype(x.dtype)
+        return y
 
 
 class EvalUpdatesState(RefBatchCenter):
@@ -331,7 +482,7 @@ class BackwardAttributeError(RefDense):
         self.x = x
         return super().forward(x, training=training)
 
-    def backward(self, dy):
+    def backward(self, dy, *, input_grad=True):
         np.matmul(self.x.T, dy, out=self._grads["W"])
         np.sum(dy, axis=0, out=self._grads["b"])
         return dy @ self._params["W"].T
@@ -340,10 +491,47 @@ class BackwardAttributeError(RefDense):
 class AccumulatingGrads(RefDense):
     name = "accumulating_grads"
 
-    def backward(self, dy):
+    def backward(self, dy, *, input_grad=True):
         x = self.cached()
         self._grads["W"] += x.T @ dy
         self._grads["b"] += dy.sum(axis=0)
+        return dy @ self._params["W"].T
+
+
+class RebindsGrads(RefDense):
+    """Assigns new gradient arrays instead of writing into the ones grads() handed out."""
+
+    name = "rebinds_grads"
+
+    def backward(self, dy, *, input_grad=True):
+        x = self.cached()
+        self._grads["W"] = x.T @ dy
+        self._grads["b"] = dy.sum(axis=0)
+        return dy @ self._params["W"].T
+
+
+class SkipsGradsWithoutInputGrad(RefDense):
+    """Returns early when dx is not needed, before computing the parameter gradients."""
+
+    name = "skips_grads_without_input_grad"
+
+    def backward(self, dy, *, input_grad=True):
+        if not input_grad:
+            return None
+        return super().backward(dy)
+
+
+class LowPrecisionGradient(RefDense):
+    """Computes dW in float16 in float32 runs "to save memory": right in float64 runs, where
+    the gradient check runs, and wrong in float32 runs, where training runs."""
+
+    name = "low_precision_gradient"
+
+    def backward(self, dy, *, input_grad=True):
+        x = self.cached()
+        low = np.float16 if x.dtype == np.float32 else x.dtype
+        self._grads["W"][...] = x.astype(low).T @ dy.astype(low)
+        np.sum(dy, axis=0, out=self._grads["b"])
         return dy @ self._params["W"].T
 
 
@@ -371,6 +559,18 @@ class StaleWeightCopy(RefDense):
         return x @ self._W_eval + self._params["b"]
 
 
+class CachesWeightsAtFirstForward(RefDense):
+    """Keeps a private copy of W from its first forward: later steps and loads are ignored."""
+
+    name = "caches_weights_at_first_forward"
+
+    def forward(self, x, *, training):
+        if not hasattr(self, "_W_seen"):
+            self._W_seen = self._params["W"].copy()
+        self.cache = x
+        return x @ self._W_seen + self._params["b"]
+
+
 class ClassLevelCache(RefDense):
     """Keeps forward's input on the class: every instance backpropagates the last one's."""
 
@@ -382,7 +582,7 @@ class ClassLevelCache(RefDense):
         self.cache = True
         return x @ self._params["W"] + self._params["b"]
 
-    def backward(self, dy):
+    def backward(self, dy, *, input_grad=True):
         self.cached()
         x = type(self).last_x
         np.matmul(x.T, dy, out=self._grads["W"])
@@ -393,10 +593,39 @@ class ClassLevelCache(RefDense):
 class DeadParameter(RefDense):
     name = "dead_parameter"
 
-    def build(self, input_shape, rng, *, dtype=np.float32):
-        out = super().build(input_shape, rng, dtype=dtype)
-        self.add_param("unused", np.ones(2, dtype=dtype))
-        return out
+    def param_specs(self, input_shape):
+        return {**super().param_specs(input_shape), "unused": ParamSpec((2,), init="ones")}
+
+
+class SwishDeclaredMonotone(RefSwish):
+    """relu's declaration copied onto swish, which dips below zero before it rises."""
+
+    name = "swish_declared_monotone"
+    traits = LayerTraits(monotone_elementwise=True)
+
+
+class AvgPoolDeclaredMaxSelecting(RefAvgPool):
+    """maxpool2d's declaration copied onto an average pool."""
+
+    name = "avg_pool_declared_max_selecting"
+    traits = LayerTraits(max_selecting=True)
+
+
+class FlagOnTheClass(RefDropout):
+    """Declares stochastic the old way, as a class attribute lamina no longer reads."""
+
+    name = "flag_on_the_class"
+    traits = LayerTraits()
+    stochastic = True
+
+
+class ExampleOverrideTypo(RefDropout):
+    name = "example_override_typo"
+
+    @classmethod
+    def examples(cls):
+        return [Example(config={"rate": 0.0}, input_shape=(3,), id="off",
+                        extra={"stocastic": False})]
 
 
 # -- broken losses --------------------------------------------------------------------------
@@ -434,11 +663,149 @@ class LossBackwardWithoutForward(RefSoftmaxCrossEntropy):
 
 
 class LossIndexTargetsOffByOne(RefSoftmaxCrossEntropy):
+    """Decodes class indices itself, one class off (its own forward, not the base's)."""
+
     name = "loss_index_targets_off_by_one"
 
-    @staticmethod
-    def one_hot(targets, z):
+    def forward(self, logits, targets):
         t = np.asarray(targets)
         if t.ndim == 1:
-            return np.eye(z.shape[1], dtype=z.dtype)[(t + 1) % z.shape[1]]
-        return t.astype(z.dtype)
+            targets = np.eye(logits.shape[1], dtype=logits.dtype)[(t + 1) % logits.shape[1]]
+        return super().forward(logits, targets)
+
+
+class LossSoftTargetsAsArgmax(RefSoftmaxCrossEntropy):
+    """Accepts soft labels but trains on their argmax."""
+
+    name = "loss_soft_targets_as_argmax"
+
+    def compute(self, z, y):
+        return super().compute(z, np.eye(z.shape[1], dtype=z.dtype)[np.argmax(y, axis=1)])
+
+
+class LossIgnoresDeclaredTargets(RefSparseCrossEntropy):
+    """Declares class indices only, but its own forward takes any rows without a word."""
+
+    name = "loss_ignores_declared_targets"
+
+    def forward(self, logits, targets):
+        t = np.asarray(targets)
+        y = np.eye(logits.shape[1], dtype=logits.dtype)[t] if t.ndim == 1 else t
+        return self.compute(np.asarray(logits), y.astype(logits.dtype))
+
+
+class LossInHalfPrecision(RefSoftmaxCrossEntropy):
+    """Computes the softmax in float16 when given float32 logits."""
+
+    name = "loss_in_half_precision"
+
+    def compute(self, z, y):
+        low = np.float16 if z.dtype == np.float32 else z.dtype
+        value = super().compute(z.astype(low), y.astype(low))
+        p, target = self.cache
+        self.cache = (p.astype(z.dtype), target.astype(z.dtype))
+        return value
+
+
+class LossClassLevelCache(RefSoftmaxCrossEntropy):
+    name = "loss_class_level_cache"
+    shared = None
+
+    def compute(self, z, y):
+        value = super().compute(z, y)
+        type(self).shared = self.cache
+        return value
+
+    def backward(self):
+        self.cached()
+        p, y = type(self).shared
+        return (p - y) / p.dtype.type(p.shape[0])
+
+
+# -- broken optimizers ------------------------------------------------------------------------
+
+
+class OptimizerAscends(RefMomentumSGD):
+    name = "optimizer_ascends"
+
+    def update(self, params, grads):
+        super().update(params, {k: -g for k, g in grads.items()})
+
+
+class OptimizerRebindsParams(RefMomentumSGD):
+    """Puts new arrays into the dict instead of updating the ones the layers hold."""
+
+    name = "optimizer_rebinds_params"
+
+    def update(self, params, grads):
+        for key, p in list(params.items()):
+            b = self.slot("velocity", key, p) if self.config.momentum else np.zeros_like(p)
+            b *= self.config.momentum
+            b += grads[key]
+            params[key] = p - self.lr * b
+
+
+class OptimizerFloat64State(RefMomentumSGD):
+    """Keeps its velocity in float64 whatever the parameters are. Its own step() checks the
+    state's keys but not its dtype (lamina.Optimizer.step would refuse the state)."""
+
+    name = "optimizer_float64_state"
+
+    def step(self, params, grads):
+        if self.steps and any(arrays.keys() != params.keys() for arrays in self.slots.values()):
+            raise StateError("the state does not cover these parameters")
+        for key, p in params.items():
+            if self.config.momentum and key not in self.slots["velocity"]:
+                self.slots["velocity"][key] = np.zeros(p.shape)  # float64, whatever p is
+        self.update(params, grads)
+        self.counters["steps"] += 1
+
+
+class OptimizerKeepsConfigLr(RefMomentumSGD):
+    """Reads the learning rate from its config: a schedule setting .lr changes nothing."""
+
+    name = "optimizer_keeps_config_lr"
+
+    def update(self, params, grads):
+        lr, self.lr = self.lr, self.config.lr
+        try:
+            super().update(params, grads)
+        finally:
+            self.lr = lr
+
+
+class OptimizerHidesState(RefMomentumSGD):
+    """Keeps its velocity outside the slots, so state_dict() does not save it."""
+
+    name = "optimizer_hides_state"
+
+    def state_slots(self):
+        return ()
+
+    def update(self, params, grads):
+        hidden = self.__dict__.setdefault("hidden", {})
+        for key, p in params.items():
+            b = hidden.setdefault(key, np.zeros_like(p))
+            b *= self.config.momentum
+            b += grads[key]
+            p -= self.lr * b
+
+
+class OptimizerTakesAnyState(RefMomentumSGD):
+    """Its own load_state_dict() and step() take any state: a missing entry starts from
+    zero, an unknown one is ignored."""
+
+    name = "optimizer_takes_any_state"
+
+    def load_state_dict(self, state):
+        self.lr = float(state.get("#lr", self.lr))
+        self.counters["steps"] = int(state.get("#steps", 0))
+        self.slots = {slot: {} for slot in self.state_slots()}
+        for name, value in state.items():
+            slot, _, key = name.partition("/")
+            if slot in self.slots:
+                self.slots[slot][key] = np.array(value)
+
+    def step(self, params, grads):
+        self.update(params, grads)
+        self.counters["steps"] += 1

@@ -6,6 +6,8 @@ import broken
 import numpy as np
 import pytest
 
+import lamina.testing as testing
+from lamina.registry import load_registry
 from lamina.testing import (
     ConformanceError,
     check_gradient,
@@ -18,31 +20,59 @@ from lamina.testing.runner import examples_of
 # A bug that cannot help breaking two contracts lists both, with the reason here:
 # - dropout_in_eval: eval outputs that depend on the generator also differ between
 #   the batch and the sample alone, and between two builds with copied parameters;
-# - loss_gradient_not_averaged: the unfused reference compares the same gradient.
+# - stale_weight_copy: a copy of W taken at build time ignores values loaded before the
+#   first forward (state round-trip) and values stepped or loaded after it;
+# - undeclared_noise: randomness differs between any two builds, which every check
+#   comparing two builds in training mode sees; check_training_deterministic names it;
+# - loss_gradient_not_averaged: the unfused reference compares the same gradient;
+# - loss_soft_targets_as_argmax: the unfused reference computes with the soft labels.
 BROKEN = {
     broken.WrongGradientSign: {"check_gradient"},
     broken.MissingGradKey: {"check_params_grads_match"},
+    broken.DottedParamKey: {"check_params_grads_match"},
     broken.InputMutated: {"check_input_not_mutated"},
     broken.OutputShapeLies: {"check_output_shape"},
     broken.ConfigAcceptsExtraKeys: {"check_config_forbids_unknown_keys"},
     broken.ConfigWithoutBounds: {"check_config_rejects_invalid_values"},
     broken.ConfigBoundNotEnforced: {"check_config_rejects_invalid_values"},
+    broken.StringSettingFallsBack: {"check_config_strings_constrained"},
     broken.UndeclaredBatchCoupling: {"check_batch_independence"},
     broken.DropoutIgnoresTraining: {"check_training_flag"},
     broken.DropoutInEval: {"check_eval_deterministic", "check_batch_independence",
-                           "check_state_roundtrip"},
+                           "check_state_roundtrip", "check_uses_current_params"},
+    broken.DropoutOwnGenerator: {"check_draws_from_build_generator"},
+    broken.UndeclaredNoise: {"check_training_deterministic", "check_state_roundtrip",
+                             "check_uses_current_params"},
     broken.EvalUpdatesState: {"check_eval_deterministic"},
     broken.BackwardAttributeError: {"check_backward_before_forward"},
     broken.AccumulatingGrads: {"check_backward_twice"},
+    broken.RebindsGrads: {"check_arrays_stay_live"},
+    broken.SkipsGradsWithoutInputGrad: {"check_backward_without_input_grad"},
+    broken.LowPrecisionGradient: {"check_float32_matches_float64"},
     broken.DtypeUpcast: {"check_dtype_preserved"},
-    broken.StaleWeightCopy: {"check_state_roundtrip"},
+    broken.StaleWeightCopy: {"check_state_roundtrip", "check_uses_current_params"},
+    broken.CachesWeightsAtFirstForward: {"check_uses_current_params"},
     broken.DeadParameter: {"check_optimizer_step"},
     broken.ClassLevelCache: {"check_instances_independent"},
+    broken.SwishDeclaredMonotone: {"check_monotone_elementwise"},
+    broken.AvgPoolDeclaredMaxSelecting: {"check_max_selecting"},
+    broken.FlagOnTheClass: {"check_declarations"},
+    broken.ExampleOverrideTypo: {"check_examples"},
     broken.LossOverflows: {"check_loss_finite_at_large_logits"},
     broken.LossReturnsArray: {"check_loss_scalar"},
     broken.LossGradientNotAveraged: {"check_loss_gradient", "check_loss_unfused_reference"},
     broken.LossBackwardWithoutForward: {"check_loss_backward_before_forward"},
     broken.LossIndexTargetsOffByOne: {"check_loss_target_forms"},
+    broken.LossSoftTargetsAsArgmax: {"check_loss_soft_targets", "check_loss_unfused_reference"},
+    broken.LossIgnoresDeclaredTargets: {"check_loss_rejects_undeclared_targets"},
+    broken.LossInHalfPrecision: {"check_loss_float32_matches_float64"},
+    broken.LossClassLevelCache: {"check_loss_instances_independent"},
+    broken.OptimizerAscends: {"check_optimizer_reduces_loss"},
+    broken.OptimizerRebindsParams: {"check_optimizer_in_place"},
+    broken.OptimizerFloat64State: {"check_optimizer_dtype_preserved"},
+    broken.OptimizerKeepsConfigLr: {"check_optimizer_lr_settable"},
+    broken.OptimizerHidesState: {"check_optimizer_state_roundtrip"},
+    broken.OptimizerTakesAnyState: {"check_optimizer_rejects_bad_state"},
 }
 
 
@@ -66,12 +96,20 @@ def test_broken_plugin_fails_exactly_its_check(plugin):
             assert "expected" in result.message and "received" in result.message
 
 
-def test_every_layer_check_is_exercised_by_a_broken_layer():
+def test_every_check_is_exercised_by_a_broken_plugin():
     caught = set().union(*BROKEN.values())
     ran = {r.check for plugin in broken.REFERENCE for r in run_checks(plugin)}
-    assert ran - caught == {"check_examples", "check_config_json_roundtrip",
-                            "check_loss_gradient_shape", "check_loss_predict_proba",
-                            "check_loss_row_invariance"}
+    ran |= {r.check for r in run_checks(lamina_builtin("relu"))}  # monotone_elementwise
+    ran |= {r.check for r in run_checks(lamina_builtin("maxpool2d"))}  # max_selecting
+    assert ran - caught == {"check_config_json_roundtrip", "check_loss_gradient_shape",
+                            "check_loss_predict_proba", "check_loss_row_invariance"}
+    every = {name for name in dir(testing) if name.startswith("check_")} - {
+        "check_layer", "check_loss", "check_optimizer"}
+    assert every <= ran, f"checks no plugin here runs: {sorted(every - ran)}"
+
+
+def lamina_builtin(name: str) -> type:
+    return load_registry(load_entry_points=False).layer(name)
 
 
 def test_gradient_failure_names_the_worst_element():
@@ -94,7 +132,7 @@ def test_gradient_of_a_dead_relu_is_compared_not_skipped():
     class LeakyGradient(broken.RefLeakyRelu):
         name = "leaky_gradient"
 
-        def backward(self, dy):
+        def backward(self, dy, *, input_grad=True):
             return dy * np.maximum(self.cached(), 1e-3)
 
     example = [e for e in examples_of(LeakyGradient) if e.id == "relu"][0]
@@ -142,7 +180,8 @@ def test_examples_that_cannot_be_listed_fail_one_check():
             return []
 
     results = check_layer(NoExamples)
-    assert [(r.check, r.passed) for r in results] == [("check_examples", False)]
+    assert [(r.check, r.passed) for r in results] == [("check_declarations", True),
+                                                      ("check_examples", False)]
 
 
 def test_check_loss_rejects_a_layer_and_check_layer_a_loss():
@@ -150,3 +189,5 @@ def test_check_loss_rejects_a_layer_and_check_layer_a_loss():
         check_loss(broken.RefDense)
     with pytest.raises(TypeError, match="use check_loss"):
         check_layer(broken.RefSoftmaxCrossEntropy)
+    with pytest.raises(TypeError, match="use check_optimizer"):
+        check_layer(broken.RefMomentumSGD)

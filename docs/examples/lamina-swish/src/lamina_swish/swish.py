@@ -37,10 +37,8 @@ class Swish(Layer):
     name = "swish"
     Config = SwishConfig
 
-    def build(self, input_shape: Shape, rng: np.random.Generator, *, dtype=np.float32) -> Shape:
-        self.dtype = np.dtype(dtype)
-        self.input_shape = self.output_shape = tuple(input_shape)
-        return self.output_shape
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return input_shape
 
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
         """x: (N, ...) -> y: (N, ...)."""
@@ -50,7 +48,7 @@ class Swish(Layer):
         self.cache = (x, s)
         return x * s
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray, *, input_grad: bool = True) -> np.ndarray:
         """dy: (N, ...) -> dx: (N, ...)."""
         x, s = self.cached()
         beta = x.dtype.type(self.config.beta)

@@ -1,0 +1,191 @@
+"""The conformance checks of what training relies on, beyond what a layer computes alone.
+
+A layer that passes :mod:`lamina.testing.checks_layer` can still break a real run:
+the runner trains in float32, optimizers and loaders write into the arrays the layer
+handed out, the first layer's backward is told that no input gradient is needed, and
+the sharded step reseeds the generator of a stochastic layer on every step. Each
+check here holds a plugin to one of those reliances; docs/writing-a-plugin.md lists
+which part of lamina each one protects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import check, fail, fresh_copy, rng
+from .harness import (
+    arrays_of,
+    backward,
+    build,
+    close,
+    copy_values,
+    draw_inputs,
+    flag,
+    forward,
+    max_diff,
+    shared_keys,
+    upstream,
+)
+
+#: largest |float32 - float64| allowed, relative to the largest float64 magnitude of the
+#: array: a few hundred float32 roundings (eps = 1.2e-7) in the longest sum of a small
+#: example stay below it, a gradient computed in half precision (eps = 9.8e-4) does not
+FLOAT32_TOLERANCE = 3e-5
+
+
+def _relative_error(low: np.ndarray, high: np.ndarray) -> float:
+    scale = float(np.max(np.abs(high))) if high.size else 0.0
+    return max_diff(low.astype(np.float64), high) / max(scale, np.finfo(np.float64).tiny)
+
+
+@check
+def check_float32_matches_float64(plugin: type, example: Any) -> None:
+    """The same inputs and parameter values give the same outputs and gradients in float32
+    as in float64, within float32 rounding: lamina trains in float32, while the gradient
+    check runs in float64."""
+    low, _ = build(plugin, example, dtype=np.float32)
+    high, _ = build(plugin, example, dtype=np.float64)
+    copy_values(low, high)  # the float32 values, exactly, in both
+    xs = draw_inputs(plugin, example, dtype=np.float32)
+    # A stochastic layer may draw its mask differently per dtype: compare eval mode.
+    training = not flag(plugin, example, "stochastic")
+    y_low = forward(low, xs, training=training)
+    y_high = forward(high, [x.astype(np.float64) for x in xs], training=training)
+    dy = upstream(y_high, np.float32)
+    pairs = [("forward output", y_low, y_high)]
+    dx_low = backward(low, dy, len(xs))
+    dx_high = backward(high, dy.astype(np.float64), len(xs))
+    pairs += [(f"input gradient {i}", a, b) for i, (a, b) in enumerate(zip(dx_low, dx_high,
+                                                                            strict=True))]
+    pairs += [(f"grads()[{k!r}]", g, high.grads()[k]) for k, g in low.grads().items()]
+    errors = {what: _relative_error(a, b) for what, a, b in pairs}
+    wrong = {what: err for what, err in errors.items() if not err <= FLOAT32_TOLERANCE}
+    if wrong:
+        fail(f"float32 results to agree with float64 results on the same inputs and parameter "
+             f"values within {FLOAT32_TOLERANCE:g} of each array's largest magnitude "
+             f"(training={training})",
+             ", ".join(f"{what} off by {err:.3g}" for what, err in wrong.items()),
+             "Compute in the input's dtype or wider, never narrower (no float16 casts), and "
+             "avoid formulas that lose digits in float32 (tiny finite-difference steps, "
+             "differences of large nearly equal numbers)")
+
+
+@check
+def check_arrays_stay_live(plugin: type, example: Any) -> None:
+    """params(), grads() and state() hand out the same arrays through forward, backward and
+    an optimizer step, and backward writes the gradients into them: training loops,
+    optimizers and checkpoints keep and write these very arrays."""
+    layer, _ = build(plugin, example)
+    held = arrays_of(layer)
+    xs = draw_inputs(plugin, example)
+    for step in range(2):
+        y = forward(layer, xs, training=True)
+        backward(layer, upstream(y) * (step + 1), len(xs))
+        for key in shared_keys(layer):
+            layer.params()[key] -= 0.1 * layer.grads()[key]
+        now = arrays_of(layer)
+        for what, arrays in held.items():
+            for key, array in arrays.items():
+                if now[what].get(key) is not array:
+                    fail(f"{what}()[{key!r}] to be the same array before and after forward(), "
+                         "backward() and an in-place step",
+                         "a different array" if key in now[what] else "the key gone",
+                         "Write into the arrays lamina created: np.matmul(x.T, dy, "
+                         f"out=self._grads[{key!r}]) or g[...] = value, never "
+                         f"self._grads[{key!r}] = value; whoever holds the old array sees "
+                         "stale values")
+
+
+@check
+def check_uses_current_params(plugin: type, example: Any) -> None:
+    """After forward, backward, an in-place step and a load, the layer computes with the
+    values its arrays hold now, exactly like a layer given those values before its first
+    forward: optimizers and checkpoints change parameters only through those arrays."""
+    layer, _ = build(plugin, example, seed=0)
+    xs = draw_inputs(plugin, example)
+    y = forward(layer, xs, training=True)
+    backward(layer, upstream(y), len(xs))
+    for key in shared_keys(layer):
+        layer.params()[key] -= 0.1 * layer.grads()[key]
+    loaded, _ = build(plugin, example, seed=1)
+    modes = (False,) if flag(plugin, example, "stochastic") else (False, True)
+
+    def compare(when: str) -> None:
+        reference, _ = build(plugin, example, seed=2)
+        copy_values(layer, reference)
+        for training in modes:
+            a = forward(fresh_copy(layer), xs, training=training)
+            b = forward(fresh_copy(reference), xs, training=training)
+            if not close(a, b):
+                fail(f"forward(training={training}) {when} to use the values params() and "
+                     "state() hold now, as a layer given them before its first forward does",
+                     f"outputs differing by up to {max_diff(a, b):.3g}",
+                     "Read parameters from self._params (or self.params()) in every forward; "
+                     "never keep a copy made at the first forward or at build time")
+
+    compare("after forward, backward and an in-place step p -= 0.1 * grad")
+    copy_values(loaded, layer)
+    compare("after new values were copied into its arrays (a checkpoint load)")
+
+
+@check
+def check_backward_without_input_grad(plugin: type, example: Any) -> None:
+    """``backward(dy, input_grad=False)`` fills exactly the parameter gradients that
+    ``backward(dy)`` fills: the runner calls it so on the layers reading the network
+    input, in every training step."""
+    pristine, _ = build(plugin, example)
+    xs = draw_inputs(plugin, example)
+    full, skip = fresh_copy(pristine), fresh_copy(pristine)
+    y = forward(full, xs, training=True)
+    forward(skip, xs, training=True)
+    dy = upstream(y)
+    backward(full, dy, len(xs))
+    backward(skip, dy, len(xs), input_grad=False)
+    for key, grad in full.grads().items():
+        other = skip.grads()[key]
+        if not close(other, grad):
+            fail(f"backward(dy, input_grad=False) to fill grads()[{key!r}] as backward(dy) does",
+                 "it left them at zero (unwritten)" if not np.any(other) else
+                 f"a difference of up to {max_diff(other, grad):.3g}",
+                 "input_grad=False only means dx is not needed: compute every parameter "
+                 "gradient first, then return None")
+
+
+@check
+def check_draws_from_build_generator(plugin: type, example: Any) -> None:
+    """A stochastic layer draws only from ``self.rng``, the generator ``build`` received:
+    the sharded step reseeds that generator on every step, which makes a run
+    reproducible from its seed and a resumed run bit-identical."""
+    generator = rng(5)
+    layer = plugin(dict(example.config))
+    layer.build(example.input_shape, generator, dtype=np.float64)
+    xs = draw_inputs(plugin, example)
+    saved = generator.bit_generator.state
+    first = forward(layer, xs, training=True)
+    generator.bit_generator.state = saved
+    replay = forward(layer, xs, training=True)
+    if not np.array_equal(first, replay):
+        fail("forward(training=True) to repeat its output when the generator build() received "
+             "is reset to the same state", f"outputs differing by up to "
+             f"{max_diff(first, replay):.3g}",
+             "Draw every random number from self.rng (set by build); do not derive a "
+             "generator of your own from it, nor use numpy's global one")
+
+
+@check
+def check_training_deterministic(plugin: type, example: Any) -> None:
+    """A layer that does not declare ``stochastic`` gives the same output on every training
+    forward of the same input: the sharded step only reseeds generators for layers that
+    declare it, so undeclared randomness would differ between shards and after a resume."""
+    layer, _ = build(plugin, example)
+    xs = draw_inputs(plugin, example)
+    first = forward(layer, xs, training=True)
+    second = forward(layer, xs, training=True)
+    if not np.array_equal(first, second):
+        fail("two forward(training=True) calls on the same input to give the same output "
+             "(the layer does not declare stochastic)",
+             f"outputs differing by up to {max_diff(first, second):.3g}",
+             "Declare traits = LayerTraits(stochastic=True) and draw from self.rng, or remove "
+             "the randomness")
