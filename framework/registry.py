@@ -124,8 +124,14 @@ class Registry:
         raise UnknownPluginError(self.unknown_message(kind, name))
 
     def unknown_message(self, kind: str, name: Any) -> str:
-        """Why ``name`` is not a registered ``kind``: the known names with a did-you-mean."""
-        return unknown_name_message(kind, name, self.table(kind))
+        """Why ``name`` is not a registered ``kind``: the known names with a did-you-mean
+        and, when an installed distribution holds such a plugin, why it is not loaded."""
+        message = unknown_name_message(kind, name, self.table(kind))
+        from .installed import unregistered_plugin_hint  # reads files: only on this path
+
+        skipped = {p.provider.dist: p.reason for p in self.problems}
+        hint = unregistered_plugin_hint(kind, str(name), skipped)
+        return f"{message}. Note: {hint}" if hint else message
 
     def layer(self, name: str) -> type:
         return self.entry("layer", name).cls
@@ -209,7 +215,10 @@ def load_registry(
             try:
                 candidates.append((ep.load(), provider))
             except Exception as exc:  # a broken plugin must not take lamina down
-                skip(provider, f"import failed: {type(exc).__name__}: {exc}", exc)
+                from .installed import shadowing_hint
+
+                hint = shadowing_hint(ep.value.split(":")[0].strip(), dist)
+                skip(provider, f"import failed: {type(exc).__name__}: {exc}{hint}", exc)
 
     for plugin, provider in candidates:
         key = provider.module
