@@ -122,8 +122,9 @@ def unregistered_plugin_hint(kind: str, name: str,
         root = _editable_root(dist)
         declared = _declared_in_pyproject(root)
         where = f"{kind} {name!r} is defined in {found} (module {module}) of {who}"
-        reinstall = f"pip install -e {root}" if root is not None else \
-            f"reinstall {dist.metadata['Name']}"
+        reinstall = (f"run `pip install -e {root}`" if root is not None else
+                     f"reinstall {dist.metadata['Name']} from its project folder "
+                     "(`pip install .` there)")
         reason = (skipped or {}).get(dist.metadata["Name"])
         if reason is not None:
             return f"{where}, which lamina skipped: {reason}"
@@ -133,14 +134,14 @@ def unregistered_plugin_hint(kind: str, name: str,
         if module in declared.values() and module not in installed.values():
             return (f"{where}; its pyproject.toml declares the entry point, but the installed "
                     f"metadata does not have it: entry points are read at install time, so "
-                    f"run `{reinstall}`")
+                    f"{reinstall}")
         listed = ", ".join(f"{k} = {v}" for k, v in installed.items())
         state = (f"its entry points in the '{GROUP}' group ({listed}) do not load that module"
                  if installed else f"it declares no entry point in the '{GROUP}' group")
         return (f"{where}, but {state}. Add to its pyproject.toml\n"
                 f"    [project.entry-points.{GROUP}]\n"
                 f"    {name} = \"{module}\"\n"
-                f"  and run `{reinstall}`")
+                f"  and {reinstall}")
     return None
 
 

@@ -94,6 +94,8 @@ def test_a_plugin_without_an_entry_point_is_named_with_the_fix(site):
             "scalepkg.layers) of lamina-scale 1.0, but it declares no entry point in the "
             "'lamina' group. Add to its pyproject.toml") in message
     assert '[project.entry-points.lamina]\n    scale = "scalepkg.layers"' in message
+    assert message.endswith("and reinstall lamina-scale from its project folder "
+                            "(`pip install .` there)")
 
 
 def test_an_entry_point_to_another_module_is_named(site):
