@@ -1,0 +1,61 @@
+"""rmsprop: gradient steps scaled by a running root mean square of the gradient.
+
+For every parameter p (any shape) with gradient g (same shape), learning rate lr,
+decay rho and epsilon, one step is (Hinton's lecture 6e, as Keras computes it):
+
+    s = rho * s + (1 - rho) * g**2            # running mean of g**2, s starts at 0
+    p = p - lr * g / (sqrt(s) + epsilon)
+
+State: the slot ``s`` (one array per parameter, same shape and dtype). lamina keeps
+the step count and the learning rate, and checks every state loaded into it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from lamina import Optimizer, OptimizerConfig, OptimizerExample, hookimpl
+
+
+class RMSpropConfig(OptimizerConfig):
+    """Settings of rmsprop."""
+
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    rho: float = Field(0.9, ge=0, lt=1, description="decay of the running mean of g**2")
+    epsilon: float = Field(1e-7, gt=0, description="added to sqrt(s) against division by 0")
+
+
+class RMSprop(Optimizer):
+    """RMSprop; see the module docstring."""
+
+    name = "rmsprop"
+    Config = RMSpropConfig
+
+    def state_slots(self) -> tuple[str, ...]:
+        return ("s",)
+
+    def update(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        rho, eps, lr = self.config.rho, self.config.epsilon, float(self.lr)
+        for key, p in params.items():
+            g = grads[key]
+            s = self.slot("s", key, p)
+            d = self.scratch(key, p)
+            np.square(g, out=d)
+            s *= rho
+            s += (1 - rho) * d
+            np.sqrt(s, out=d)
+            d += eps
+            np.divide(g, d, out=d)
+            d *= lr
+            p -= d
+
+    @classmethod
+    def examples(cls) -> list[OptimizerExample]:
+        return [OptimizerExample(config={"lr": 0.05}, id="default"),
+                OptimizerExample(config={"lr": 0.02, "rho": 0.5}, id="short-memory")]
+
+
+@hookimpl
+def lamina_register_optimizers():
+    return [RMSprop]
