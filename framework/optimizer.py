@@ -108,7 +108,7 @@ class Optimizer(ABC):
                 raise StateError(f"{who}: the gradient of {key!r} has shape {g.shape} and dtype "
                                  f"{g.dtype}, its parameter {p.shape} and {p.dtype}; they must "
                                  "match")
-        if self.steps == 0:
+        if not any(self.slots.values()):
             return  # fresh: the slots are created on first use
         for slot, arrays in self.slots.items():
             if arrays.keys() != params.keys():
@@ -199,6 +199,6 @@ class Optimizer(ABC):
                 f"{who}: the state does not fit this optimizer ({'; '.join(problems)}); it "
                 f"keeps {', '.join(map(repr, sorted(self.slots))) or 'no slots'} per "
                 f"parameter and the counters {', '.join(sorted(expected_counters))}. Load "
-                f"state saved by a {self.name} optimizer with the same settings"
+                f"state saved by the {self.name!r} optimizer with the same settings"
             )
         self.slots, self.counters, self.lr = slots, counters, lr

@@ -135,3 +135,13 @@ def test_a_state_for_other_parameters_is_refused_at_the_step_before_any_update()
                                          r"missing \['u'\]"):
         opt.step(params, {k: np.ones_like(p) for k, p in params.items()})
     assert all(np.all(p == 1) for p in params.values())
+
+
+def test_loaded_slots_are_checked_even_before_the_first_step():
+    opt = Adam()
+    opt.load_state_dict({"m/w": np.zeros(3), "v/w": np.zeros(3), "#steps": np.asarray(0),
+                         "#lr": np.asarray(0.1)})
+    params = {"w": np.ones(2)}
+    with pytest.raises(StateError, match=r"slot 'm' of 'w' has shape \(3,\)"):
+        opt.step(params, {"w": np.ones(2)})
+    np.testing.assert_array_equal(params["w"], 1)
