@@ -65,7 +65,7 @@ class Node:
         """The error for an unexpected exception raised by this node's plugin code."""
         return PluginError(
             f"{self.config.path} {self.name!r}: the {self.config.type} plugin "
-            f"({type(self.layer).__module__}, from {self.provider}) raised "
+            f"({self.provider.module}, from {self.provider}) raised "
             f"{type(exc).__name__} in {what}: {exc}. This is a bug in the plugin; report it "
             "to its author, or use another layer"
         )
@@ -99,10 +99,16 @@ class Architecture:
             classes = [(e.cls, e.provider) for e in entries]
         self.config = config
         self.input_shape = tuple(config.input_shape)
-        self.nodes: list[Node] = [
-            Node(node_config, cls(node_config.config), provider)
-            for node_config, (cls, provider) in zip(config.nodes, classes, strict=True)
-        ]
+        self.nodes: list[Node] = []
+        for node_config, (cls, provider) in zip(config.nodes, classes, strict=True):
+            node = Node(node_config, cls, provider)
+            try:
+                node.layer = cls(node_config.config)
+            except LaminaError:
+                raise
+            except Exception as exc:
+                raise node.plugin_failed("its constructor", exc) from exc
+            self.nodes.append(node)
         by_name = {node.name: node for node in self.nodes}
         self.order = [by_name[n.name] for n in topological_order(config.nodes)]
         self.output = config.output

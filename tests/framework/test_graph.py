@@ -235,3 +235,31 @@ def test_shapes_and_parameter_counts_come_from_the_config_alone(registry):
     assert architecture.count(trainable=True) == 784 * 2**31 + 2**31
     assert all(not node.layer.params() for node in architecture.nodes)
     assert "Total params: 1,685,774,663,680" in architecture.summary()
+
+
+@pytest.mark.parametrize("where", ["__init__", "compute_output_shape", "param_specs", "build"])
+def test_a_plugin_raising_while_the_network_is_made_is_named_with_its_provider(registry, where):
+    import dataclasses
+
+    from lamina.registry import Entry
+
+    dense = registry.layers["dense"]
+
+    class Broken(dense.cls):
+        pass
+
+    def boom(self, *args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    setattr(Broken, where, boom)
+    patched = dataclasses.replace(registry, layers={**registry.layers, "dense": Entry(
+        "layer", "dense", Broken, dense.provider)})
+    config = load_config({"model": {"input_shape": [4], "layers": [{"type": "dense",
+                                                                     "units": 2}]}}, registry)
+    with pytest.raises(PluginError) as info:
+        Network(config, patched, np.random.default_rng(0))
+    message = str(info.value)
+    assert message.startswith("model.layers[0] (dense) 'dense_1': the dense plugin "
+                              "(lamina.plugins.dense, from lamina 0.1.0) raised "
+                              "ZeroDivisionError in ")
+    assert "This is a bug in the plugin; report it to its author" in message
