@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .config import load_config
 from .graph import Network
-from .parallel import ShardedStep, resolve_shards
+from .parallel import ShardedStep
+from .plan import make_plan
 from .registry import Registry
 
 EPOCH_SAMPLES = 60_000
@@ -43,10 +43,11 @@ def run_bench(config_source: str, registry: Registry, *, batch_size: int = 128,
               steps: int = 20, warmup: int = 3, seed: int = 0,
               shards: int | None = None) -> dict[str, Any]:
     """Time ``config_source``'s network; ``shards`` overrides the config's shard count."""
-    config = load_config(config_source, registry)
+    overrides = {"batch_size": batch_size} | ({"shards": shards} if shards is not None else {})
+    config = make_plan(config_source, registry, training=overrides).config
+    shards = config.training.shards
     rng = np.random.default_rng(seed)
     network = Network(config, registry, rng)
-    shards = resolve_shards(shards if shards is not None else config.training.shards, network)
     loss = registry.loss(config.loss.type)(config.loss.config)
     optimizer = registry.optimizer(config.optimizer.type)(config.optimizer.config)
     x = rng.random((batch_size, *config.input_shape), dtype=np.float32)

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from .errors import ConfigError, LaminaError
+from .errors import LaminaError
 
 DEFAULT_CONFIG = "mnist_cnn"
 EXIT_FAILED = 1
@@ -28,14 +28,11 @@ def _registry(args: argparse.Namespace):
     return registry
 
 
-def _architecture(registry, config):
-    """The config's layers with their shapes, inferred without allocating a parameter."""
-    from .graph import Architecture
-    from .parallel import resolve_shards
+def _plan(args: argparse.Namespace, registry):
+    """The config checked as a whole (shapes and run settings included), nothing allocated."""
+    from .plan import make_plan
 
-    architecture = Architecture(config, registry)
-    resolve_shards(config.training.shards, architecture)  # a count the network cannot take
-    return architecture
+    return make_plan(args.config, registry)
 
 
 # -- commands -------------------------------------------------------------------------
@@ -50,24 +47,17 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from .config import load_config
-
-    registry = _registry(args)
-    config = load_config(args.config, registry)
-    print(f"config: {config.source}")
-    print(_architecture(registry, config).summary())
+    plan = _plan(args, _registry(args))
+    print(f"config: {plan.config.source}")
+    print(plan.architecture.summary())
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .config import load_config
-
-    registry = _registry(args)
-    config = load_config(args.config, registry)
-    architecture = _architecture(registry, config)  # shape inference is part of validity
-    total = architecture.count(trainable=True)
-    print(f"{config.source}: valid ({len(config.nodes)} layers, output "
-          f"{architecture.output_shape}, {total:,} parameters)")
+    plan = _plan(args, _registry(args))  # shapes and run settings are part of validity
+    total = plan.architecture.count(trainable=True)
+    print(f"{plan.config.source}: valid ({len(plan.config.nodes)} layers, output "
+          f"{plan.architecture.output_shape}, {total:,} parameters)")
     return 0
 
 
@@ -237,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A file name need not be UTF-8 (it reaches Python with surrogate escapes): print
+    # such names with escapes rather than fail on them.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     from .allocator import tune_allocator
@@ -244,9 +240,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_allocator()  # process-wide, so only the command does it, never an import
     try:
         return args.func(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
     except LaminaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -257,6 +250,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except OSError as exc:  # the system refused (a full disk, a permission): no traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}; nothing lamina saved before this was "
+              "changed", file=sys.stderr)
         return EXIT_FAILED
 
 

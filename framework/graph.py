@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import INPUT, NetworkConfig, NodeConfig, topological_order
+from .config import INPUT, NetworkConfig, NodeConfig, readers_of, topological_order
 from .errors import LaminaError, PluginError, ShapeError, StateError
 from .layer import ParamSpec, Shape, infer_output_shape
 from .registry import Provider, Registry
@@ -219,11 +219,11 @@ class Network:
             except Exception as exc:
                 raise node.plugin_failed("build()", exc) from exc
         self.steps = self._plan()
-        self._readers = self._readers_of(self.steps)  # how many steps read each value
+        self._readers = readers_of(self.steps)  # how many steps read each value
 
     def _plan(self) -> list[Step]:
         """The execution order: ``self.order`` with commuting pairs swapped into one step."""
-        consumers = self._readers_of(self.nodes)
+        consumers = readers_of(self.nodes)
         by_name = {node.name: node for node in self.order}
         pulled: dict[str, Node] = {}  # pool name -> the elementwise layer it runs before
         for node in self.order:
@@ -305,15 +305,6 @@ class Network:
                 pending[ref] = pending[ref] + d_in if ref in pending else d_in
         return pending.get(INPUT) if input_grad else None
 
-    @staticmethod
-    def _readers_of(units: list[Node] | list[Step]) -> dict[str, int]:
-        """How many of ``units`` (nodes or steps) read each value, by value name."""
-        counts = {INPUT: 0, **{unit.output: 0 for unit in units}}
-        for unit in units:
-            for ref in unit.inputs:
-                counts[ref] += 1
-        return counts
-
     # -- parameters and state ---------------------------------------------------------
     def params(self) -> dict[str, np.ndarray]:
         return {f"{n.name}.{k}": v for n in self.nodes for k, v in n.layer.params().items()}
@@ -329,9 +320,9 @@ class Network:
         """Copies of every parameter and non-trainable array, by dotted name."""
         return {k: v.copy() for k, v in {**self.params(), **self.state()}.items()}
 
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Copy ``state`` into the network; every missing, unexpected or misshapen
-        entry is listed in one :class:`StateError` and nothing is changed then."""
+    def check_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Raise StateError listing every missing, unexpected or misshapen entry of
+        ``state``, or a non-finite value; change nothing."""
         targets = {**self.params(), **self.state()}
         problems = [f"missing {k!r} {v.shape}" for k, v in targets.items() if k not in state]
         problems += [f"unexpected {k!r}" for k in state if k not in targets]
@@ -342,13 +333,21 @@ class Network:
                     problems.append(f"{key!r} has shape {value.shape}, expected {target.shape}")
                 elif not np.can_cast(value.dtype, target.dtype, casting="same_kind"):
                     problems.append(f"{key!r} has dtype {value.dtype}, expected {target.dtype}")
+                elif not np.all(np.isfinite(value)):
+                    problems.append(f"{key!r} holds NaN or infinite values")
         if problems:
             raise StateError(
                 f"the state does not fit this network ({len(problems)} problem"
-                f"{'s' if len(problems) != 1 else ''}): " + "; ".join(problems)
+                f"{'s' if len(problems) != 1 else ''}): " + "; ".join(problems[:8])
+                + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
                 + ". Was it saved from a different config?"
             )
-        for key, target in targets.items():
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copy ``state`` into the network; every missing, unexpected or misshapen
+        entry is listed in one :class:`StateError` and nothing is changed then."""
+        self.check_state_dict(state)
+        for key, target in {**self.params(), **self.state()}.items():
             np.copyto(target, state[key], casting="same_kind")
 
     # -- description ------------------------------------------------------------------

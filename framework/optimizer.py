@@ -92,11 +92,13 @@ class Optimizer(ABC):
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         """Update ``params`` in place from ``grads`` (both by dotted name)."""
-        self._check(params, grads)
+        self.check_state(params, grads)
         self.update(params, grads)
         self.counters[STEPS] += 1
 
-    def _check(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+    def check_state(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        """Raise StateError unless ``params`` and ``grads`` match and the state (fresh, or
+        loaded) covers exactly these parameters with arrays of their shapes and dtypes."""
         who = f"optimizer {self.name!r}"
         if params.keys() != grads.keys():
             raise StateError(f"{who}: params and grads have different keys: only in params "

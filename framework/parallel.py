@@ -30,7 +30,8 @@ What it changes, and when it is not used:
 - A layer whose output depends on the other samples of the batch
   (``batch_dependent``, batchnorm) would see only its shard, and non-trainable state
   (running statistics) has no single value to merge, so such networks run whole:
-  :func:`resolve_shards` picks 1 for them and rejects an explicit larger count.
+  :func:`lamina.config.run.resolve_shards` picks 1 for them, and an explicit larger
+  count is a config mistake (:func:`lamina.plan.make_plan`).
 - Where the BLAS thread count cannot be controlled (:func:`lamina.blas.find_blas`
   is ``None``) or there is one core, the shards run one after the other: the same
   results, without the speed-up.
@@ -45,47 +46,7 @@ from typing import Any
 import numpy as np
 
 from .blas import blas_threads, find_blas
-from .config import MAX_SHARDS
-from .errors import ConfigError, ConfigIssue
-from .graph import Architecture, Network
-
-#: Shards used when the config does not say: the reference machine's cores. Fixed
-#: rather than read from the machine, so that a seed gives the same run everywhere.
-DEFAULT_SHARDS = 2
-
-
-def unshardable(network: Architecture | Network) -> str | None:
-    """Why ``network`` must run its batch whole, or ``None`` if shards are exact. Read from
-    the layers' declarations and parameter specs, so it needs no built network."""
-    for node in network.nodes:
-        if node.layer.traits.batch_dependent:
-            return (f"{node.name} ({node.config.type}) depends on the whole batch, so a "
-                    "shard would change its output")
-        state = [key for key, spec in node.specs.items() if not spec.trainable]
-        if state:
-            return (f"{node.name} ({node.config.type}) keeps non-trainable state "
-                    f"({', '.join(state)}) that shards could not merge")
-    return None
-
-
-def resolve_shards(requested: int | None, network: Architecture | Network) -> int:
-    """The shard count for ``network``: ``requested``, or by default DEFAULT_SHARDS where
-    sharding is exact and 1 where it is not. A count above 1 that would change the
-    results raises :class:`ConfigError` naming the layer."""
-    reason = unshardable(network)
-    if requested is None:
-        return 1 if reason else DEFAULT_SHARDS
-    if not 1 <= requested <= MAX_SHARDS:
-        raise ConfigError([ConfigIssue("training.shards", (
-            f"{requested} shards; expected 1 to {MAX_SHARDS} (each shard is a replica of "
-            "the network with its own buffers)"
-        ))], source=network.config.source)
-    if requested > 1 and reason:
-        raise ConfigError([ConfigIssue("training.shards", (
-            f"{requested} shards, but {reason}; set shards = 1 (or leave it out: "
-            "lamina then picks 1 for this network)"
-        ))], source=network.config.source)
-    return requested
+from .graph import Network
 
 
 def shard_bounds(n: int, shards: int) -> list[tuple[int, int]]:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, ConfigIssue, DataError
-from .idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
-from .lookup import fetch
+from .idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx_verified
+from .lookup import fetch, remedy
 from .specs import DatasetSpec, get_spec
 
 
@@ -53,18 +53,27 @@ def load_dataset(
     download: bool = True,
     limit: int | None = None,
     report: Callable[[str], None] | None = None,
+    parts: tuple[str, ...] = ("train", "test"),
 ) -> Dataset:
     """Find (or download) and load a dataset; ``limit`` keeps the first N training samples.
 
     ``name`` is ``"mnist"``, ``"fashion-mnist"`` or a :class:`DatasetSpec`. See
-    :func:`lamina.data.fetch` for ``data_dir``, ``download`` and ``report``.
-    The test set is never limited.
+    :func:`lamina.data.fetch` for ``data_dir``, ``download`` and ``report``. ``parts``
+    says which of ``"train"`` and ``"test"`` to load (the other's arrays are empty):
+    evaluating needs no training files. The test set is never limited.
     """
     spec = get_spec(name)
-    files = fetch(spec, data_dir=data_dir, download=download, report=report)
-    train_images, train_labels = _read_pair(spec, files, "train")
-    test_images, test_labels = _read_pair(spec, files, "test")
-    if limit is not None:
+    unknown = set(parts) - {"train", "test"}
+    if unknown or not parts:
+        raise ValueError(f"parts must name 'train' and/or 'test', received {parts!r}")
+    roles = tuple(f"{part}_{kind}" for part in parts for kind in ("images", "labels"))
+    files = fetch(spec, data_dir=data_dir, download=download, report=report, roles=roles)
+    empty = (np.zeros((0, *spec.image_shape), np.uint8), np.zeros(0, np.uint8))
+    train_images, train_labels = _read_pair(spec, files, "train", data_dir) \
+        if "train" in parts else empty
+    test_images, test_labels = _read_pair(spec, files, "test", data_dir) \
+        if "test" in parts else empty
+    if limit is not None and "train" in parts:
         if not 1 <= limit <= len(train_images):
             raise ConfigError([ConfigIssue(
                 "limit",
@@ -84,16 +93,17 @@ def load_dataset(
 
 
 def _read_pair(
-    spec: DatasetSpec, files: dict[str, Path], part: str
+    spec: DatasetSpec, files: dict[str, Path], part: str,
+    data_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
+    images = _read(spec, files, f"{part}_images", IMAGES_MAGIC, data_dir)
+    labels = _read(spec, files, f"{part}_labels", LABELS_MAGIC, data_dir)
     images_path, labels_path = files[f"{part}_images"], files[f"{part}_labels"]
-    images = read_idx(images_path, magic=IMAGES_MAGIC)
-    labels = read_idx(labels_path, magic=LABELS_MAGIC)
     if images.shape[1:] != spec.image_shape:
         raise DataError(
             f"{images_path}: expected {spec.name} images of {spec.image_shape[0]} x "
             f"{spec.image_shape[1]} pixels, received shape {images.shape}; the file belongs "
-            f"to another dataset: replace it with the canonical {spec.files[f'{part}_images']}"
+            f"to another dataset: {remedy(images_path, spec.name, data_dir)}"
         )
     if len(labels) != len(images):
         raise DataError(
@@ -104,9 +114,27 @@ def _read_pair(
     if len(labels) and labels.max() >= spec.num_classes:
         raise DataError(
             f"{labels_path}: expected labels 0..{spec.num_classes - 1}, received "
-            f"{int(labels.max())}; replace it with the canonical {spec.files[f'{part}_labels']}"
+            f"{int(labels.max())}: {remedy(labels_path, spec.name, data_dir)}"
         )
     return images, labels
+
+
+def _read(spec: DatasetSpec, files: dict[str, Path], role: str, magic: int,
+          data_dir: str | os.PathLike[str] | None) -> np.ndarray:
+    """One file of the dataset, checked by its content's checksum where the spec has one."""
+    path, filename = files[role], spec.files[role]
+    fix = remedy(path, spec.name, data_dir)
+    array, digest = read_idx_verified(path, magic=magic, shape=spec.shape_of(role), remedy=fix)
+    expected = spec.content_sha256.get(filename)
+    if expected is not None and digest != expected:
+        raise DataError(
+            f"{path}: the IDX header is right ({array.dtype}, shape {array.shape}) but the "
+            f"content differs from the canonical {filename}: its decompressed SHA-256 is "
+            f"{digest}, expected {expected}, so the {role.split('_')[1]} themselves are "
+            f"damaged or from another version (compression does not matter: recompressed and "
+            f"unpacked copies of the right content are accepted); {fix}"
+        )
+    return array
 
 
 def _to_float(images: np.ndarray) -> np.ndarray:

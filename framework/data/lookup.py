@@ -8,14 +8,15 @@ Lookup order for every file (first hit wins; see docs/data.md)::
     4. /usr/share/datasets/<name>/   Debian's shared datasets
 
 In each directory the canonical ``.gz`` name is tried first, then the same name
-without ``.gz`` (an unpacked copy). A canonical ``.gz`` must match its MD5; an
-unpacked copy cannot be checksummed against the published sums, so it is
-checked by its IDX structure when it is read.
+without ``.gz`` (an unpacked copy); only regular files count. What a file holds is
+checked when it is read, by the checksum of its decompressed content
+(:mod:`lamina.data.datasets`), so a recompressed or unpacked copy of the right
+content is as good as the canonical file.
 
 Missing files are downloaded into the first of ``<data_dir>/<name>``,
 ``$LAMINA_DATA/<name>`` and ``~/.cache/lamina/<name>``: to a hidden temp file in
-that directory, fsynced, MD5-checked and only then renamed into place, so the
-canonical name never holds a partial or wrong file.
+that directory, fsynced, checked against the published MD5 of the file and only
+then renamed into place, so the canonical name never holds a partial or wrong file.
 """
 
 from __future__ import annotations
@@ -74,18 +75,19 @@ def fetch(
     data_dir: str | os.PathLike[str] | None = None,
     download: bool = True,
     report: Callable[[str], None] | None = None,
+    roles: tuple[str, ...] = ROLES,
 ) -> dict[str, Path]:
-    """Return the path of each of the dataset's files by role, downloading missing ones.
+    """Return the path of each of the dataset's files by role (those in ``roles``),
+    downloading missing ones.
 
-    Present canonical ``.gz`` files are MD5-verified. ``report``, if given, is
-    called with a one-line message before each download (the CLI passes a printer).
-    Raises :class:`DataError` on a checksum mismatch or when a file can be neither
-    found nor downloaded.
+    ``report``, if given, is called with a one-line message before each download (the
+    CLI passes a printer). Raises :class:`DataError` when a file can be neither found
+    nor downloaded, or a download does not match its published checksum.
     """
     spec = get_spec(dataset)
     places = search_dirs(spec.name, data_dir)
-    found = {role: _locate(spec, spec.files[role], places) for role in ROLES}
-    missing = [role for role in ROLES if found[role] is None]
+    found = {role: _locate(spec.files[role], places) for role in roles}
+    missing = [role for role in roles if found[role] is None]
     if missing and not download:
         raise DataError(_not_found_message(spec, missing, places, {}, download=False))
     for i, role in enumerate(missing):
@@ -105,15 +107,25 @@ def _candidates(filename: str) -> tuple[str, ...]:
     return (filename, unpacked) if unpacked != filename else (filename,)
 
 
-def _locate(spec: DatasetSpec, filename: str, places: list[Place]) -> Path | None:
+def _locate(filename: str, places: list[Place]) -> Path | None:
     for place in places:
         for candidate in _candidates(filename):
             path = place.directory / candidate
             if path.is_file():
-                if candidate == filename:
-                    verify_md5(path, spec.md5[filename])
                 return path
     return None
+
+
+def remedy(path: Path, name: str, data_dir: str | os.PathLike[str] | None = None) -> str:
+    """What to do about a bad dataset file at ``path``: replace it where the user may,
+    and for the system's copy, put an intact one where lamina looks first."""
+    places = search_dirs(name, data_dir)
+    system = next((p for p in places if p.origin == "system datasets"), None)
+    if system is not None and system.directory in Path(path).parents:
+        first = places[0].directory
+        return (f"this is the system's copy, which lamina reads last: put an intact copy in "
+                f"{first} (searched first), or pass --data-dir with a folder holding one")
+    return "delete it so lamina downloads it again, or copy an intact file over it"
 
 
 def verify_md5(path: Path, expected: str) -> None:

@@ -1,4 +1,4 @@
-"""What a named dataset is: its four IDX files, their MD5s, its mirrors, its classes.
+"""What a named dataset is: its four IDX files, their checksums, its mirrors, its classes.
 
 The built-in specs are plain data so that tests (and users with a private copy of a
 dataset) can build their own :class:`DatasetSpec` with other checksums and
@@ -25,8 +25,13 @@ class DatasetSpec:
     """A dataset of four IDX files: train/test images and labels.
 
     ``files`` maps each role in :data:`ROLES` to its canonical file name; ``md5``
-    maps each of those file names to the MD5 of that exact file. ``mirrors`` are
-    base URLs tried in order; a file's URL is ``mirror + "/" + file name``.
+    maps each of those file names to the MD5 of that exact (compressed) file, which
+    a download must match. ``content_sha256`` maps a file name to the SHA-256 of its
+    decompressed IDX content: a copy found on disk must match it, however it is
+    compressed (a dataset package may recompress the files, a user may unpack them);
+    a file with no such checksum is checked by its IDX structure and shape. ``samples``
+    is the number of (train, test) samples, when fixed. ``mirrors`` are base URLs
+    tried in order; a file's URL is ``mirror + "/" + file name``.
     """
 
     name: str
@@ -35,7 +40,16 @@ class DatasetSpec:
     mirrors: tuple[str, ...]
     class_names: tuple[str, ...]
     image_shape: tuple[int, int] = (28, 28)
+    content_sha256: dict[str, str] = field(default_factory=dict)
+    samples: tuple[int, int] | None = None
     description: str = field(default="", compare=False)
+
+    def shape_of(self, role: str) -> tuple[int, ...] | None:
+        """The array shape the file of ``role`` holds, when the spec fixes it."""
+        if self.samples is None:
+            return None
+        n = self.samples[0 if role.startswith("train") else 1]
+        return (n, *self.image_shape) if role.endswith("images") else (n,)
 
     def __post_init__(self) -> None:
         if sorted(self.files) != sorted(ROLES):
@@ -63,6 +77,18 @@ MNIST = DatasetSpec(
         "http://yann.lecun.com/exdb/mnist",
     ),
     class_names=tuple(str(digit) for digit in range(10)),
+    # SHA-256 of the decompressed IDX files (the canonical .gz files above, gunzipped).
+    content_sha256={
+        "train-images-idx3-ubyte.gz":
+            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte.gz":
+            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte.gz":
+            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte.gz":
+            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    samples=(60_000, 10_000),
     description="handwritten digits 0-9 (LeCun, Cortes and Burges)",
 )
 
@@ -84,6 +110,9 @@ FASHION_MNIST = DatasetSpec(
         "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
     ),
+    # No content checksums yet (no copy was at hand to compute them from): a copy other
+    # than a downloaded one is checked by its IDX structure and shape.
+    samples=(60_000, 10_000),
     description="Zalando article images in 10 classes, a drop-in replacement for MNIST",
 )
 

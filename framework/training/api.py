@@ -1,4 +1,10 @@
-"""Start, resume and evaluate runs: what ``lamina train`` and ``lamina evaluate`` call."""
+"""Start, resume and evaluate runs: what ``lamina train`` and ``lamina evaluate`` call.
+
+Every command checks everything it depends on (the config, the run directory as a
+whole, the data) before it writes anything: a command that fails leaves every file
+as it found it. Training and resuming hold the run directory's lock (no second
+process can train in it) and, once holding it, remove what a killed process left.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,22 @@ from typing import Any
 
 import numpy as np
 
-from ..config import NetworkConfig, load_config, validate_config
-from ..errors import CheckpointError, ConfigError, ConfigIssue
+from ..config import NetworkConfig
+from ..errors import CheckpointError, ConfigError, ConfigIssue, DataError, StateError
+from ..plan import Plan, make_plan
 from ..registry import Registry
 from . import runs
-from .trainer import Data, Session, fit, make_session, provenance, restore, split_validation
+from .runs import Checkpoint, RunLock, shown
+from .trainer import (
+    Data,
+    Session,
+    check_fits,
+    fit,
+    make_session,
+    provenance,
+    restore,
+    split_validation,
+)
 
 Log = Callable[[str], None]
 
@@ -24,20 +41,25 @@ def _load_data(session: Session, data_dir: str | None, log: Log) -> tuple[Data, 
     from ..data import load_dataset
 
     training = session.config.training
-    dataset = load_dataset(training.dataset, data_dir=data_dir, limit=training.limit, report=log)
-    expected = tuple(session.config.input_shape)
+    dataset = load_dataset(training.dataset, data_dir=data_dir, limit=training.limit, report=log,
+                           parts=("train",))
+    _check_fits_dataset(session.config, session.network.output_shape, dataset)
+    return split_validation(session, dataset.train_x, dataset.train_y), dataset.files
+
+
+def _check_fits_dataset(config: NetworkConfig, output_shape: tuple[int, ...], dataset) -> None:
+    expected = tuple(config.input_shape)
     if dataset.input_shape != expected:
         raise ConfigError([ConfigIssue("model.input_shape", (
             f"{dataset.name} samples are shaped {dataset.input_shape}, the config expects "
             f"{expected}; set input_shape = {list(dataset.input_shape)}"
-        ))], source=session.config.source)
-    if session.network.output_shape != (dataset.num_classes,):
-        raise ConfigError([ConfigIssue(session.config.nodes[-1].path, (
-            f"the network's output is {session.network.output_shape}, but {dataset.name} has "
+        ))], source=config.source)
+    if output_shape != (dataset.num_classes,):
+        raise ConfigError([ConfigIssue(config.nodes[-1].path, (
+            f"the network's output is {output_shape}, but {dataset.name} has "
             f"{dataset.num_classes} classes; end the network with a dense layer of "
             f"{dataset.num_classes} units"
-        ))], source=session.config.source)
-    return split_validation(session, dataset.train_x, dataset.train_y), dataset.files
+        ))], source=config.source)
 
 
 def default_run_dir(config: NetworkConfig) -> Path:
@@ -56,22 +78,17 @@ def start_run(
     data_dir: str | None = None, quiet: bool = False, log: Log = print,
 ) -> Path:
     """Train a new run of ``config_source`` into a new run directory; returns the directory."""
-    config = load_config(config_source, registry)
-    if overrides:
-        config = config.with_training(**overrides)
-    if optimizer_lr is not None:
-        raw = config.to_dict()
-        raw["optimizer"]["lr"] = optimizer_lr
-        config = validate_config(raw, registry, source=config.source)
-    path = Path(run_dir) if run_dir is not None else default_run_dir(config)
-    session = make_session(config, registry, path)
+    plan = make_plan(config_source, registry, training=overrides, lr=optimizer_lr)
+    path = Path(run_dir) if run_dir is not None else default_run_dir(plan.config)
     runs.check_new_run_dir(path)
+    session = make_session(plan, registry, path)
     data, files = _load_data(session, data_dir, log)
     runs.create_run_dir(path)
-    runs.write_json(path / runs.CONFIG, session.config.to_dict())
-    runs.write_json(path / runs.PROVENANCE, provenance(session, registry, files))
-    log(f"run directory: {path}")
-    _fit(session, data, quiet, log)
+    with RunLock(path):
+        runs.write_json(path / runs.CONFIG, session.config.to_dict())
+        runs.write_json(path / runs.PROVENANCE, provenance(session, registry, files))
+        log(f"run directory: {shown(path)}")
+        _fit(session, data, quiet, log)
     return path
 
 
@@ -79,59 +96,101 @@ def resume_run(
     run_dir: str | Path, registry: Registry, *, epochs: int | None = None,
     data_dir: str | None = None, quiet: bool = False, log: Log = print,
 ) -> Path:
-    """Continue a run from its last checkpoint (optionally to a larger number of epochs)."""
+    """Continue a run from its last checkpoint (optionally to a larger number of epochs).
+
+    A run killed before its first checkpoint starts again from its first epoch."""
     path = Path(run_dir)
-    ckpt = runs.load_checkpoint(path)
-    config = _run_config(path, registry)
-    if epochs is not None:
-        config = config.with_training(epochs=epochs)
-        runs.write_json(path / runs.CONFIG, config.to_dict())
-    session = make_session(config, registry, path)
-    data, _ = _load_data(session, data_dir, log)  # draws the split as the original run did
-    try:
-        restore(session, ckpt)
-    except Exception as exc:
-        raise CheckpointError(f"the checkpoint in {path} does not fit its config.json: {exc}") \
-            from exc
-    if session.epoch >= config.training.epochs:
-        log(f"{path} already completed {session.epoch} of {config.training.epochs} epochs; "
-            "nothing to do (pass --epochs N to train further)")
-        return path
-    log(f"resuming {path} after epoch {session.epoch}")
-    _fit(session, data, quiet, log)
+    _require_run_dir(path)
+    with RunLock(path):
+        plan, ckpt = _checked_run(path, registry, epochs=epochs)
+        session = make_session(plan, registry, path)
+        if ckpt is not None:
+            _check_fits(session, ckpt, path)
+        data, _ = _load_data(session, data_dir, log)  # draws the split as the original run did
+        # Everything is checked: from here on the run directory may change.
+        removed = runs.remove_leftovers(path)
+        if removed:
+            log(f"removed what an interrupted process left in {shown(path)}: "
+                f"{', '.join(removed)}")
+        if ckpt is not None:
+            restore(session, ckpt)
+        if session.epoch >= session.config.training.epochs:
+            log(f"{shown(path)} already completed {session.epoch} of "
+                f"{session.config.training.epochs} epochs; nothing to do (pass --epochs N to "
+                "train further)")
+            return path
+        if epochs is not None:
+            runs.write_json(path / runs.CONFIG, session.config.to_dict())
+        log(f"resuming {shown(path)} after epoch {session.epoch}" if ckpt is not None else
+            f"{shown(path)} has no checkpoint yet (it stopped in its first epoch): starting "
+            "it again from its first epoch")
+        _fit(session, data, quiet, log)
     return path
+
+
+def _require_run_dir(path: Path) -> None:
+    try:
+        ok = path.is_dir() and (path / runs.CONFIG).is_file()
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        raise CheckpointError(f"{shown(path)} is not a lamina run directory (no "
+                              f"{runs.CONFIG}); give the folder a previous `lamina train` "
+                              "wrote (its --run-dir)")
 
 
 def _fit(session: Session, data: Data, quiet: bool, log: Log) -> None:
     try:
         fit(session, data, quiet=quiet, log=log)
     except KeyboardInterrupt:
-        log(f"interrupted; the last checkpoint (epoch {session.epoch}) is in {session.run_dir}; "
-            f"continue with `lamina train --resume {session.run_dir}`")
+        log(f"interrupted; {_kept(session)}; continue with `lamina train --resume "
+            f"{shown(session.run_dir)}`")
         raise
     finally:
         session.step.close()
 
 
-def _run_config(run_dir: Path, registry: Registry) -> NetworkConfig:
-    raw = runs.read_json(run_dir / runs.CONFIG, "run's config")
+def _kept(session: Session) -> str:
+    if session.epoch:
+        return f"the last checkpoint (epoch {session.epoch}) is in {shown(session.run_dir)}"
+    return f"no epoch had finished, so {shown(session.run_dir)} holds no checkpoint yet"
+
+
+def _checked_run(path: Path, registry: Registry, *, epochs: int | None = None
+                 ) -> tuple[Plan, Checkpoint | None]:
+    """The run directory checked as a whole: its config (by the same rules as a config
+    file, with ``epochs`` applied) and its checkpoint (schema, hash, arrays)."""
+    raw = runs.read_json(path / runs.CONFIG, "run's config")
     training = raw.get("training") if isinstance(raw, dict) else None
     if isinstance(training, dict) and "shards" not in training:
         # Written before lamina split batches into shards: those runs ran whole.
         raw = {**raw, "training": {**training, "shards": 1}}
-    return validate_config(raw, registry, source=str(run_dir / runs.CONFIG))
+    try:
+        plan = make_plan(raw, registry, training={"epochs": epochs} if epochs else None)
+    except ConfigError as exc:
+        raise ConfigError(exc.issues, source=str(path / runs.CONFIG)) from None
+    return plan, runs.load_checkpoint(path)
+
+
+def _check_fits(session: Session, ckpt: Checkpoint, path: Path) -> None:
+    try:
+        check_fits(session, ckpt)
+    except StateError as exc:
+        raise CheckpointError(f"the checkpoint in {shown(path)} does not fit its "
+                              f"{runs.CONFIG}: {exc}") from exc
 
 
 def load_trained(run_dir: str | Path, registry: Registry) -> Session:
     """The session of a run with its last checkpoint's weights loaded."""
     path = Path(run_dir)
-    ckpt = runs.load_checkpoint(path)
-    session = make_session(_run_config(path, registry), registry, path)
-    try:
-        restore(session, ckpt)
-    except Exception as exc:
-        raise CheckpointError(f"the checkpoint in {path} does not fit its config.json: {exc}") \
-            from exc
+    _require_run_dir(path)
+    plan, ckpt = _checked_run(path, registry)
+    if ckpt is None:
+        raise CheckpointError(f"{shown(path)} has no checkpoint yet: no epoch of it finished; "
+                              f"train it with `lamina train --resume {shown(path)}`")
+    session = make_session(plan, registry, path)
+    _check_fits(session, ckpt, path)
+    restore(session, ckpt)
     return session
 
 
@@ -142,7 +201,13 @@ def evaluate_run(run_dir: str | Path, registry: Registry, *, data_dir: str | Non
     from .trainer import evaluate_arrays
 
     session = load_trained(run_dir, registry)
-    dataset = load_dataset(session.config.training.dataset, data_dir=data_dir, report=log)
+    dataset = load_dataset(session.config.training.dataset, data_dir=data_dir, report=log,
+                           parts=("test",))
+    _check_fits_dataset(session.config, session.network.output_shape, dataset)
+    if not len(dataset.test_y):
+        raise DataError(f"the {dataset.name} test set in {dataset.files['test_labels']} holds "
+                        "no samples; there is nothing to evaluate on: restore the canonical "
+                        "test files")
     with session.step:
         loss, predicted = evaluate_arrays(session, dataset.test_x, dataset.test_y)
     k = dataset.num_classes

@@ -26,13 +26,35 @@ def _pyplot():
     return plt
 
 
+def _history(run_dir: Path) -> list[dict]:
+    """metrics.json, checked like the history in checkpoint.json."""
+    from pydantic import TypeAdapter, ValidationError
+
+    raw = runs.read_json(run_dir / runs.METRICS, "metrics history")
+    try:
+        records = TypeAdapter(list[runs.EpochRecord]).validate_python(raw)
+    except ValidationError as exc:
+        raise LaminaError(f"{runs.shown(run_dir / runs.METRICS)} is not a lamina metrics "
+                          f"history ({exc.error_count()} problems, the first: "
+                          f"{exc.errors()[0]['msg']}); it was edited or damaged") from None
+    return [record.model_dump() for record in records]
+
+
 def plot_run(run_dir: str | Path, registry: Registry, out_dir: str | Path | None = None) -> list:
     """Write curves.png (loss and accuracy per epoch) and filters.png (first conv layer)."""
     plt = _pyplot()
     run_dir = Path(run_dir)
+    session = load_trained(run_dir, registry)  # the run directory checked as a whole
+    history = _history(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir
-    out.mkdir(parents=True, exist_ok=True)
-    history = runs.read_json(run_dir / runs.METRICS, "metrics history")
+    try:
+        if out.exists() and not out.is_dir():
+            raise LaminaError(f"--out {runs.shown(out)} is a file; give a folder for the PNGs "
+                              "(it is created if missing)")
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LaminaError(f"cannot create --out {runs.shown(out)}: "
+                          f"{exc.strerror or exc}") from exc
     written = []
 
     epochs = [r["epoch"] for r in history]
@@ -53,7 +75,6 @@ def plot_run(run_dir: str | Path, registry: Registry, out_dir: str | Path | None
     fig.savefig(written[-1], dpi=100)
     plt.close(fig)
 
-    session = load_trained(run_dir, registry)
     conv = next((n for n in session.network.nodes if n.config.type == "conv2d"), None)
     if conv is not None:
         W = conv.layer.params()["W"]  # (out, in, kh, kw): show the first input channel

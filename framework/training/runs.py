@@ -9,6 +9,7 @@ training run::
     checkpoint.json    the latest checkpoint: epoch, RNG state, history, the .npz's name
                        and SHA-256
     checkpoint-eNNNN.npz   params, non-trainable state and optimizer state
+    .lamina.lock       held (flock) by the process training in the directory
 
 Checkpoints hold only arrays (``.npz``, read with ``allow_pickle=False``) and
 JSON. Every file is written atomically: to a temporary file in the same folder,
@@ -16,6 +17,13 @@ flushed to disk, then renamed over the old one. The ``.npz`` of a new checkpoint
 is written first and ``checkpoint.json`` (which names it and carries its hash)
 last, so a run killed at any moment leaves the previous checkpoint intact, and
 a damaged ``.npz`` is recognised by its hash rather than loaded.
+
+A run directory is untrusted input when it is read back: ``checkpoint.json`` is
+validated against a schema (:class:`CheckpointIndex`), files are read only up to
+a bound, and every ``.npz`` member's header is checked against its stored size
+before its array is allocated. What a killed process leaves behind (a temporary
+file, the ``.npz`` of a checkpoint whose index was never written) is removed by
+the next process that takes the directory's lock.
 """
 
 from __future__ import annotations
@@ -25,14 +33,17 @@ import hashlib
 import io
 import json
 import os
+import re
 import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..config.files import read_regular_file, shown
 from ..errors import CheckpointError
 
 CHECKPOINT = "checkpoint.json"
@@ -40,7 +51,15 @@ CONFIG = "config.json"
 METRICS = "metrics.json"
 METRICS_CSV = "metrics.csv"
 PROVENANCE = "provenance.json"
+LOCK = ".lamina.lock"
 FORMAT_VERSION = 1
+#: the largest JSON file of a run directory read (a history of 100,000 epochs fits)
+MAX_JSON_BYTES = 64 << 20
+#: the largest checkpoint archive read (a network at lamina's parameter limit, with an
+#: optimizer keeping two slots per parameter, in float64)
+MAX_NPZ_BYTES = 8 << 30
+_TEMPORARY = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}\.tmp$")
+_NPZ_NAME = r"^checkpoint-e\d{4,}\.npz$"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -65,28 +84,40 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path, what: str) -> Any:
+    """A JSON file of a run directory, read only if it is a regular file within bounds."""
+    path = Path(path)
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        data = read_regular_file(path, MAX_JSON_BYTES)
+        return json.loads(data.decode("utf-8"))
     except FileNotFoundError as exc:
         raise CheckpointError(f"{path} is missing: this is not a complete lamina run "
                               f"directory ({what} not found)") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} is unreadable or corrupt ({exc}); the {what} cannot be "
-                              "read: restore it from a backup or start a new run") from exc
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
+            str(exc)[:200] or type(exc).__name__
+        raise CheckpointError(f"{path} is unreadable or corrupt ({reason}); the {what} cannot "
+                              "be read: restore it from a backup or start a new run") from exc
 
 
 # -- run directories ------------------------------------------------------------------
 def check_new_run_dir(path: Path) -> None:
     """Refuse a run directory that is a file or already holds anything."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise CheckpointError(f"--run-dir {path} is a file, not a directory; choose another path")
-    if path.is_dir() and any(path.iterdir()):
-        hint = (f"continue it with `lamina train --resume {path}`"
-                if (path / CHECKPOINT).exists() else "empty it yourself")
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+        busy = is_dir and any(p.name != LOCK for p in path.iterdir())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"--run-dir {shown(path)} cannot be used: "
+                              f"{getattr(exc, 'strerror', None) or exc}") from None
+    if exists and not is_dir:
+        raise CheckpointError(f"--run-dir {shown(path)} is a file, not a directory; choose "
+                              "another path")
+    if busy:
+        hint = (f"continue it with `lamina train --resume {shown(path)}`"
+                if (path / CONFIG).exists() else "empty it yourself")
         raise CheckpointError(
-            f"run directory {path} already exists and is not empty; lamina never overwrites a "
-            f"run: choose another --run-dir, or {hint}"
+            f"run directory {shown(path)} already exists and is not empty; lamina never "
+            f"overwrites a run: choose another --run-dir, or {hint}"
         )
 
 
@@ -100,9 +131,60 @@ def create_run_dir(path: Path) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise CheckpointError(f"cannot write to run directory {path}: {exc.strerror or exc}; "
-                              "choose a --run-dir you can write to") from exc
+        raise CheckpointError(f"cannot write to run directory {shown(path)}: "
+                              f"{exc.strerror or exc}; choose a --run-dir you can write "
+                              "to") from exc
     return path
+
+
+class RunLock:
+    """Exclusive use of a run directory by one process, released when the process ends
+    however it ends (an advisory ``flock`` on ``.lamina.lock``, which the kernel drops
+    with the process). Where ``flock`` does not exist, nothing is locked."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # not a POSIX system
+            return self
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.__exit__()
+            raise CheckpointError(
+                f"run directory {shown(self.path.parent)} is in use by another lamina process; "
+                "wait for it to finish (or stop it), then try again"
+            ) from None
+        except OSError as exc:
+            self.__exit__()
+            raise CheckpointError(f"cannot lock run directory {shown(self.path.parent)}: "
+                                  f"{exc.strerror or exc}") from exc
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+            self._fd = None
+
+
+def remove_leftovers(run_dir: Path) -> list[str]:
+    """Delete what a killed process left (temporary files, an ``.npz`` that no
+    ``checkpoint.json`` names); call it holding the directory's :class:`RunLock`."""
+    run_dir = Path(run_dir)
+    current = _current_npz(run_dir)
+    removed = []
+    for path in run_dir.iterdir():
+        stray = _TEMPORARY.match(path.name) or (
+            re.match(_NPZ_NAME, path.name) and path.name != current)
+        if stray and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -117,6 +199,60 @@ def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 # -- checkpoints ----------------------------------------------------------------------
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Count = Annotated[int, Field(strict=True, ge=0)]
+
+
+class EpochRecord(BaseModel):
+    """One epoch of a run's history (``metrics.json`` and ``checkpoint.json``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    epoch: Annotated[int, Field(strict=True, ge=1)]
+    lr: float
+    train_loss: float
+    train_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    seconds: float
+
+
+class RunExtra(BaseModel):
+    """The trainer's bookkeeping between epochs (early stopping)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    best_val_loss: Finite | None = None
+    stale_epochs: Count = 0
+
+
+class PCG64State(BaseModel):
+    """The generator state a checkpoint carries (``Generator.bit_generator.state``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    class Words(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        state: Annotated[int, Field(strict=True, ge=0, lt=2**128)]
+        inc: Annotated[int, Field(strict=True, ge=0, lt=2**128)]
+
+    bit_generator: Literal["PCG64"]
+    state: Words
+    has_uint32: Annotated[int, Field(strict=True, ge=0, le=1)]
+    uinteger: Annotated[int, Field(strict=True, ge=0, lt=2**32)]
+
+
+class CheckpointIndex(BaseModel):
+    """``checkpoint.json``: what the latest checkpoint is, checked before it is used."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    format: Literal[1]
+    epoch: Count
+    arrays: Annotated[str, Field(pattern=_NPZ_NAME)]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    rng_state: PCG64State
+    history: list[EpochRecord]
+    extra: RunExtra
+
+
 @dataclass
 class Checkpoint:
     """What a run needs to continue exactly where it stopped."""
@@ -130,7 +266,8 @@ class Checkpoint:
 
 
 def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> Path:
-    """Write ``ckpt`` atomically, then drop the checkpoint it replaces."""
+    """Write ``ckpt`` atomically, then drop the checkpoint it replaces. A failure to write
+    (a full disk) leaves the previous checkpoint as it was and raises CheckpointError."""
     run_dir = Path(run_dir)
     arrays = {f"param/{k}": v for k, v in ckpt.params.items()}
     arrays.update({f"optim/{k}": np.asarray(v) for k, v in ckpt.optimizer.items()})
@@ -139,16 +276,25 @@ def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> Path:
     data = buffer.getvalue()
     name = f"checkpoint-e{ckpt.epoch:04d}.npz"
     previous = _current_npz(run_dir)
-    atomic_write(run_dir / name, data)
-    write_json(run_dir / CHECKPOINT, {
-        "format": FORMAT_VERSION,
-        "epoch": ckpt.epoch,
-        "arrays": name,
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "rng_state": ckpt.rng_state,
-        "history": ckpt.history,
-        "extra": ckpt.extra,
-    })
+    try:
+        atomic_write(run_dir / name, data)
+        write_json(run_dir / CHECKPOINT, {
+            "format": FORMAT_VERSION,
+            "epoch": ckpt.epoch,
+            "arrays": name,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "rng_state": ckpt.rng_state,
+            "history": ckpt.history,
+            "extra": ckpt.extra,
+        })
+    except OSError as exc:
+        if _current_npz(run_dir) != name:
+            (run_dir / name).unlink(missing_ok=True)
+        kept = (f"the checkpoint of epoch {ckpt.epoch - 1} is intact; free space and continue "
+                f"with `lamina train --resume {shown(run_dir)}`" if previous else
+                "no earlier checkpoint exists")
+        raise CheckpointError(f"cannot write the checkpoint of epoch {ckpt.epoch} to "
+                              f"{shown(run_dir)}: {exc.strerror or exc}; {kept}") from exc
     if previous and previous != name:
         (run_dir / previous).unlink(missing_ok=True)
     return run_dir / name
@@ -156,41 +302,105 @@ def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> Path:
 
 def _current_npz(run_dir: Path) -> str | None:
     try:
-        return json.loads((run_dir / CHECKPOINT).read_text())["arrays"]
-    except (OSError, ValueError, KeyError, TypeError):
+        name = json.loads(read_regular_file(run_dir / CHECKPOINT, MAX_JSON_BYTES))["arrays"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
+    return name if isinstance(name, str) and re.match(_NPZ_NAME, name) else None
 
 
-def load_checkpoint(run_dir: Path) -> Checkpoint:
-    """Read and verify the latest checkpoint of ``run_dir``."""
+def load_index(run_dir: Path) -> CheckpointIndex | None:
+    """The validated ``checkpoint.json`` of ``run_dir``; ``None`` when the run never
+    finished an epoch (no index and no checkpoint archive)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise CheckpointError(f"run directory {run_dir} does not exist; give the folder a "
-                              "previous `lamina train` wrote (its --run-dir)")
-    meta = read_json(run_dir / CHECKPOINT, "checkpoint index")
-    required = ("format", "epoch", "arrays", "sha256", "rng_state", "history", "extra")
-    if not isinstance(meta, dict) or any(k not in meta for k in required):
-        raise CheckpointError(f"{run_dir / CHECKPOINT} lacks some of {', '.join(required)}: "
-                              "it was not written by this version of lamina, or was edited")
-    if meta["format"] != FORMAT_VERSION:
-        raise CheckpointError(f"{run_dir / CHECKPOINT} has format {meta['format']}, this lamina "
-                              f"reads format {FORMAT_VERSION}")
-    npz = run_dir / Path(str(meta["arrays"])).name
+        raise CheckpointError(f"run directory {shown(run_dir)} does not exist; give the "
+                              "folder a previous `lamina train` wrote (its --run-dir)")
+    if not (run_dir / CHECKPOINT).exists() and not any(
+            re.match(_NPZ_NAME, p.name) for p in run_dir.iterdir()):
+        return None
+    raw = read_json(run_dir / CHECKPOINT, "checkpoint index")
     try:
-        data = npz.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"checkpoint arrays {npz} cannot be read ({exc.strerror or exc}); "
+        index = CheckpointIndex.model_validate(raw)
+    except ValidationError as exc:
+        from ..config.issues import pydantic_issues
+
+        problems = "; ".join(str(i) for i in pydantic_issues(exc, "")[:5])
+        raise CheckpointError(f"{shown(run_dir / CHECKPOINT)} does not hold a valid lamina "
+                              f"checkpoint index ({problems}): it was edited, damaged or "
+                              "written by another program; restore it or start a new "
+                              "run") from None
+    numbers = [record.epoch for record in index.history]
+    if numbers != list(range(1, index.epoch + 1)):
+        raise CheckpointError(f"{shown(run_dir / CHECKPOINT)}: checkpoint of epoch "
+                              f"{index.epoch} with a history of epochs {numbers[:10]}; expected "
+                              f"epochs 1 to {index.epoch}: the file was edited or damaged")
+    return index
+
+
+def load_checkpoint(run_dir: Path) -> Checkpoint | None:
+    """Read and verify the latest checkpoint of ``run_dir``; ``None`` when the run never
+    finished an epoch."""
+    run_dir = Path(run_dir)
+    index = load_index(run_dir)
+    if index is None:
+        return None
+    npz = run_dir / index.arrays
+    try:
+        data = read_regular_file(npz, MAX_NPZ_BYTES)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CheckpointError(f"checkpoint arrays {shown(npz)} cannot be read ({reason}); "
                               "the run cannot be resumed from it") from exc
-    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
-        raise CheckpointError(f"checkpoint arrays {npz} are corrupt: their SHA-256 does not match "
-                              f"the one recorded in {CHECKPOINT}; restore the file or start a "
-                              "new run")
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"checkpoint arrays {npz} cannot be decoded: {exc}") from exc
+    if hashlib.sha256(data).hexdigest() != index.sha256:
+        raise CheckpointError(f"checkpoint arrays {shown(npz)} are corrupt: their SHA-256 does "
+                              f"not match the one recorded in {CHECKPOINT}; restore the file "
+                              "or start a new run")
+    arrays = read_npz(data, shown(npz))
     params = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("param/")}
     optim = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("optim/")}
-    return Checkpoint(int(meta["epoch"]), params, optim, meta["rng_state"], meta["history"],
-                      meta["extra"])
+    return Checkpoint(index.epoch, params, optim, index.rng_state.model_dump(),
+                      [record.model_dump() for record in index.history],
+                      index.extra.model_dump())
+
+
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def read_npz(data: bytes, name: str) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive as lamina writes it (uncompressed members of
+    numeric arrays), each header checked against the member's stored size before the
+    array is allocated: a member declaring a larger shape than it holds is refused."""
+    def corrupt(why: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint arrays {name} cannot be used: {why}; restore the "
+                               "file or start a new run")
+
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise corrupt("the file is not an .npz archive (a zip of .npy arrays)")
+    arrays = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy") or info.compress_type != \
+                        zipfile.ZIP_STORED:
+                    raise corrupt(f"member {info.filename!r} is not a stored .npy array")
+                with archive.open(info) as member:
+                    read_header = _NPY_HEADERS.get(np.lib.format.read_magic(member))
+                    if read_header is None:
+                        raise corrupt(f"member {info.filename!r} has an unknown .npy version")
+                    shape, fortran, dtype = read_header(member, max_header_size=10_000)
+                    if dtype.hasobject or dtype.kind not in "biuf":
+                        raise corrupt(f"member {info.filename!r} holds {dtype}, not numbers")
+                    needed = member.tell() + int(np.prod(shape, dtype=object)) * dtype.itemsize
+                    if needed != info.file_size:
+                        raise corrupt(f"member {info.filename!r} declares shape {shape} of "
+                                      f"{dtype} ({needed:,} bytes with its header) but holds "
+                                      f"{info.file_size:,} bytes")
+                    values = np.frombuffer(member.read(), dtype=dtype)
+                arrays[info.filename[:-4]] = values.reshape(
+                    shape, order="F" if fortran else "C").copy()
+    except CheckpointError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise corrupt(str(exc)[:200]) from exc
+    return arrays

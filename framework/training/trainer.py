@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 
 from ..config import NetworkConfig
-from ..errors import TrainingError
+from ..errors import StateError, TrainingError
 from ..graph import Network
-from ..parallel import ShardedStep, resolve_shards
+from ..parallel import ShardedStep
+from ..plan import Plan
 from ..registry import Registry
 from ..schedules import learning_rate
 from . import runs
-from .runs import Checkpoint
+from .runs import Checkpoint, shown
 
 
 @dataclass
@@ -57,17 +58,18 @@ class Session:
     epoch: int = 0  # epochs completed
 
 
-def make_session(config: NetworkConfig, registry: Registry, run_dir: Path) -> Session:
-    """Network, loss and optimizer from the config; the generator seeded and used to init."""
+def make_session(plan: Plan, registry: Registry, run_dir: Path) -> Session:
+    """Network, loss and optimizer of a checked plan; the generator seeded and used to init.
+
+    The plan's config has its run settings resolved (the shard count among them), and
+    it is what the run directory records: a resumed run splits its batches as the run
+    did, whatever the default is by then."""
+    config = plan.config
     rng = np.random.default_rng(config.training.seed)
     network = Network(config, registry, rng)
     loss = registry.loss(config.loss.type)(config.loss.config)
     optimizer = registry.optimizer(config.optimizer.type)(config.optimizer.config)
-    shards = resolve_shards(config.training.shards, network)
-    step = ShardedStep(network, loss, rng, shards=shards)
-    # The resolved count goes into the run's config.json: a resumed run must split its
-    # batches as the run did, whatever the default is by then.
-    config = config.with_training(shards=shards)
+    step = ShardedStep(network, loss, rng, shards=config.training.shards)
     return Session(config, network, loss, optimizer, rng, Path(run_dir), step)
 
 
@@ -82,8 +84,25 @@ def split_validation(session: Session, x: np.ndarray, y: np.ndarray) -> Data:
     return Data(tx, ty, vx, vy)
 
 
+def check_fits(session: Session, ckpt: Checkpoint) -> None:
+    """Raise StateError unless ``ckpt`` can be restored into ``session``: the network's
+    arrays, the optimizer's state for these parameters, the generator's state. Nothing
+    changes: a run directory is checked as a whole before anything runs."""
+    session.network.check_state_dict(ckpt.params)
+    probe = type(session.optimizer)(session.optimizer.config)
+    probe.load_state_dict(ckpt.optimizer)
+    check = getattr(probe, "check_state", None)
+    if check is not None:
+        check(session.network.params(), session.network.grads())
+    try:
+        np.random.Generator(np.random.PCG64()).bit_generator.state = ckpt.rng_state
+    except (TypeError, ValueError, KeyError) as exc:
+        raise StateError(f"the generator state cannot be restored: {exc}") from exc
+
+
 def restore(session: Session, ckpt: Checkpoint) -> None:
-    """Put a freshly made session into the state a checkpoint recorded."""
+    """Put a freshly made session into the state a checkpoint recorded (checked with
+    :func:`check_fits` first)."""
     session.network.load_state_dict(ckpt.params)
     session.optimizer.load_state_dict(ckpt.optimizer)
     session.rng.bit_generator.state = ckpt.rng_state
@@ -153,12 +172,8 @@ def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, 
         xb, yb = data.train_x[index], data.train_y[index]
         loss, logits = session.step.train_step(xb, yb)
         if not math.isfinite(loss):
-            raise TrainingError(
-                f"the loss became {loss} at epoch {session.epoch + 1}, batch "
-                f"{start // batch_size + 1}; training stopped. The last good checkpoint "
-                f"(epoch {session.epoch}) is kept in {session.run_dir}. Lower the learning "
-                "rate (--lr) or check the data"
-            )
+            raise stopped(session, f"the loss became {loss} at epoch {session.epoch + 1}, "
+                                   f"batch {start // batch_size + 1}")
         # params() and grads() are read at every step: the optimizer gets the arrays the
         # layers hold now, whatever a layer did with them since the last step.
         opt.step(network.params(), network.grads())
@@ -169,6 +184,34 @@ def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, 
         progress.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
                              refresh=False)
     return loss_sum / seen, correct / seen
+
+
+def stopped(session: Session, what: str) -> TrainingError:
+    """The error that ends a run whose numbers stopped being finite, saying which
+    checkpoint survives: non-finite values are never saved."""
+    where = shown(session.run_dir)
+    if session.epoch:
+        kept = f"The last good checkpoint (epoch {session.epoch}) is kept in {where}"
+    else:
+        kept = f"No epoch had finished, so {where} holds no checkpoint"
+    return TrainingError(f"{what}; training stopped. {kept}. Lower the learning rate (--lr) "
+                         "or check the data")
+
+
+def _check_finite(session: Session, record: dict[str, Any]) -> None:
+    """Before a checkpoint: every weight and the validation loss must be finite."""
+    if record["val_loss"] is not None and not math.isfinite(record["val_loss"]):
+        raise stopped(session, f"the validation loss became {record['val_loss']} at epoch "
+                               f"{record['epoch']}")
+    bad = [key for key, value in session.network.params().items()
+           if not np.all(np.isfinite(value))]
+    if bad:
+        raise stopped(session, f"the weights became NaN or infinite at epoch {record['epoch']} "
+                               f"({', '.join(bad[:4])}{', ...' if len(bad) > 4 else ''})")
+
+
+#: an epoch's training loss this many times the best earlier one is reported as diverging
+DIVERGENCE = 10.0
 
 
 def fit(session: Session, data: Data, *, quiet: bool = False, log=print) -> list[dict]:
@@ -212,6 +255,11 @@ def fit(session: Session, data: Data, *, quiet: bool = False, log=print) -> list
             else:
                 session.extra["stale_epochs"] = session.extra.get("stale_epochs", 0) + 1
         record["seconds"] = round(time.perf_counter() - started, 3)
+        _check_finite(session, record)
+        best = min((r["train_loss"] for r in session.history), default=None)
+        if best is not None and train_loss > DIVERGENCE * best:
+            log(f"warning: the training loss grew from {best:.4g} to {train_loss:.4g} at epoch "
+                f"{epoch + 1}: the run is diverging; a lower learning rate (--lr) may help")
         session.history.append(record)
         session.epoch += 1
         checkpoint(session)

@@ -102,13 +102,13 @@ def test_missing_or_corrupt_data_gives_a_clear_error(tmp_path, mnist_root):
     (data / "mnist").mkdir(parents=True)
     for f in Path(mnist_root, "mnist").glob("*.gz"):
         shutil.copy(f, data / "mnist" / f.name)
-    labels = data / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    labels = data / "mnist" / "train-labels-idx1-ubyte.gz"
     labels.write_bytes(labels.read_bytes()[:-100])  # truncated
     result = run("train", "--data-dir", str(data), "--run-dir", str(tmp_path / "run"),
                  "--limit", "500", "--epochs", "1", "--quiet")
     assert result.returncode == 2
     no_traceback(result)
-    assert "t10k-labels-idx1-ubyte.gz" in result.stderr
+    assert "train-labels-idx1-ubyte.gz" in result.stderr
     assert not (tmp_path / "run").exists()  # nothing half-made
 
 

@@ -9,8 +9,10 @@ import pytest
 from lamina import ConfigError, DataError
 from lamina.cli import main
 from lamina.config import load_config, validate_config
+from lamina.config.run import DEFAULT_SHARDS, resolve_shards
 from lamina.graph import Network
-from lamina.parallel import DEFAULT_SHARDS, ShardedStep, resolve_shards, shard_bounds
+from lamina.parallel import ShardedStep, shard_bounds
+from lamina.plan import make_plan
 from lamina.registry import load_registry
 
 CONVNET = [
@@ -132,15 +134,15 @@ def test_a_failing_shard_raises_after_all_shards_stopped_and_the_step_still_work
 
 def test_shards_default_to_two_and_to_one_where_the_batch_matters(registry):
     network, _ = make(registry, CONVNET)
-    assert resolve_shards(None, network) == DEFAULT_SHARDS == 2
-    assert resolve_shards(3, network) == 3
+    assert resolve_shards(None, network.nodes) == (DEFAULT_SHARDS, None)
+    assert DEFAULT_SHARDS == 2
+    assert resolve_shards(3, network.nodes) == (3, None)
     normed, _ = make(registry, [{"type": "flatten"}, {"type": "batchnorm"},
                                 {"type": "dense", "units": 4}])
-    assert resolve_shards(None, normed) == 1
-    assert resolve_shards(1, normed) == 1
-    with pytest.raises(ConfigError) as info:
-        resolve_shards(2, normed)
-    message = str(info.value)
+    assert resolve_shards(None, normed.nodes) == (1, None)
+    assert resolve_shards(1, normed.nodes) == (1, None)
+    _, issue = resolve_shards(2, normed.nodes)
+    message = str(issue)
     assert "training.shards" in message and "batchnorm_1" in message
     assert "set shards = 1" in message
 
@@ -160,12 +162,12 @@ def test_shards_must_be_a_positive_count(registry):
     with pytest.raises(ConfigError, match="shards"):
         validate_config({"model": {"input_shape": [4], "layers": [{"type": "dense", "units": 2}]},
                          "training": {"shards": 0}}, registry)
-    network, _ = make(registry, CONVNET)
-    with pytest.raises(ConfigError, match="expected 1 to 64"):
-        resolve_shards(1000, network)  # e.g. `lamina bench --shards 1000`
+    with pytest.raises(ConfigError, match=r"training.shards: Input should be less than or "
+                                          r"equal to 64 \(received 1000\)"):
+        make_plan("mnist_cnn", registry, training={"shards": 1000})  # `bench --shards 1000`
 
 
 def test_the_reference_config_trains_on_two_shards(registry):
     config = load_config("mnist_cnn", registry)
-    network = Network(config, registry, np.random.default_rng(0))
-    assert config.training.shards is None and resolve_shards(None, network) == 2
+    assert config.training.shards is None
+    assert make_plan(config, registry).config.training.shards == 2

@@ -175,3 +175,109 @@ def test_real_mnist_through_lamina_data(monkeypatch):
     assert data.test_x.min() == 0.0 and data.test_x.max() == 1.0
     histogram = np.bincount(data.train_y, minlength=10).tolist()
     assert histogram == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+@pytest.mark.skipif(not REAL_DATA, reason="LAMINA_DATA is not set (CI sets it to ../shared/data)")
+def test_real_mnist_copies_are_verified_by_content_however_compressed(tmp_path):
+    """The shipped content checksums are MNIST's: an unpacked copy and a copy recompressed
+    by another tool (as a dataset package may ship it) are accepted."""
+    import gzip
+
+    source = Path(REAL_DATA).expanduser() / "mnist"
+    copy = tmp_path / "data" / "mnist"
+    copy.mkdir(parents=True)
+    images = gzip.decompress((source / "t10k-images-idx3-ubyte.gz").read_bytes())
+    (copy / "t10k-images-idx3-ubyte").write_bytes(images)
+    labels = gzip.decompress((source / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    recompressed = gzip.compress(labels, compresslevel=1, mtime=0)
+    assert recompressed != (source / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (copy / "t10k-labels-idx1-ubyte.gz").write_bytes(recompressed)
+    data = load_dataset("mnist", data_dir=tmp_path / "data", download=False, parts=("test",))
+    assert data.test_x.shape == (10000, 1, 28, 28)
+    (copy / "t10k-images-idx3-ubyte").write_bytes(images[:-1] + bytes([images[-1] ^ 1]))
+    with pytest.raises(DataError, match="the content differs from the canonical "
+                                        "t10k-images-idx3-ubyte.gz"):
+        load_dataset("mnist", data_dir=tmp_path / "data", download=False, parts=("test",))
+
+
+def with_content_sums(toy):
+    """The toy spec as a real one is: the SHA-256 of each file's decompressed content and
+    the number of samples."""
+    import dataclasses
+    import gzip
+    import hashlib
+
+    sums = {name: hashlib.sha256(gzip.decompress(blob)).hexdigest()
+            for name, blob in toy.blobs.items()}
+    return dataclasses.replace(toy.spec, content_sha256=sums, samples=(20, 6))
+
+
+def test_recompressed_and_unpacked_copies_are_accepted_by_content(toy, tmp_path, idx_bytes):
+    import gzip
+
+    spec = with_content_sums(toy)
+    recompressed = gzip.compress(idx_bytes(toy.arrays["train_images"]), compresslevel=1,
+                                 mtime=12345)
+    assert recompressed != toy.blobs["train-images-idx3-ubyte.gz"]  # other bytes, same content
+    root = _install(toy, tmp_path, {"t10k-labels-idx1-ubyte.gz":
+                                    idx_bytes(toy.arrays["test_labels"])})
+    (root / "toy" / "train-images-idx3-ubyte.gz").write_bytes(recompressed)
+    data = load_dataset(spec, data_dir=root, download=False)
+    np.testing.assert_array_equal(data.train_x[:, 0] * 255, toy.arrays["train_images"])
+    np.testing.assert_array_equal(data.test_y, toy.arrays["test_labels"])
+
+
+def test_content_that_differs_says_so_precisely(toy, tmp_path, idx_bytes):
+    spec = with_content_sums(toy)
+    changed = toy.arrays["test_images"].copy()
+    changed[3, 10, 10] ^= 1  # one pixel
+    root = _install(toy, tmp_path, {"t10k-images-idx3-ubyte.gz": idx_bytes(changed)})
+    with pytest.raises(DataError) as info:
+        load_dataset(spec, data_dir=root, download=False)
+    message = str(info.value)
+    assert "t10k-images-idx3-ubyte: the IDX header is right (uint8, shape (6, 28, 28)) but " \
+           "the content differs from the canonical t10k-images-idx3-ubyte.gz" in message
+    assert "the images themselves are damaged or from another version" in message
+    assert "delete it so lamina downloads it again" in message
+
+
+def test_a_file_inflating_to_gigabytes_is_refused_after_its_header(toy, tmp_path, gz):
+    """A gzip stored under a dataset name whose header declares far more than the dataset
+    holds: refused from the header, before the payload is inflated."""
+    import struct
+    import tracemalloc
+
+    spec = with_content_sums(toy)
+    header = struct.pack(">HBB", 0, 0x08, 3) + struct.pack(">3I", 2_000_000, 28, 28)
+    bomb = gz(header + bytes(50_000_000))  # 50 MB of zeros, ~50 kB compressed
+    root = _install(toy, tmp_path)
+    (root / "toy" / "train-images-idx3-ubyte.gz").write_bytes(bomb)
+    tracemalloc.start()
+    with pytest.raises(DataError, match=r"expected an IDX array of shape \(20, 28, 28\), the "
+                                        r"header declares \(2000000, 28, 28\)"):
+        load_dataset(spec, data_dir=root, download=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 5_000_000  # the 50 MB payload was never inflated
+
+
+def test_a_damaged_system_copy_says_where_to_put_a_good_one(toy, tmp_path, sandbox):
+    from lamina.data import lookup
+
+    system = toy.install(lookup.SYSTEM_ROOT / "toy")
+    (system / "train-labels-idx1-ubyte.gz").write_bytes(toy.blobs[
+        "train-labels-idx1-ubyte.gz"][:-3])
+    with pytest.raises(DataError) as info:
+        load_dataset(toy.spec, download=False)
+    message = str(info.value)
+    assert "this is the system's copy, which lamina reads last: put an intact copy in " \
+           f"{sandbox / '.cache' / 'lamina' / 'toy'} (searched first)" in message
+    assert "delete it" not in message
+
+
+def test_the_test_part_alone_needs_no_training_files(toy, tmp_path):
+    root = tmp_path / "cli"
+    toy.install(root / "toy", ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"])
+    data = load_dataset(toy.spec, data_dir=root, download=False, parts=("test",))
+    assert data.test_x.shape == (6, 1, 28, 28) and data.train_x.shape == (0, 1, 28, 28)
+    assert set(data.files) == {"test_images", "test_labels"}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lamina import LaminaError
-from lamina.config import load_config
+from lamina.plan import make_plan
 from lamina.registry import load_registry
 from lamina.training import runs
 from lamina.training.plots import plot_run
@@ -18,9 +18,9 @@ from lamina.training.trainer import Data, fit, make_session
 @pytest.fixture
 def trained_run(tmp_path, tiny_config):
     registry = load_registry(load_entry_points=False)
-    config = load_config(tiny_config, registry).with_training(epochs=2)
-    session = make_session(config, registry, runs.create_run_dir(tmp_path / "run"))
-    runs.write_json(session.run_dir / runs.CONFIG, config.to_dict())
+    plan = make_plan(tiny_config, registry, training={"epochs": 2})
+    session = make_session(plan, registry, runs.create_run_dir(tmp_path / "run"))
+    runs.write_json(session.run_dir / runs.CONFIG, session.config.to_dict())
     rng = np.random.default_rng(0)
     x = rng.random((128, 1, 28, 28), dtype=np.float32)
     y = rng.integers(0, 10, 128)

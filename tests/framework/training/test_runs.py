@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lamina import CheckpointError, TrainingError
-from lamina.config import load_config
+from lamina.plan import make_plan
 from lamina.registry import load_registry
 from lamina.training import runs
 from lamina.training.trainer import Data, checkpoint, fit, make_session
@@ -17,9 +17,9 @@ from lamina.training.trainer import Data, checkpoint, fit, make_session
 @pytest.fixture
 def session(tmp_path, tiny_config):
     registry = load_registry(load_entry_points=False)
-    config = load_config(tiny_config, registry).with_training(epochs=2, batch_size=50)
+    plan = make_plan(tiny_config, registry, training={"epochs": 2, "batch_size": 50})
     run_dir = runs.create_run_dir(tmp_path / "run")
-    return make_session(config, registry, run_dir)
+    return make_session(plan, registry, run_dir)
 
 
 def synthetic(n=200, seed=0) -> Data:
