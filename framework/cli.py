@@ -246,6 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("error: out of memory; use a smaller --batch-size or a smaller network (lamina "
+              "bench shows what a step needs)", file=sys.stderr)
+        return EXIT_FAILED
     except BrokenPipeError:  # e.g. `lamina evaluate RUN | head`: the reader left early
         import os
 

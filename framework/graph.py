@@ -214,7 +214,7 @@ class Network:
         for node in self.order:
             try:
                 node.layer.build(node.input_shape, rng, dtype=dtype)
-            except LaminaError:
+            except (LaminaError, MemoryError):
                 raise
             except Exception as exc:
                 raise node.plugin_failed("build()", exc) from exc
@@ -268,7 +268,12 @@ class Network:
             value = args if step.nodes[0].layer.traits.multi_input else args[0]
             for node in step.nodes:
                 started = time.perf_counter()
-                value = node.layer.forward(value, training=training)
+                try:
+                    value = node.layer.forward(value, training=training)
+                except (LaminaError, MemoryError):
+                    raise
+                except Exception as exc:
+                    raise node.plugin_failed("forward()", exc) from exc
                 if timings is not None:
                     timings[node.name] = time.perf_counter() - started
             values[step.output] = value
@@ -287,7 +292,12 @@ class Network:
             grad = pending.pop(step.output)
             for node in reversed(step.nodes):
                 started = time.perf_counter()
-                grad = node.layer.backward(grad, input_grad=wanted if node is first else True)
+                try:
+                    grad = node.layer.backward(grad, input_grad=wanted if node is first else True)
+                except (LaminaError, MemoryError):
+                    raise
+                except Exception as exc:
+                    raise node.plugin_failed("backward()", exc) from exc
                 if timings is not None:
                     timings[node.name] = time.perf_counter() - started
             if not wanted:

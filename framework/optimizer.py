@@ -44,7 +44,7 @@ class OptimizerConfig(BaseModel):
     """Base of optimizer configs: a positive learning rate, unknown keys forbidden."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    lr: float = Field(1e-3, gt=0, description="learning rate")
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="learning rate")
 
 
 @dataclass(frozen=True)

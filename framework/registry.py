@@ -214,7 +214,10 @@ def load_registry(
             )
             try:
                 candidates.append((ep.load(), provider))
-            except Exception as exc:  # a broken plugin must not take lamina down
+            except KeyboardInterrupt:
+                raise  # the user's Ctrl-C, not the plugin's doing
+            except BaseException as exc:  # a broken plugin must not take lamina down,
+                # not even with sys.exit() or another BaseException at import
                 from .installed import shadowing_hint
 
                 hint = shadowing_hint(ep.value.split(":")[0].strip(), dist)
@@ -259,7 +262,9 @@ def load_registry(
                 for cls in _as_class_list(classes, HOOKS[kind]):
                     _validate_class(kind, cls)
                     by_plugin.setdefault(key, []).append((kind, cls))
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
                 if key not in third_party:
                     raise PluginError(f"built-in plugin {key!r} is invalid: {exc}") from exc
                 failed.add(key)

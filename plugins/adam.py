@@ -34,7 +34,7 @@ from lamina import Optimizer, OptimizerConfig, OptimizerExample, hookimpl
 class AdamConfig(OptimizerConfig):
     """Settings of ``adam``; the defaults are Keras's (epsilon differs from PyTorch's 1e-8)."""
 
-    lr: float = Field(1e-3, gt=0, description="learning rate")
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="learning rate")
     beta_1: float = Field(0.9, ge=0, lt=1, description="decay rate of the first moment m")
     beta_2: float = Field(0.999, ge=0, lt=1, description="decay rate of the second moment v")
     epsilon: float = Field(1e-7, gt=0, description="added to sqrt(v) to avoid division by 0")

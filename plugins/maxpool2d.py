@@ -64,9 +64,15 @@ class MaxPool2D(Layer):
         self.pool = pair(self.config.pool_size)
         self.stride = pair(self.config.stride if self.config.stride is not None else self.pool)
         ph, pw = self.pool
-        self.offsets = [(i, j) for i in range(ph) for j in range(pw)]
         self._winner_dtype = np.min_scalar_type(ph * pw - 1)
         self._work = Workspace()
+
+    @property
+    def offsets(self) -> list[tuple[int, int]]:
+        """The window offsets (i, j) in row-major order. Made when used: a config's
+        pool_size is only checked against the input when shapes are inferred."""
+        ph, pw = self.pool
+        return [(i, j) for i in range(ph) for j in range(pw)]
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:

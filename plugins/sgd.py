@@ -29,7 +29,8 @@ from lamina import Optimizer, OptimizerConfig, OptimizerExample, hookimpl
 class SGDConfig(OptimizerConfig):
     """Settings of ``sgd``."""
 
-    lr: float = Field(0.01, gt=0, description="learning rate (Keras's SGD default)")
+    lr: float = Field(0.01, gt=0, allow_inf_nan=False,
+                      description="learning rate (Keras's SGD default)")
     momentum: float = Field(0.0, ge=0, lt=1, description="momentum factor mu; 0 disables it")
     nesterov: bool = Field(False, description="use Nesterov momentum (needs momentum > 0)")
     weight_decay: float = Field(

@@ -35,14 +35,15 @@ from .trainer import (
 Log = Callable[[str], None]
 
 
-def _load_data(session: Session, data_dir: str | None, log: Log) -> tuple[Data, dict]:
+def _load_data(session: Session, data_dir: str | None, log: Log, download: bool = True,
+               ) -> tuple[Data, dict]:
     """The split training data and the files it came from. The loaded dataset itself
     (its unsplit training and its test arrays) is let go: training never reads them."""
     from ..data import load_dataset
 
     training = session.config.training
     dataset = load_dataset(training.dataset, data_dir=data_dir, limit=training.limit, report=log,
-                           parts=("train",))
+                           parts=("train",), download=download)
     _check_fits_dataset(session.config, session.network.output_shape, dataset)
     return split_validation(session, dataset.train_x, dataset.train_y), dataset.files
 
@@ -75,14 +76,15 @@ def default_run_dir(config: NetworkConfig) -> Path:
 def start_run(
     config_source: str | Path, registry: Registry, *, overrides: dict[str, Any] | None = None,
     optimizer_lr: float | None = None, run_dir: str | Path | None = None,
-    data_dir: str | None = None, quiet: bool = False, log: Log = print,
+    data_dir: str | None = None, quiet: bool = False, log: Log = print, download: bool = True,
 ) -> Path:
-    """Train a new run of ``config_source`` into a new run directory; returns the directory."""
+    """Train a new run of ``config_source`` into a new run directory; returns the directory.
+    ``download=False`` looks for the dataset on disk only."""
     plan = make_plan(config_source, registry, training=overrides, lr=optimizer_lr)
     path = Path(run_dir) if run_dir is not None else default_run_dir(plan.config)
     runs.check_new_run_dir(path)
     session = make_session(plan, registry, path)
-    data, files = _load_data(session, data_dir, log)
+    data, files = _load_data(session, data_dir, log, download)
     runs.create_run_dir(path)
     with RunLock(path):
         runs.write_json(path / runs.CONFIG, session.config.to_dict())
@@ -94,7 +96,7 @@ def start_run(
 
 def resume_run(
     run_dir: str | Path, registry: Registry, *, epochs: int | None = None,
-    data_dir: str | None = None, quiet: bool = False, log: Log = print,
+    data_dir: str | None = None, quiet: bool = False, log: Log = print, download: bool = True,
 ) -> Path:
     """Continue a run from its last checkpoint (optionally to a larger number of epochs).
 
@@ -106,7 +108,8 @@ def resume_run(
         session = make_session(plan, registry, path)
         if ckpt is not None:
             _check_fits(session, ckpt, path)
-        data, _ = _load_data(session, data_dir, log)  # draws the split as the original run did
+        # Draws the split as the original run did.
+        data, _ = _load_data(session, data_dir, log, download)
         # Everything is checked: from here on the run directory may change.
         removed = runs.remove_leftovers(path)
         if removed:

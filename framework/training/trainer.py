@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..config import NetworkConfig
-from ..errors import StateError, TrainingError
+from ..errors import LaminaError, PluginError, StateError, TrainingError
 from ..graph import Network
 from ..parallel import ShardedStep
 from ..plan import Plan
@@ -170,13 +170,23 @@ def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, 
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         xb, yb = data.train_x[index], data.train_y[index]
-        loss, logits = session.step.train_step(xb, yb)
+        try:
+            loss, logits = session.step.train_step(xb, yb)
+        except (LaminaError, MemoryError):
+            raise  # a layer's own failure arrives as a PluginError naming it
+        except Exception as exc:
+            raise plugin_failed(session.loss, "loss", exc) from exc
         if not math.isfinite(loss):
             raise stopped(session, f"the loss became {loss} at epoch {session.epoch + 1}, "
                                    f"batch {start // batch_size + 1}")
         # params() and grads() are read at every step: the optimizer gets the arrays the
         # layers hold now, whatever a layer did with them since the last step.
-        opt.step(network.params(), network.grads())
+        try:
+            opt.step(network.params(), network.grads())
+        except (LaminaError, MemoryError):
+            raise
+        except Exception as exc:
+            raise plugin_failed(opt, "optimizer", exc) from exc
         seen += len(index)
         correct += int(np.sum(np.argmax(logits, axis=1) == yb))
         loss_sum += loss * len(index)
@@ -184,6 +194,13 @@ def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, 
         progress.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
                              refresh=False)
     return loss_sum / seen, correct / seen
+
+
+def plugin_failed(plugin: Any, kind: str, exc: Exception) -> PluginError:
+    """The error for an unexpected exception from a loss or optimizer plugin."""
+    return PluginError(f"the {getattr(plugin, 'name', '?')} {kind} plugin "
+                       f"({type(plugin).__module__}) raised {type(exc).__name__}: {exc}. This "
+                       "is a bug in the plugin; report it to its author, or use another one")
 
 
 def stopped(session: Session, what: str) -> TrainingError:
@@ -198,15 +215,13 @@ def stopped(session: Session, what: str) -> TrainingError:
                          "or check the data")
 
 
-def _check_finite(session: Session, record: dict[str, Any]) -> None:
-    """Before a checkpoint: every weight and the validation loss must be finite."""
-    if record["val_loss"] is not None and not math.isfinite(record["val_loss"]):
-        raise stopped(session, f"the validation loss became {record['val_loss']} at epoch "
-                               f"{record['epoch']}")
+def _check_weights(session: Session, epoch: int) -> None:
+    """After an epoch's last step: every weight must be finite (a step can overflow with
+    a finite loss before it), or nothing of the epoch is kept."""
     bad = [key for key, value in session.network.params().items()
            if not np.all(np.isfinite(value))]
     if bad:
-        raise stopped(session, f"the weights became NaN or infinite at epoch {record['epoch']} "
+        raise stopped(session, f"the weights became NaN or infinite at epoch {epoch} "
                                f"({', '.join(bad[:4])}{', ...' if len(bad) > 4 else ''})")
 
 
@@ -235,6 +250,7 @@ def fit(session: Session, data: Data, *, quiet: bool = False, log=print) -> list
                   dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 10.0,
                   ) as progress:
             train_loss, train_acc = train_epoch(session, data, progress=progress)
+        _check_weights(session, epoch + 1)
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "lr": session.optimizer.lr,
@@ -246,6 +262,9 @@ def fit(session: Session, data: Data, *, quiet: bool = False, log=print) -> list
         }
         if len(data.val_x):
             val_loss, predicted = evaluate_arrays(session, data.val_x, data.val_y)
+            if not math.isfinite(val_loss):
+                raise stopped(session, f"the validation loss became {val_loss} at epoch "
+                                       f"{epoch + 1}")
             record["val_loss"] = val_loss
             record["val_accuracy"] = float(np.mean(predicted == data.val_y))
             best = session.extra.get("best_val_loss")
@@ -255,7 +274,6 @@ def fit(session: Session, data: Data, *, quiet: bool = False, log=print) -> list
             else:
                 session.extra["stale_epochs"] = session.extra.get("stale_epochs", 0) + 1
         record["seconds"] = round(time.perf_counter() - started, 3)
-        _check_finite(session, record)
         best = min((r["train_loss"] for r in session.history), default=None)
         if best is not None and train_loss > DIVERGENCE * best:
             log(f"warning: the training loss grew from {best:.4g} to {train_loss:.4g} at epoch "

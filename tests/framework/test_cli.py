@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -148,3 +149,54 @@ def test_evaluate_json_has_the_documented_keys(tmp_path, mnist_root):
     assert report["accuracy"] == pytest.approx(sum(matrix[i][i] for i in range(10)) / 10_000)
     text = run("evaluate", str(run_dir), "--data-dir", mnist_root)
     assert "confusion matrix" in text.stdout and "per-class accuracy" in text.stdout
+
+
+def test_resource_bombs_in_a_config_are_refused_quickly(tmp_path):
+    """Each of these once hung, exhausted memory or printed a traceback."""
+    reference = {"model": {"input_shape": [1, 28, 28], "layers": [
+        {"type": "conv2d", "filters": 4, "kernel_size": 3}, {"type": "flatten"},
+        {"type": "dense", "units": 10}]}}
+    bombs = {
+        "deep.json": ('{"model": ' + "[" * 5000 + "]" * 5000 + "}", "nests"),
+        "deep.toml": ("[model]\ninput_shape = " + "[" * 5000 + "]" * 5000 + "\n", "nests"),
+        "digits.toml": ("[training]\nseed = " + "9" * 5000 + "\n", "a value cannot be read"),
+        "units.json": (json.dumps({"model": {"input_shape": [1, 28, 28], "layers": [
+            {"type": "flatten"}, {"type": "dense", "units": 2**31}]}}),
+            "lamina allows at most 268,435,456"),
+        "pool.json": (json.dumps({"model": {"input_shape": [1, 28, 28], "layers": [
+            {"type": "maxpool2d", "pool_size": 1_000_000}, {"type": "flatten"},
+            {"type": "dense", "units": 10}]}}), "pool_size (1000000, 1000000) is larger"),
+        "padding.json": (json.dumps({"model": {"input_shape": [1, 28, 28], "layers": [
+            {"type": "conv2d", "filters": 64, "kernel_size": 3, "padding": 100_000},
+            {"type": "flatten"}, {"type": "dense", "units": 10}]}}), "values per sample"),
+        "input.json": (json.dumps({**reference, "model": {**reference["model"],
+                                   "input_shape": [4096, 4096, 4096]}}), "values per sample"),
+        "batch.json": (json.dumps({"model": {"input_shape": [1, 28, 28], "layers": [
+            {"type": "conv2d", "filters": 64, "kernel_size": 3}, {"type": "flatten"},
+            {"type": "dense", "units": 10}]}, "training": {"batch_size": 65536}}),
+            "use a batch size of at most 24,818"),
+    }
+    for name, (text, expected) in bombs.items():
+        path = tmp_path / name
+        path.write_text(text)
+        result = run("validate", str(path))
+        assert result.returncode == 2, (name, result.stdout)
+        no_traceback(result)
+        assert expected in result.stderr, (name, result.stderr)
+
+
+def test_devices_pipes_and_odd_names_are_refused(tmp_path):
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)
+    long_name = tmp_path / ("x" * 300 + ".toml")
+    cases = {"/dev/zero": "not a regular file", str(fifo): "not a regular file",
+             str(long_name): "File name too long", str(tmp_path): "is a directory"}
+    for path, expected in cases.items():
+        result = run("validate", path)
+        assert result.returncode == 2 and expected in result.stderr, (path, result.stderr)
+        no_traceback(result)
+    undecodable = subprocess.run(
+        [sys.executable, "-m", "lamina.cli", "validate", os.fsencode(tmp_path) + b"/\xff.toml"],
+        capture_output=True, timeout=120)
+    assert undecodable.returncode == 2
+    assert b"Traceback" not in undecodable.stderr and b"\\udcff.toml" in undecodable.stderr

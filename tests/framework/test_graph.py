@@ -263,3 +263,21 @@ def test_a_plugin_raising_while_the_network_is_made_is_named_with_its_provider(r
                               "(lamina.plugins.dense, from lamina 0.1.0) raised "
                               "ZeroDivisionError in ")
     assert "This is a bug in the plugin; report it to its author" in message
+
+
+@pytest.mark.parametrize("method", ["forward", "backward"])
+def test_a_plugin_raising_while_training_is_named_with_its_provider(registry, method):
+    net = build(registry, [{"type": "dense", "units": 3}, {"type": "relu", "name": "act"}])
+    layer = net.nodes[1].layer
+
+    def boom(*args, **kwargs):
+        raise IndexError("index 7 is out of bounds")
+
+    setattr(layer, method, boom)
+    with pytest.raises(PluginError) as info:
+        net.forward(np.ones((2, 4)), training=True)
+        net.backward(np.ones((2, 3)))
+    message = str(info.value)
+    assert message.startswith(f"model.layers[1] (relu) 'act': the relu plugin "
+                              f"(lamina.plugins.relu, from lamina 0.1.0) raised IndexError in "
+                              f"{method}(): index 7 is out of bounds")

@@ -163,3 +163,15 @@ def test_no_global_plugin_manager_or_rng():
     assert first is not second and first.layers["relu"] == second.layers["relu"]
     assert not any(type(v).__name__ in ("PluginManager", "Generator")
                    for v in vars(module).values())
+
+
+@pytest.mark.parametrize("statement", [
+    "import sys\nsys.exit(3)\n",
+    "class Stop(BaseException):\n    pass\nraise Stop('no GPU found')\n",
+])
+def test_a_plugin_exiting_at_import_is_skipped_not_fatal(fake_dist, statement):
+    fake_dist("lamina-exits", "0.1", "lamina_exits", statement)
+    registry = load_registry()
+    [problem] = [p for p in registry.problems if p.provider.dist == "lamina-exits"]
+    assert problem.reason.startswith("import failed: ")
+    assert "relu" in registry.layers  # everything else still works

@@ -1,0 +1,265 @@
+"""Faults and untrusted run directories: a failed command changes nothing, a fault keeps the
+last checkpoint, and what a killed process leaves is taken back."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lamina import CheckpointError, ConfigError, DataError, LaminaError, TrainingError
+from lamina.plan import make_plan
+from lamina.registry import load_registry
+from lamina.training import load_checkpoint, load_trained, resume_run, runs, start_run
+from lamina.training.trainer import Data, fit, make_session
+
+REGISTRY = load_registry(load_entry_points=False)
+
+
+def quiet(data_dir: str) -> dict:
+    return {"data_dir": data_dir, "quiet": True, "log": lambda _: None}
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def synthetic(n: int = 128) -> Data:
+    rng = np.random.default_rng(0)
+    x = rng.random((n, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, n)
+    return Data(x, y, x[:32], y[:32])
+
+
+@pytest.fixture
+def trained(tmp_path, tiny_config, mnist_dir) -> Path:
+    run_dir = tmp_path / "run"
+    start_run(tiny_config, REGISTRY, run_dir=run_dir, overrides={"epochs": 1},
+              **quiet(mnist_dir))
+    return run_dir
+
+
+def rewrite_checkpoint(run_dir: Path, change) -> None:
+    """Edit the checkpoint's arrays with ``change(arrays)``, keeping the index consistent
+    (the SHA-256 recomputed), as a tool or a person editing a run directory would."""
+    index = json.loads((run_dir / runs.CHECKPOINT).read_text())
+    npz = run_dir / index["arrays"]
+    with np.load(npz, allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    change(arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    npz.write_bytes(buffer.getvalue())
+    index["sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    (run_dir / runs.CHECKPOINT).write_text(json.dumps(index))
+
+
+def huge_member(run_dir: Path) -> None:
+    """A member whose .npy header declares a terabyte while it holds a few bytes."""
+    index = json.loads((run_dir / runs.CHECKPOINT).read_text())
+    npz = run_dir / index["arrays"]
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (2**20, 2**20)})
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        archive.writestr("param/conv2d_1.W.npy", header.getvalue() + bytes(16))
+    npz.write_bytes(data.getvalue())
+    index["sha256"] = hashlib.sha256(data.getvalue()).hexdigest()
+    (run_dir / runs.CHECKPOINT).write_text(json.dumps(index))
+
+
+def edit_index(key, value):
+    def edit(run_dir: Path) -> None:
+        index = json.loads((run_dir / runs.CHECKPOINT).read_text())
+        index[key] = value
+        (run_dir / runs.CHECKPOINT).write_text(json.dumps(index))
+    return edit
+
+
+def bare_npy(run_dir: Path) -> None:
+    index = json.loads((run_dir / runs.CHECKPOINT).read_text())
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(3))
+    (run_dir / index["arrays"]).write_bytes(buffer.getvalue())
+    index["sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    (run_dir / runs.CHECKPOINT).write_text(json.dumps(index))
+
+
+def drop(key):
+    return lambda run_dir: rewrite_checkpoint(run_dir, lambda arrays: arrays.pop(key))
+
+
+CORRUPTIONS = {
+    "epoch not a number": (edit_index("epoch", "one"), "epoch"),
+    "history malformed": (edit_index("history", [{"epoch": 1}]), "history"),
+    "generator state not PCG64": (edit_index("rng_state", {"bit_generator": "MT19937"}),
+                                  "rng_state"),
+    "history of other epochs": (edit_index("history", []), "history of epochs []"),
+    "bare .npy for the .npz": (bare_npy, "not an .npz archive"),
+    "a member declaring a terabyte": (huge_member, "declares shape (1048576, 1048576)"),
+    "optimizer slot missing": (drop("optim/m/conv2d_1.W"), "the slots cover different"),
+    "optimizer step count missing": (drop("optim/#steps"), "missing '#steps'"),
+    "a parameter missing": (drop("param/dense_1.W"), "missing 'dense_1.W'"),
+    "a parameter NaN": (lambda d: rewrite_checkpoint(
+        d, lambda a: a["param/dense_1.b"].__setitem__(0, np.nan)), "NaN or infinite"),
+    "config.json invalid": (lambda d: (d / runs.CONFIG).write_text('{"model": 3}'),
+                            "config.json"),
+}
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_a_damaged_run_directory_is_refused_and_left_as_it_was(trained, mnist_dir, name):
+    damage, expected = CORRUPTIONS[name]
+    damage(trained)
+    before = snapshot(trained)
+    for command in (lambda: resume_run(trained, REGISTRY, epochs=2, **quiet(mnist_dir)),
+                    lambda: load_trained(trained, REGISTRY)):
+        with pytest.raises(LaminaError) as info:
+            command()
+        assert expected in str(info.value)
+    assert snapshot(trained) == before
+
+
+def test_a_resume_that_fails_on_its_data_changes_nothing(trained, tmp_path, monkeypatch):
+    """Before: --epochs was written into config.json before the data was looked for."""
+    monkeypatch.delenv("LAMINA_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    before = snapshot(trained)
+    with pytest.raises(DataError, match="cannot find"):
+        resume_run(trained, REGISTRY, epochs=5, data_dir=str(tmp_path / "nothing"),
+                   quiet=True, log=lambda _: None, download=False)
+    assert snapshot(trained) == before
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(
+        tmp_path, tiny_config, mnist_dir):
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    start_run(tiny_config, REGISTRY, run_dir=straight, overrides={"epochs": 1},
+              **quiet(mnist_dir))
+    # What a kill during the first epoch leaves: the config and provenance, and a stray
+    # temporary file of the interrupted first checkpoint.
+    killed.mkdir()
+    for name in (runs.CONFIG, runs.PROVENANCE):
+        (killed / name).write_bytes((straight / name).read_bytes())
+    (killed / ".checkpoint-e0001.npz.4242.0123abcd.tmp").write_bytes(b"half")
+    messages = []
+    resume_run(killed, REGISTRY, data_dir=mnist_dir, quiet=True, log=messages.append)
+    assert any("starting it again from its first epoch" in m for m in messages)
+    assert any(".checkpoint-e0001.npz.4242.0123abcd.tmp" in m for m in messages)
+    a, b = load_checkpoint(straight), load_checkpoint(killed)
+    assert a.epoch == b.epoch == 1
+    for key in a.params:
+        np.testing.assert_array_equal(a.params[key], b.params[key])
+    assert not list(killed.glob("*.tmp"))
+
+
+def test_an_archive_no_index_names_is_removed_on_resume(trained, mnist_dir):
+    index = json.loads((trained / runs.CHECKPOINT).read_text())
+    orphan = trained / "checkpoint-e0002.npz"  # written, then killed before the index
+    orphan.write_bytes((trained / index["arrays"]).read_bytes())
+    resume_run(trained, REGISTRY, epochs=2, **quiet(mnist_dir))
+    assert load_checkpoint(trained).epoch == 2
+    assert sorted(p.name for p in trained.glob("*.npz")) == ["checkpoint-e0002.npz"]
+
+
+def test_a_run_directory_in_use_is_refused(trained, mnist_dir):
+    before = snapshot(trained)
+    with runs.RunLock(trained), pytest.raises(CheckpointError, match="in use by another"):
+        resume_run(trained, REGISTRY, epochs=2, **quiet(mnist_dir))
+    assert snapshot(trained) == before
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_resume_continues(
+        tmp_path, tiny_config, mnist_dir, monkeypatch):
+    full, straight = tmp_path / "full", tmp_path / "straight"
+    start_run(tiny_config, REGISTRY, run_dir=straight, overrides={"epochs": 2},
+              **quiet(mnist_dir))
+    real = runs.atomic_write
+    archives = []
+
+    def disk_fills(path, data):
+        if path.suffix == ".npz":
+            if archives:  # the second checkpoint finds no space
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            archives.append(path)
+        real(path, data)
+
+    monkeypatch.setattr(runs, "atomic_write", disk_fills)
+    with pytest.raises(CheckpointError) as info:
+        start_run(tiny_config, REGISTRY, run_dir=full, overrides={"epochs": 2},
+                  **quiet(mnist_dir))
+    message = str(info.value)
+    assert "cannot write the checkpoint of epoch 2" in message
+    assert "No space left on device; the checkpoint of epoch 1 is intact" in message
+    assert load_checkpoint(full).epoch == 1
+    assert not list(full.glob(".*.tmp")) and len(list(full.glob("*.npz"))) == 1
+    monkeypatch.setattr(runs, "atomic_write", real)
+    resume_run(full, REGISTRY, **quiet(mnist_dir))
+    a, b = load_checkpoint(straight), load_checkpoint(full)
+    for key in a.params:
+        np.testing.assert_array_equal(a.params[key], b.params[key])
+
+
+def session_in(tmp_path, tiny_config, **training):
+    plan = make_plan(tiny_config, REGISTRY, training={"batch_size": 128, **training})
+    return make_session(plan, REGISTRY, runs.create_run_dir(tmp_path / "run"))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize(("lr", "what"), [
+    (1e39, "the weights became NaN or infinite at epoch 1"),  # past float32's range
+    (1e30, "the validation loss became nan at epoch 1"),  # finite weights, overflowing logits
+])
+def test_numbers_that_overflow_stop_training_and_are_never_saved(tmp_path, tiny_config, lr,
+                                                                  what):
+    """One batch per epoch: the loss of that batch is finite, the step it takes is not."""
+    plan = make_plan(tiny_config, REGISTRY, training={"batch_size": 128, "epochs": 1}, lr=lr)
+    session = make_session(plan, REGISTRY, runs.create_run_dir(tmp_path / "run"))
+    with pytest.raises(TrainingError) as info, np.errstate(all="ignore"):
+        fit(session, synthetic(), quiet=True, log=lambda _: None)
+    message = str(info.value)
+    assert what in message
+    assert "No epoch had finished, so" in message and "holds no checkpoint" in message
+    assert not (session.run_dir / runs.CHECKPOINT).exists()
+    assert not list(session.run_dir.glob("*.npz"))
+
+
+def test_a_diverging_run_is_warned_about(tmp_path, tiny_config, monkeypatch):
+    from lamina.training import trainer
+
+    losses = iter([(1.0, 0.5), (0.8, 0.6), (12.0, 0.1)])
+    monkeypatch.setattr(trainer, "train_epoch", lambda s, d, progress: next(losses))
+    session = session_in(tmp_path, tiny_config, epochs=3)
+    messages = []
+    fit(session, synthetic(), quiet=True, log=messages.append)
+    [warning] = [m for m in messages if m.startswith("warning")]
+    assert "the training loss grew from 0.8 to 12 at epoch 3: the run is diverging" in warning
+
+
+def test_lr_inf_is_a_config_mistake(tiny_config):
+    with pytest.raises(ConfigError, match=r"optimizer \(adam\)\.lr"):
+        make_plan(tiny_config, REGISTRY, lr=float("inf"))
+
+
+def test_an_empty_test_set_is_an_error_not_nan_percent(trained, mnist_dir, monkeypatch):
+    import lamina.data
+    from lamina.training import evaluate_run
+
+    real = lamina.data.load_dataset
+
+    def no_test_samples(*args, **kwargs):
+        dataset = real(*args, **kwargs)
+        object.__setattr__(dataset, "test_x", dataset.test_x[:0])
+        object.__setattr__(dataset, "test_y", dataset.test_y[:0])
+        return dataset
+
+    monkeypatch.setattr(lamina.data, "load_dataset", no_test_samples)
+    with pytest.raises(DataError, match="test set .* holds no samples"):
+        evaluate_run(trained, REGISTRY, data_dir=mnist_dir, log=lambda _: None)
