@@ -92,6 +92,12 @@ seed = 7
 """
 
 
+@pytest.fixture(scope="session")
+def tiny_cnn_text() -> str:
+    """The tiny convnet's TOML text, for fixtures of a wider scope than a test."""
+    return TINY_CNN
+
+
 @pytest.fixture
 def tiny_config(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.toml"

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..data.specs import DATASETS
-from ..errors import ConfigIssue
-from ..schedules import ConstantSchedule, CosineSchedule, ScheduleConfig
+from ..errors import ConfigError, ConfigIssue
+from ..schedules import ConstantSchedule, CosineSchedule, ScheduleConfig, parse_schedule
 
 #: training.shards: each shard is a replica of the network
 MAX_SHARDS = 64
@@ -60,21 +60,38 @@ class TrainingConfig(BaseModel):
         "(lamina.parallel); default 2, or 1 for a network with batch-dependent layers",
     )
 
-    @model_validator(mode="after")
-    def _schedule_fits_the_epochs(self) -> TrainingConfig:
-        schedule = self.schedule
-        if isinstance(schedule, CosineSchedule) and schedule.warmup_epochs >= self.epochs:
+    # A field validator rather than a model validator: it runs (epochs is declared
+    # first) even when another field is wrong, so every mistake is reported at once.
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_fits_the_epochs(cls, schedule: Any, info: ValidationInfo) -> Any:
+        epochs = info.data.get("epochs")
+        if isinstance(schedule, CosineSchedule) and epochs is not None \
+                and schedule.warmup_epochs >= epochs:
             raise ValueError(
                 f"the cosine schedule's warm-up must end before the last epoch: expected "
                 f"warmup_epochs < epochs, received warmup_epochs={schedule.warmup_epochs} and "
-                f"epochs={self.epochs}; lower warmup_epochs or train longer"
+                f"epochs={epochs}; lower warmup_epochs or train longer"
             )
-        return self
+        return schedule
 
 
-def cross_section_issues(training: TrainingConfig, optimizer: BaseModel) -> list[ConfigIssue]:
+def schedule_of(training: TrainingConfig | None, section: Any) -> Any:
+    """The validated schedule: the training section's, or, when another key of that
+    section is wrong, the schedule validated on its own (so its checks still run)."""
+    if training is not None:
+        return training.schedule
+    if not isinstance(section, dict) or "schedule" not in section:
+        return ConstantSchedule()
+    try:
+        return parse_schedule(section["schedule"])
+    except ConfigError:
+        return None  # reported with the training section
+
+
+def cross_section_issues(schedule: Any, optimizer: BaseModel) -> list[ConfigIssue]:
     """Mistakes that only show with two sections side by side."""
-    schedule, lr = training.schedule, getattr(optimizer, "lr", None)
+    lr = getattr(optimizer, "lr", None)
     if isinstance(schedule, CosineSchedule) and lr is not None and schedule.min_lr > lr:
         return [ConfigIssue("training.schedule.min_lr", (
             f"the cosine schedule decays from the optimizer's lr down to min_lr, so "

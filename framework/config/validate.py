@@ -47,7 +47,7 @@ from ..registry import Registry
 from .dag import graph_issues
 from .files import check_depth, read_config
 from .issues import pydantic_issues
-from .run import TrainingConfig, cross_section_issues
+from .run import TrainingConfig, cross_section_issues, schedule_of
 from .schema import INPUT, ModelSection, NetworkConfig, NodeConfig, NodeKeys, PluginConfig, Sections
 
 
@@ -125,8 +125,9 @@ def validate_document(raw: Any, registry: Registry, *, source: str = "<dict>") -
     except ValidationError as exc:
         issues.extend(pydantic_issues(exc, "training", TrainingConfig))
         training = None
-    if training is not None and optimizer is not None:
-        issues.extend(cross_section_issues(training, optimizer.config))
+    schedule = schedule_of(training, sections.training)
+    if schedule is not None and optimizer is not None:
+        issues.extend(cross_section_issues(schedule, optimizer.config))
     if not issues:
         result.config = NetworkConfig(result.input_shape, tuple(result.nodes), loss, optimizer,
                                       training, source)

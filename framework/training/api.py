@@ -154,9 +154,10 @@ def _fit(session: Session, data: Data, quiet: bool, log: Log) -> None:
 
 
 def _kept(session: Session) -> str:
-    if session.epoch:
-        return f"the last checkpoint (epoch {session.epoch}) is in {shown(session.run_dir)}"
-    return f"no epoch had finished, so {shown(session.run_dir)} holds no checkpoint yet"
+    if session.saved:
+        return f"the last checkpoint (epoch {session.saved}) is in {shown(session.run_dir)}"
+    return (f"no checkpoint had been written, so {shown(session.run_dir)} holds none yet (a "
+            "resume starts from the first epoch)")
 
 
 def _checked_run(path: Path, registry: Registry, *, epochs: int | None = None

@@ -9,7 +9,6 @@ training run::
     checkpoint.json    the latest checkpoint: epoch, RNG state, history, the .npz's name
                        and SHA-256
     checkpoint-eNNNN.npz   params, non-trainable state and optimizer state
-    .lamina.lock       held (flock) by the process training in the directory
 
 Checkpoints hold only arrays (``.npz``, read with ``allow_pickle=False``) and
 JSON. Every file is written atomically: to a temporary file in the same folder,
@@ -23,7 +22,8 @@ validated against a schema (:class:`CheckpointIndex`), files are read only up to
 a bound, and every ``.npz`` member's header is checked against its stored size
 before its array is allocated. What a killed process leaves behind (a temporary
 file, the ``.npz`` of a checkpoint whose index was never written) is removed by
-the next process that takes the directory's lock.
+the next process that takes the directory's lock (an advisory ``flock`` on the
+directory while a process trains in it).
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ CONFIG = "config.json"
 METRICS = "metrics.json"
 METRICS_CSV = "metrics.csv"
 PROVENANCE = "provenance.json"
-LOCK = ".lamina.lock"
 FORMAT_VERSION = 1
 #: the largest JSON file of a run directory read (a history of 100,000 epochs fits)
 MAX_JSON_BYTES = 64 << 20
@@ -105,7 +104,7 @@ def check_new_run_dir(path: Path) -> None:
     path = Path(path)
     try:
         exists, is_dir = path.exists(), path.is_dir()
-        busy = is_dir and any(p.name != LOCK for p in path.iterdir())
+        busy = is_dir and any(path.iterdir())
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"--run-dir {shown(path)} cannot be used: "
                               f"{getattr(exc, 'strerror', None) or exc}") from None
@@ -139,11 +138,12 @@ def create_run_dir(path: Path) -> Path:
 
 class RunLock:
     """Exclusive use of a run directory by one process, released when the process ends
-    however it ends (an advisory ``flock`` on ``.lamina.lock``, which the kernel drops
-    with the process). Where ``flock`` does not exist, nothing is locked."""
+    however it ends: an advisory ``flock`` on the directory itself, which the kernel
+    drops with the process, and which creates no file. Where ``flock`` does not exist,
+    nothing is locked."""
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / LOCK
+        self.path = Path(run_dir)
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
@@ -152,17 +152,17 @@ class RunLock:
         except ImportError:  # not a POSIX system
             return self
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.__exit__()
             raise CheckpointError(
-                f"run directory {shown(self.path.parent)} is in use by another lamina process; "
-                "wait for it to finish (or stop it), then try again"
+                f"run directory {shown(self.path)} is in use by another lamina process; wait "
+                "for it to finish (or stop it), then try again"
             ) from None
         except OSError as exc:
             self.__exit__()
-            raise CheckpointError(f"cannot lock run directory {shown(self.path.parent)}: "
+            raise CheckpointError(f"cannot lock run directory {shown(self.path)}: "
                                   f"{exc.strerror or exc}") from exc
         return self
 

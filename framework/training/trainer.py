@@ -56,6 +56,7 @@ class Session:
     history: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     epoch: int = 0  # epochs completed
+    saved: int = 0  # epochs in the last checkpoint written (or restored)
 
 
 def make_session(plan: Plan, registry: Registry, run_dir: Path) -> Session:
@@ -108,10 +109,17 @@ def restore(session: Session, ckpt: Checkpoint) -> None:
     session.rng.bit_generator.state = ckpt.rng_state
     session.history = list(ckpt.history)
     session.extra = dict(ckpt.extra)
-    session.epoch = ckpt.epoch
+    session.epoch = session.saved = ckpt.epoch
 
 
 def checkpoint(session: Session) -> None:
+    """Save the session's state as its run directory's checkpoint."""
+    _save(session)
+    session.saved = session.epoch
+    runs.write_metrics(session.run_dir, session.history)
+
+
+def _save(session: Session) -> None:
     runs.save_checkpoint(session.run_dir, Checkpoint(
         epoch=session.epoch,
         params=session.network.state_dict(),
@@ -120,7 +128,6 @@ def checkpoint(session: Session) -> None:
         history=session.history,
         extra=session.extra,
     ))
-    runs.write_metrics(session.run_dir, session.history)
 
 
 def provenance(session: Session, registry: Registry, dataset_files: dict[str, Any]) -> dict:
@@ -207,10 +214,10 @@ def stopped(session: Session, what: str) -> TrainingError:
     """The error that ends a run whose numbers stopped being finite, saying which
     checkpoint survives: non-finite values are never saved."""
     where = shown(session.run_dir)
-    if session.epoch:
-        kept = f"The last good checkpoint (epoch {session.epoch}) is kept in {where}"
+    if session.saved:
+        kept = f"The last good checkpoint (epoch {session.saved}) is kept in {where}"
     else:
-        kept = f"No epoch had finished, so {where} holds no checkpoint"
+        kept = f"No checkpoint had been written, so {where} holds none"
     return TrainingError(f"{what}; training stopped. {kept}. Lower the learning rate (--lr) "
                          "or check the data")
 

@@ -136,3 +136,27 @@ def test_shipped_configs_and_file_errors(registry, tmp_path):
     yaml.write_text("model: {}")
     with pytest.raises(ConfigError, match="use .toml or .json"):
         read_config(yaml)
+
+
+def test_validate_reports_shape_run_and_section_mistakes_in_one_pass(registry):
+    """A shape that does not fit, a schedule that does not fit the epochs, a cosine floor
+    above the learning rate and a misspelt dataset, all in one ConfigError."""
+    from lamina.plan import make_plan
+
+    raw = {"model": {"input_shape": [1, 8, 8], "layers": [
+        {"type": "conv2d", "filters": 2, "kernel_size": 3}, {"type": "dense", "units": 3}]},
+        "optimizer": {"type": "sgd", "lr": 0.01},
+        "training": {"epochs": 2, "dataset": "mnsit",
+                     "schedule": {"type": "cosine", "warmup_epochs": 5, "min_lr": 0.5}}}
+    with pytest.raises(ConfigError) as info:
+        make_plan(raw, registry)
+    messages = [str(issue) for issue in info.value.issues]
+    assert any(m.startswith("training.dataset") and "'mnist'" in m for m in messages)
+    assert any("warmup_epochs < epochs" in m for m in messages)
+    assert any("model.layers[1] (dense) 'dense_1' cannot take its input" in m
+               and "add a flatten layer" in m for m in messages)
+    raw["training"]["schedule"]["warmup_epochs"] = 0
+    with pytest.raises(ConfigError) as info:
+        make_plan(raw, registry)
+    assert any(str(i).startswith("training.schedule.min_lr: the cosine schedule decays")
+               for i in info.value.issues)

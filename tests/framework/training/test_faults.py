@@ -226,7 +226,7 @@ def test_numbers_that_overflow_stop_training_and_are_never_saved(tmp_path, tiny_
         fit(session, synthetic(), quiet=True, log=lambda _: None)
     message = str(info.value)
     assert what in message
-    assert "No epoch had finished, so" in message and "holds no checkpoint" in message
+    assert "No checkpoint had been written, so" in message and "holds none" in message
     assert not (session.run_dir / runs.CHECKPOINT).exists()
     assert not list(session.run_dir.glob("*.npz"))
 
@@ -263,3 +263,72 @@ def test_an_empty_test_set_is_an_error_not_nan_percent(trained, mnist_dir, monke
     monkeypatch.setattr(lamina.data, "load_dataset", no_test_samples)
     with pytest.raises(DataError, match="test set .* holds no samples"):
         evaluate_run(trained, REGISTRY, data_dir=mnist_dir, log=lambda _: None)
+
+
+KILL_MID_WRITE = """
+import os, signal, sys
+from lamina.training import runs
+
+real, archives = runs.atomic_write, []
+
+def dies_half_way(path, data):
+    # The second checkpoint's archive: the temporary file is written, then the process
+    # is killed before the rename, as a power cut or an OOM kill would leave it.
+    if path.suffix == ".npz":
+        archives.append(path)
+        if len(archives) == 2:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.0123abcd.tmp")
+            tmp.write_bytes(data[: len(data) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
+    real(path, data)
+
+runs.atomic_write = dies_half_way
+from lamina.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_kill_in_the_middle_of_a_checkpoint_write_keeps_the_last_one(
+        tmp_path, tiny_config, mnist_dir):
+    import os
+    import subprocess
+    import sys
+
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    result = subprocess.run(
+        [sys.executable, "-c", KILL_MID_WRITE, "train", str(tiny_config), "--epochs", "3",
+         "--quiet", "--run-dir", str(killed), "--data-dir", mnist_dir],
+        capture_output=True, text=True, timeout=300, env={**os.environ})
+    assert result.returncode == -9, result.stderr
+    assert load_checkpoint(killed).epoch == 1  # the second checkpoint never happened
+    assert len(list(killed.glob(".*.tmp"))) == 1  # what the kill left
+    resume_run(killed, REGISTRY, **quiet(mnist_dir))
+    start_run(tiny_config, REGISTRY, run_dir=straight, overrides={"epochs": 3},
+              **quiet(mnist_dir))
+    a, b = load_checkpoint(straight), load_checkpoint(killed)
+    assert a.epoch == b.epoch == 3
+    for key in a.params:
+        np.testing.assert_array_equal(a.params[key], b.params[key])
+    assert not list(killed.glob(".*.tmp"))
+
+
+def test_ctrl_c_during_the_first_checkpoint_names_no_checkpoint_and_resume_works(
+        tmp_path, tiny_config, mnist_dir, monkeypatch):
+    run_dir = tmp_path / "run"
+    real = runs.atomic_write
+
+    def interrupted(path, data):
+        if path.suffix == ".npz":
+            raise KeyboardInterrupt
+        real(path, data)
+
+    monkeypatch.setattr(runs, "atomic_write", interrupted)
+    messages = []
+    with pytest.raises(KeyboardInterrupt):
+        start_run(tiny_config, REGISTRY, run_dir=run_dir, overrides={"epochs": 1},
+                  data_dir=mnist_dir, quiet=True, log=messages.append)
+    assert ("no checkpoint had been written, so " in messages[-1]
+            and f"continue with `lamina train --resume {run_dir}`" in messages[-1])
+    monkeypatch.setattr(runs, "atomic_write", real)
+    resume_run(run_dir, REGISTRY, **quiet(mnist_dir))
+    assert load_checkpoint(run_dir).epoch == 1

@@ -49,3 +49,12 @@ def test_plot_without_matplotlib_says_how_to_install_it(trained_run, monkeypatch
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     with pytest.raises(LaminaError, match=r"pip install 'lamina\[plot\]'"):
         plot_run(run_dir, registry)
+
+
+def test_plot_onto_a_file_is_a_clear_error(trained_run, tmp_path):
+    registry, run_dir = trained_run
+    a_file = tmp_path / "curves.png"
+    a_file.write_bytes(b"mine")
+    with pytest.raises(LaminaError, match="--out .* is a file; give a folder"):
+        plot_run(run_dir, registry, a_file)
+    assert a_file.read_bytes() == b"mine"

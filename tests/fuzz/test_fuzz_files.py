@@ -1,0 +1,138 @@
+"""Damaged IDX files and run directories: a DataError or CheckpointError with a message,
+nothing allocated beyond the file, no file changed.
+
+IDX bytes are built here with ``struct`` (not by lamina), then cut, extended, flipped
+and re-headed; a run directory is trained once (synthetic data, no dataset needed) and
+each example damages a copy of it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fuzzing import FUZZ, no_hang
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lamina.data.idx import IMAGES_MAGIC, read_idx_verified
+from lamina.errors import DataError, LaminaError
+from lamina.plan import make_plan
+from lamina.registry import load_registry
+from lamina.training import load_trained, resume_run, runs
+from lamina.training.trainer import Data, fit, make_session
+
+IMAGES = np.random.default_rng(0).integers(0, 256, size=(5, 4, 3), dtype=np.uint8)
+VALID = struct.pack(">HBB", 0, 0x08, 3) + struct.pack(">3I", *IMAGES.shape) + IMAGES.tobytes()
+
+
+@st.composite
+def damaged_idx(draw):
+    data = bytearray(VALID)
+    for _ in range(draw(st.integers(1, 4))):
+        action = draw(st.sampled_from(["flip", "cut", "extend", "header", "dims"]))
+        if action == "flip" and data:
+            at = draw(st.integers(0, len(data) - 1))
+            data[at] ^= draw(st.integers(1, 255))
+        elif action == "cut":
+            del data[draw(st.integers(0, len(data))):]
+        elif action == "extend":
+            data += draw(st.binary(max_size=40))
+        elif action == "header" and len(data) >= 4:
+            data[2:4] = draw(st.binary(min_size=2, max_size=2))
+        elif action == "dims" and len(data) >= 16:
+            data[4:16] = struct.pack(">3I", *draw(st.tuples(*[st.integers(0, 2**32 - 1)] * 3)))
+    compress = draw(st.sampled_from(["raw", "gzip", "gzip-then-cut"]))
+    if compress != "raw":
+        data = bytearray(gzip.compress(bytes(data), mtime=0))
+        if compress == "gzip-then-cut":
+            del data[draw(st.integers(0, len(data))):]
+    return bytes(data)
+
+
+@FUZZ
+@given(data=damaged_idx(), expect_shape=st.booleans())
+def test_a_damaged_idx_file_is_read_or_refused_with_a_data_error(data, expect_shape,
+                                                                  tmp_path_factory):
+    path = tmp_path_factory.mktemp("idx") / "images"
+    path.write_bytes(data)
+    with no_hang():
+        try:
+            array, digest = read_idx_verified(path, magic=IMAGES_MAGIC,
+                                              shape=IMAGES.shape if expect_shape else None)
+        except DataError as exc:
+            assert str(path) in str(exc)
+            return
+    # Accepted: then the file really is an IDX array of that size (a flip in the pixels).
+    assert array.nbytes <= len(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+    assert len(digest) == 64
+
+
+REGISTRY = load_registry(load_entry_points=False)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_cnn_text) -> Path:
+    folder = tmp_path_factory.mktemp("trained")
+    config = folder / "tiny.toml"
+    config.write_text(tiny_cnn_text)
+    plan = make_plan(config, REGISTRY, training={"epochs": 1, "batch_size": 64})
+    session = make_session(plan, REGISTRY, runs.create_run_dir(folder / "run"))
+    runs.write_json(session.run_dir / runs.CONFIG, session.config.to_dict())
+    rng = np.random.default_rng(0)
+    x = rng.random((128, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, 128)
+    fit(session, Data(x, y, x[:32], y[:32]), quiet=True, log=lambda _: None)
+    return session.run_dir
+
+
+FILES = ["checkpoint.json", "config.json", "checkpoint-e0001.npz", "metrics.json"]
+
+
+@st.composite
+def damage(draw):
+    name = draw(st.sampled_from(FILES))
+    action = draw(st.sampled_from(["flip", "cut", "extend", "replace", "delete"]))
+    return name, action, draw(st.integers(0, 10**9)), draw(st.binary(max_size=64))
+
+
+@FUZZ
+@given(change=damage())
+def test_a_damaged_run_directory_is_refused_and_left_as_it_was(change, run_dir,
+                                                             tmp_path_factory, monkeypatch):
+    monkeypatch.delenv("LAMINA_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+    copy = tmp_path_factory.mktemp("copy") / "run"
+    shutil.copytree(run_dir, copy)
+    name, action, at, blob = change
+    path = copy / name
+    data = bytearray(path.read_bytes())
+    at = at % max(len(data), 1)
+    if action == "flip" and data:
+        data[at] ^= blob[0] if blob and blob[0] else 0x55
+    elif action == "cut":
+        del data[at:]
+    elif action == "extend":
+        data[at:at] = blob
+    elif action == "replace":
+        data = bytearray(blob)
+    if action == "delete":
+        path.unlink()
+    else:
+        path.write_bytes(bytes(data))
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
+    with no_hang():
+        for command in (lambda: load_trained(copy, REGISTRY),
+                        lambda: resume_run(copy, REGISTRY, epochs=2, quiet=True,
+                                           log=lambda _: None, download=False)):
+            try:
+                command()
+            except LaminaError as exc:
+                assert str(exc).strip()
+    # No dataset is reachable, so resume_run always fails; every file is as it was.
+    after = {p.name: p.read_bytes() for p in copy.iterdir()}
+    assert after == before
