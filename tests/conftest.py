@@ -103,3 +103,32 @@ def tiny_config(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_CNN)
     return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_run():
+    """``synthetic_run(folder, **training)``: a run directory of the tiny convnet trained
+    in ``folder/run`` on 128 random samples (no dataset needed), with its config.json;
+    returns its path. ``training`` overrides the config's training settings."""
+    import numpy as np
+
+    from lamina.plan import make_plan
+    from lamina.registry import load_registry
+    from lamina.training import runs
+    from lamina.training.trainer import Data, fit, make_session
+
+    registry = load_registry(load_entry_points=False)
+
+    def make(folder: Path, **training) -> Path:
+        config = folder / "tiny.toml"
+        config.write_text(TINY_CNN)
+        plan = make_plan(config, registry, training=training)
+        session = make_session(plan, registry, runs.create_run_dir(folder / "run"))
+        runs.write_json(session.run_dir / runs.CONFIG, session.config.to_dict())
+        rng = np.random.default_rng(0)
+        x = rng.random((128, 1, 28, 28), dtype=np.float32)
+        y = rng.integers(0, 10, 128)
+        fit(session, Data(x, y, x[:32], y[:32]), quiet=True, log=lambda _: None)
+        return session.run_dir
+
+    return make

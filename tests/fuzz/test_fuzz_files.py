@@ -21,10 +21,8 @@ from hypothesis import strategies as st
 
 from lamina.data.idx import IMAGES_MAGIC, read_idx_verified
 from lamina.errors import DataError, LaminaError
-from lamina.plan import make_plan
 from lamina.registry import load_registry
-from lamina.training import load_trained, resume_run, runs
-from lamina.training.trainer import Data, fit, make_session
+from lamina.training import load_trained, resume_run
 
 IMAGES = np.random.default_rng(0).integers(0, 256, size=(5, 4, 3), dtype=np.uint8)
 VALID = struct.pack(">HBB", 0, 0x08, 3) + struct.pack(">3I", *IMAGES.shape) + IMAGES.tobytes()
@@ -76,18 +74,8 @@ REGISTRY = load_registry(load_entry_points=False)
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, tiny_cnn_text) -> Path:
-    folder = tmp_path_factory.mktemp("trained")
-    config = folder / "tiny.toml"
-    config.write_text(tiny_cnn_text)
-    plan = make_plan(config, REGISTRY, training={"epochs": 1, "batch_size": 64})
-    session = make_session(plan, REGISTRY, runs.create_run_dir(folder / "run"))
-    runs.write_json(session.run_dir / runs.CONFIG, session.config.to_dict())
-    rng = np.random.default_rng(0)
-    x = rng.random((128, 1, 28, 28), dtype=np.float32)
-    y = rng.integers(0, 10, 128)
-    fit(session, Data(x, y, x[:32], y[:32]), quiet=True, log=lambda _: None)
-    return session.run_dir
+def run_dir(tmp_path_factory, synthetic_run) -> Path:
+    return synthetic_run(tmp_path_factory.mktemp("trained"), epochs=1, batch_size=64)
 
 
 FILES = ["checkpoint.json", "config.json", "checkpoint-e0001.npz", "metrics.json"]

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import builtins
 
-import numpy as np
 import pytest
 
 from lamina import LaminaError
-from lamina.plan import make_plan
 from lamina.registry import load_registry
-from lamina.training import runs
 from lamina.training.plots import plot_run
-from lamina.training.trainer import Data, fit, make_session
 
 
 @pytest.fixture
-def trained_run(tmp_path, tiny_config):
-    registry = load_registry(load_entry_points=False)
-    plan = make_plan(tiny_config, registry, training={"epochs": 2})
-    session = make_session(plan, registry, runs.create_run_dir(tmp_path / "run"))
-    runs.write_json(session.run_dir / runs.CONFIG, session.config.to_dict())
-    rng = np.random.default_rng(0)
-    x = rng.random((128, 1, 28, 28), dtype=np.float32)
-    y = rng.integers(0, 10, 128)
-    fit(session, Data(x, y, x[:32], y[:32]), quiet=True, log=lambda _: None)
-    return registry, session.run_dir
+def trained_run(tmp_path, synthetic_run):
+    return load_registry(load_entry_points=False), synthetic_run(tmp_path, epochs=2)
 
 
 def test_plot_writes_curves_and_filters(trained_run):
