@@ -68,7 +68,8 @@ def make_plan(source: str | Path | dict[str, Any] | NetworkConfig, registry: Reg
         except ShapeError as exc:  # its message starts with the layer's path
             issues.append(ConfigIssue("", str(exc)))
         else:
-            issues.extend(allocation_issues(architecture, _batch_size(raw)))
+            training = result.training or TrainingConfig()  # a wrong section is reported
+            issues.extend(allocation_issues(architecture, training.batch_size))
     if architecture is not None and result.config is not None:
         shards, issue = resolve_shards(result.config.training.shards, architecture.nodes)
         if issue is not None:
@@ -101,14 +102,7 @@ def _config_for_shapes(result: Any) -> NetworkConfig:
     if result.config is not None:
         return result.config
     return NetworkConfig(result.input_shape, tuple(result.nodes), None, None,  # type: ignore
-                         TrainingConfig(), result.source)
-
-
-def _batch_size(raw: Any) -> int:
-    try:
-        return TrainingConfig.model_validate(raw.get("training", {})).batch_size
-    except Exception:  # reported by validation already
-        return TrainingConfig().batch_size
+                         result.training or TrainingConfig(), result.source)
 
 
 def allocation_issues(architecture: Architecture, batch_size: int) -> list[ConfigIssue]:

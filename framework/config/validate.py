@@ -62,6 +62,7 @@ class Validated:
     input_shape: tuple[int, ...] | None = None
     nodes: list[NodeConfig] = field(default_factory=list)
     all_nodes_valid: bool = False
+    training: TrainingConfig | None = None
     config: NetworkConfig | None = None
 
     def raise_issues(self) -> None:
@@ -121,7 +122,7 @@ def validate_document(raw: Any, registry: Registry, *, source: str = "<dict>") -
     loss = _validate_plugin("loss", sections.loss, registry, issues)
     optimizer = _validate_plugin("optimizer", sections.optimizer, registry, issues)
     try:
-        training = TrainingConfig.model_validate(sections.training)
+        training = result.training = TrainingConfig.model_validate(sections.training)
     except ValidationError as exc:
         issues.extend(pydantic_issues(exc, "training", TrainingConfig))
         training = None
