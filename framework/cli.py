@@ -118,7 +118,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
-    from .bench import format_bench, run_bench
+    from .runtime.bench import format_bench, run_bench
 
     result = run_bench(args.config, _registry(args), batch_size=args.batch_size,
                        steps=args.steps, warmup=args.warmup, shards=args.shards)
@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .allocator import tune_allocator
+    from .runtime.allocator import tune_allocator
 
     tune_allocator()  # process-wide, so only the command does it, never an import
     try:

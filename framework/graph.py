@@ -195,7 +195,7 @@ class Network:
 
         Its parameters, gradients and caches are its own (copy values in with
         :meth:`load_state_dict`); its stochastic layers draw from ``rng``. The sharded
-        training step (:mod:`lamina.parallel`) runs one replica per shard."""
+        training step (:mod:`lamina.runtime.parallel`) runs one replica per shard."""
         twin = object.__new__(Network)
         classes = [(type(node.layer), node.provider) for node in self.nodes]
         twin._assemble(Architecture(self.config, classes=classes), rng, self.dtype)

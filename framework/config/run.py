@@ -57,7 +57,7 @@ class TrainingConfig(BaseModel):
     shards: int | None = Field(
         None, ge=1, le=MAX_SHARDS,
         description="split each batch into this many slices run on parallel threads "
-        "(lamina.parallel); default 2, or 1 for a network with batch-dependent layers",
+        "(lamina.runtime.parallel); default 2, or 1 for a network with batch-dependent layers",
     )
 
     # A field validator rather than a model validator: it runs (epochs is declared

@@ -329,7 +329,7 @@ def check_instances_independent(plugin: type, example: Any) -> None:
     """Two instances used in turn each compute what one used alone computes.
 
     Training runs one replica of every layer per shard, in parallel threads
-    (lamina.parallel): state kept on the class or in a module, or randomness not
+    (lamina.runtime.parallel): state kept on the class or in a module, or randomness not
     drawn from the generator given to build(), would leak between the replicas."""
     alone, _ = build(plugin, example, seed=0)
     first, _ = build(plugin, example, seed=0)

@@ -3,7 +3,7 @@
 One generator, seeded from ``training.seed``, drives everything random in a run,
 in this order: parameter initialisation, the validation split, then for every
 epoch the shuffle and, per step, the dropout masks: with the batch on shards
-(:class:`lamina.parallel.ShardedStep`) one seed per step, from which each
+(:class:`lamina.runtime.parallel.ShardedStep`) one seed per step, from which each
 shard's generator is reseeded; with the batch whole, the masks themselves. Its
 state is saved with every checkpoint, so a resumed run draws exactly the numbers
 the uninterrupted run would have drawn and ends with bit-identical weights.
@@ -24,9 +24,9 @@ import numpy as np
 from ..config import NetworkConfig
 from ..errors import LaminaError, PluginError, StateError, TrainingError
 from ..graph import Network
-from ..parallel import ShardedStep
 from ..plan import Plan
 from ..registry import Registry
+from ..runtime.parallel import ShardedStep
 from ..schedules import learning_rate
 from . import runs
 from .runs import Checkpoint, shown

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from lamina.bench import format_bench, run_bench
 from lamina.cli import main
 from lamina.registry import load_registry
+from lamina.runtime.bench import format_bench, run_bench
 
 
 def test_run_bench_reports_every_layer_and_both_ways_of_running_the_step(tiny_config):

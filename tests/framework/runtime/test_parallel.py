@@ -11,9 +11,9 @@ from lamina.cli import main
 from lamina.config import load_config, validate_config
 from lamina.config.run import DEFAULT_SHARDS, resolve_shards
 from lamina.graph import Network
-from lamina.parallel import ShardedStep, shard_bounds
 from lamina.plan import make_plan
 from lamina.registry import load_registry
+from lamina.runtime.parallel import ShardedStep, shard_bounds
 
 CONVNET = [
     {"type": "conv2d", "filters": 3, "kernel_size": 3},

@@ -1,6 +1,6 @@
 """How many threads NumPy's BLAS (OpenBLAS) uses, read and changed at run time.
 
-The sharded training step (:mod:`lamina.parallel`) runs one shard of the batch on
+The sharded training step (:mod:`lamina.runtime.parallel`) runs one shard of the batch on
 each core. Each shard's matrix products must then stay on their own core: OpenBLAS
 would otherwise start its own thread per core for every product, two shards would
 ask for four threads on two cores, and the step gets slower than running the batch

@@ -3,7 +3,7 @@
 Times, on random data of the config's input shape, the training step (forward,
 loss, backward, optimizer update) and inference (forward in eval mode) as
 ``lamina train`` runs them: on the config's shards of the batch, in parallel
-threads (:mod:`lamina.parallel`). For the breakdown, each layer's forward and
+threads (:mod:`lamina.runtime.parallel`). For the breakdown, each layer's forward and
 backward are timed on the whole batch in one thread, and that whole-batch step
 is reported too. Every figure is the median of ``steps`` repetitions after
 ``warmup`` untimed ones, with the spread (min and max), since a shared machine is
@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from .graph import Network
+from ..graph import Network
+from ..plan import make_plan
+from ..registry import Registry
 from .parallel import ShardedStep
-from .plan import make_plan
-from .registry import Registry
 
 EPOCH_SAMPLES = 60_000
 

@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from lamina.allocator import tune_allocator
+from lamina.runtime.allocator import tune_allocator
 
 
 def test_can_be_turned_off(monkeypatch):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lamina import blas
-from lamina.blas import Blas, blas_threads, find_blas
+from lamina.runtime import blas
+from lamina.runtime.blas import Blas, blas_threads, find_blas
 
 
 class FakeBlas:

@@ -16,7 +16,7 @@ updates the network's parameters, and the next step copies them into the replica
 Why: on this kind of machine half of a step is memory-bound NumPy work (im2col,
 col2im, pooling, elementwise layers) that runs on one core, while BLAS spreads only
 the matrix products over both. With one shard per core and BLAS kept to one thread
-(:mod:`lamina.blas`) both cores do everything: `lamina bench` on the reference
+(:mod:`lamina.runtime.blas`) both cores do everything: `lamina bench` on the reference
 network went from ~2,700 to ~4,000 training samples/s (docs/performance.md). NumPy
 releases the GIL inside its copies, ufuncs and products, so plain threads suffice.
 
@@ -32,7 +32,7 @@ What it changes, and when it is not used:
   (running statistics) has no single value to merge, so such networks run whole:
   :func:`lamina.config.run.resolve_shards` picks 1 for them, and an explicit larger
   count is a config mistake (:func:`lamina.plan.make_plan`).
-- Where the BLAS thread count cannot be controlled (:func:`lamina.blas.find_blas`
+- Where the BLAS thread count cannot be controlled (:func:`lamina.runtime.blas.find_blas`
   is ``None``) or there is one core, the shards run one after the other: the same
   results, without the speed-up.
 """
@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from ..graph import Network
 from .blas import blas_threads, find_blas
-from .graph import Network
 
 
 def shard_bounds(n: int, shards: int) -> list[tuple[int, int]]:
