@@ -123,10 +123,11 @@ class Registry:
             return table[name]
         raise UnknownPluginError(self.unknown_message(kind, name))
 
-    def unknown_message(self, kind: str, name: Any) -> str:
-        """Why ``name`` is not a registered ``kind``: the known names with a did-you-mean
-        and, when an installed distribution holds such a plugin, why it is not loaded."""
-        message = unknown_name_message(kind, name, self.table(kind))
+    def unknown_message(self, kind: str, name: Any, known: dict[str, Any] | None = None) -> str:
+        """Why ``name`` is not a registered ``kind``: the ``known`` names (by default the
+        kind's table) with a did-you-mean and, when an installed distribution holds such a
+        plugin, why it is not loaded."""
+        message = unknown_name_message(kind, name, self.table(kind) if known is None else known)
         from .installed import unregistered_plugin_hint  # reads files: only on this path
 
         skipped = {p.provider.dist: p.reason for p in self.problems}

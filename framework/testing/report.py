@@ -22,13 +22,7 @@ def _selected(registry: Any, names: Sequence[str] | None) -> list[Any]:
         return list(entries.values())
     unknown = [n for n in names if n not in entries]
     if unknown:
-        from lamina.installed import unregistered_plugin_hint
-        from lamina.registry import unknown_name_message
-
-        message = unknown_name_message("plugin", unknown[0], entries)
-        skipped = {p.provider.dist: p.reason for p in getattr(registry, "problems", [])}
-        hint = unregistered_plugin_hint("plugin", unknown[0], skipped)
-        raise UnknownPluginError(f"{message}. Note: {hint}" if hint else message)
+        raise UnknownPluginError(registry.unknown_message("plugin", unknown[0], entries))
     return [entries[n] for n in dict.fromkeys(names)]
 
 
