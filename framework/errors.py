@@ -45,6 +45,10 @@ class CheckpointError(LaminaError):
     """A checkpoint or run directory is missing, corrupt or already in use."""
 
 
+class KernelError(LaminaError):
+    """One of lamina's compiled kernels cannot run: Numba is missing or failed to compile it."""
+
+
 class TrainingError(LaminaError):
     """Training cannot go on (for example the loss became NaN or infinite)."""
 

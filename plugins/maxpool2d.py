@@ -17,24 +17,27 @@ maximal offset in row-major order (i, then j), which keeps the gradient a valid
 subgradient and the result independent of memory layout. When windows overlap
 (stride < pool) one input can win several windows and its gradients are summed.
 
-Both passes loop over the ph*pw window offsets, each step one strided slice of the
-whole batch: the forward keeps the running maximum and the offset that set it
-(``winner``, (N, C, H', W'), uint8 for pools up to 16x16), on a contiguous copy of the
-offsets when windows tile the input (stride == pool); the backward writes
-``dy`` masked by ``winner == k`` into the slice of offset k. Eval-mode forwards
-skip the winner bookkeeping; a backward after one derives it from the cached input.
-See docs/layers/maxpool2d.md for the derivation.
+Both passes are kernels of lamina.kernels.pool: the forward keeps each window's
+winner beside its maximum (in a buffer reused while the batch shape stays the same),
+the backward routes dy through it. See docs/layers/maxpool2d.md for the derivation.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, NamedTuple
 
 import numpy as np
 from pydantic import Field
 
 from lamina import Example, Layer, LayerConfig, LayerTraits, ShapeError, hookimpl
-from lamina.ops import Workspace, conv_output_size, pair
+from lamina.kernels import (
+    Workspace,
+    conv_output_size,
+    max_pool,
+    max_pool_backward,
+    pair,
+    winner_dtype,
+)
 
 PositiveInt = Annotated[int, Field(strict=True, ge=1)]
 Size = PositiveInt | tuple[PositiveInt, PositiveInt]
@@ -50,6 +53,13 @@ class MaxPool2DConfig(LayerConfig):
     )
 
 
+class Selection(NamedTuple):
+    """What backward needs from forward."""
+
+    x_shape: tuple[int, ...]
+    winner: np.ndarray  # (N, C, H', W') offset i*pw + j of each window's first maximum
+
+
 class MaxPool2D(Layer):
     """Max pooling over (ph, pw) windows: (N, C, H, W) -> (N, C, H', W')."""
 
@@ -63,16 +73,7 @@ class MaxPool2D(Layer):
         super().__init__(config, **kwargs)
         self.pool = pair(self.config.pool_size)
         self.stride = pair(self.config.stride if self.config.stride is not None else self.pool)
-        ph, pw = self.pool
-        self._winner_dtype = np.min_scalar_type(ph * pw - 1)
         self._work = Workspace()
-
-    @property
-    def offsets(self) -> list[tuple[int, int]]:
-        """The window offsets (i, j) in row-major order. Made when used: a config's
-        pool_size is only checked against the input when shapes are inferred."""
-        ph, pw = self.pool
-        return [(i, j) for i in range(ph) for j in range(pw)]
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -91,84 +92,16 @@ class MaxPool2D(Layer):
             )
         return (c, conv_output_size(h, ph, sh), conv_output_size(w, pw, sw))
 
-    def _window(self, a, i, j, h_out, w_out):
-        """The (N, C, H', W') strided view of ``a`` at window offset (i, j)."""
-        sh, sw = self.stride
-        return a[:, :, i : i + sh * (h_out - 1) + 1 : sh, j : j + sw * (w_out - 1) + 1 : sw]
-
-    def _windows(self, x, h_out, w_out, *, stacked=False):
-        """The ph*pw offset slices of ``x`` (N, C, H', W') in offset order: strided views,
-        or with ``stacked`` (windows that tile the input only) rows of one contiguous
-        copy. Ufuncs on the stride-sw views ran ~3x slower than on contiguous arrays, and
-        one strided copy costs about as much as one such ufunc, so a training forward
-        (three ufuncs per offset) gathers them first; an eval forward (one) does not."""
-        if not stacked:
-            return [self._window(x, i, j, h_out, w_out) for i, j in self.offsets]
-        (ph, pw), (n, c) = self.pool, x.shape[:2]
-        tiles = x[:, :, : h_out * ph, : w_out * pw].reshape(n, c, h_out, ph, w_out, pw)
-        stack = self._work.get("stack", (ph, pw, n, c, h_out, w_out), x.dtype)
-        np.copyto(stack, tiles.transpose(3, 5, 0, 1, 2, 4))
-        return stack.reshape(ph * pw, n, c, h_out, w_out)
-
-    def _pool(self, windows, out, winner=None):
-        """Running max over the offsets' ``windows`` into ``out``; if ``winner`` is given,
-        also the first offset that reached it (strict > keeps the earliest of tied values)."""
-        np.copyto(out, windows[0])
-        if winner is not None:
-            winner[...] = 0
-            beats = self._work.get("beats", out.shape, np.bool_)
-            stamp = self._work.get("stamp", out.shape, winner.dtype)
-        for k in range(1, len(windows)):
-            x_k = windows[k]
-            if winner is not None:
-                np.greater(x_k, out, out=beats)
-                # Offsets run in increasing k, so the winner so far is < k: max() sets k
-                # exactly where x_k beats the running maximum (cheaper than a masked copy).
-                np.multiply(beats, stamp.dtype.type(k), out=stamp)
-                np.maximum(winner, stamp, out=winner)
-            np.maximum(out, x_k, out=out)
-
     def forward(self, x, *, training):
-        n, c = x.shape[:2]
-        out_shape = (n, c, *self.output_shape[1:])
-        y = np.empty(out_shape, dtype=self.dtype)
-        if training:
-            winner = self._work.get("winner", out_shape, self._winner_dtype)
-            stacked = self.stride == self.pool
-            self._pool(self._windows(x, *out_shape[2:], stacked=stacked), y, winner)
-            self.cache = (x.shape, None, winner)
-        else:
-            self._pool(self._windows(x, *out_shape[2:]), y)
-            self.cache = (x.shape, x, None)
+        winner = self._work.get("winner", (*x.shape[:2], *self.output_shape[1:]),
+                                winner_dtype(self.pool))
+        y, winner = max_pool(x, self.pool, self.stride, winner=winner)
+        self.cache = Selection(x.shape, winner)
         return y
 
     def backward(self, dy, *, input_grad=True):
-        x_shape, x, winner = self.cached()
-        if winner is None:  # the last forward ran in eval mode: recover its argmax
-            winner = self._work.get("winner", dy.shape, self._winner_dtype)
-            self._pool(self._windows(x, *dy.shape[2:]), self._work.get("y", dy.shape, self.dtype),
-                       winner)
-        h_out, w_out = dy.shape[2:]
-        (ph, pw), (sh, sw) = self.pool, self.stride
-        chosen = self._work.get("beats", dy.shape, np.bool_)
-        if (sh, sw) == (ph, pw):
-            # Windows tile the input: each input is in at most one window, so every
-            # offset writes its slice directly; only the cropped tail needs zeros.
-            dx = np.empty(x_shape, dtype=self.dtype)
-            dx[:, :, h_out * sh :] = 0
-            dx[:, :, : h_out * sh, w_out * sw :] = 0
-            for k, (i, j) in enumerate(self.offsets):
-                np.equal(winner, k, out=chosen)
-                np.multiply(dy, chosen, out=self._window(dx, i, j, h_out, w_out))
-            return dx
-        # Overlapping (or gapped) windows: an input may win several windows, so add.
-        dx = np.zeros(x_shape, dtype=self.dtype)
-        routed = self._work.get("routed", dy.shape, self.dtype)
-        for k, (i, j) in enumerate(self.offsets):
-            np.equal(winner, k, out=chosen)
-            np.multiply(dy, chosen, out=routed)
-            self._window(dx, i, j, h_out, w_out)[...] += routed
-        return dx
+        x_shape, winner = self.cached()
+        return max_pool_backward(dy, winner, x_shape, self.pool, self.stride)
 
     @classmethod
     def examples(cls):

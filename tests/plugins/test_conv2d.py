@@ -244,41 +244,7 @@ def test_config_accepts_pairs_and_round_trips_json():
     assert Conv2D.Config.model_validate_json(config.model_dump_json()) == config
 
 
-@pytest.mark.parametrize(
-    ("config", "input_shape"),
-    [({"filters": 3, "kernel_size": 3}, (4, 6, 5)),
-     ({"filters": 2, "kernel_size": [2, 3], "stride": [2, 1], "padding": "same"}, (3, 5, 6))],
-)
-def test_both_column_layouts_agree_and_check_numerically(monkeypatch, config, input_shape):
-    """C*kh*kw picks the layout; force each one on the same layer and data."""
-    rng = np.random.default_rng(9)
-    x = rng.uniform(-1.0, 1.0, (3, *input_shape))
-    dy = rng.standard_normal((3, *built(input_shape, **config).output_shape))
-    b = rng.standard_normal(config["filters"])
-    results = []
-    for limit in (0, 10_000):  # 0: one 2-D GEMM; 10_000: the per-sample products
-        monkeypatch.setattr(conv2d, "PER_SAMPLE_MAX_K", limit)
-        layer = built(input_shape, seed=1, **config)
-        layer.params()["b"][...] = b
-        y = layer.forward(x, training=True).copy()
-        dx = layer.backward(dy).copy()
-        results.append((y, dx, {k: g.copy() for k, g in layer.grads().items()}))
-
-        def loss(layer=layer):
-            return float(np.sum(layer.forward(x, training=True) * dy))
-
-        assert max_relative_error(dx, numerical_gradient(loss, x)) < 1e-6
-        for key, param in layer.params().items():
-            grad = results[-1][2][key]
-            assert max_relative_error(grad, numerical_gradient(loss, param)) < 1e-6
-    (y0, dx0, g0), (y1, dx1, g1) = results
-    np.testing.assert_allclose(y1, y0, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(dx1, dx0, rtol=1e-12, atol=1e-12)
-    for key in g0:
-        np.testing.assert_allclose(g1[key], g0[key], rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("filters_in", [1, 8])  # per-sample layout and the 2-D GEMM (72 rows)
+@pytest.mark.parametrize("filters_in", [1, 8])
 def test_no_input_gradient_when_not_needed_and_same_parameter_gradients(filters_in):
     rng = np.random.default_rng(10)
     layer = built((filters_in, 6, 6), filters=4, kernel_size=3)

@@ -241,4 +241,6 @@ def test_ties_route_like_argmax_for_every_stride(pool, stride, training):
     dy = rng.normal(size=y.shape).astype(np.float32)
     y_ref, dx_ref = first_max_reference(x, pool, stride, dy)
     np.testing.assert_array_equal(y, y_ref)
-    np.testing.assert_array_equal(layer.backward(dy), dx_ref)
+    # An input that wins several overlapping windows sums their gradients; the layer adds
+    # them in window order, the reference in offset order: float32 rounding may differ.
+    np.testing.assert_allclose(layer.backward(dy), dx_ref, rtol=1e-6, atol=1e-6)

@@ -1,0 +1,45 @@
+"""lamina's kernels: the array work around the layers' matrix products, one function per operation.
+
+Any plugin may use them. Each function's docstring gives its formula; the layer docs
+(docs/layers/) derive them. Most are NumPy; those that NumPy cannot do in one pass
+run compiled loops (:mod:`lamina.kernels._loops`, Numba, imported on first use).
+
+- geometry: window sizes, padding, kernel taps       (:mod:`lamina.kernels.geometry`)
+- conv2d / conv2d_backward: the convolution as patch matrices and matrix products
+  (:mod:`lamina.kernels.conv`)
+- max_pool / max_pool_backward: pooling with winners (:mod:`lamina.kernels.pool`)
+- Workspace: buffers reused across calls of one shape (:mod:`lamina.kernels.workspace`)
+"""
+
+from __future__ import annotations
+
+from lamina.kernels.conv import (
+    SAMPLE_COLUMNS_MAX_K,
+    PixelRows,
+    SampleColumns,
+    conv2d,
+    conv2d_backward,
+    sample_patches,
+)
+from lamina.kernels.geometry import Padding, Pair, conv_output_size, pair, same_padding
+from lamina.kernels.pool import Pooled, max_pool, max_pool_backward, winner_dtype
+from lamina.kernels.workspace import Workspace
+
+__all__ = [
+    "SAMPLE_COLUMNS_MAX_K",
+    "Padding",
+    "Pair",
+    "PixelRows",
+    "Pooled",
+    "SampleColumns",
+    "Workspace",
+    "conv2d",
+    "conv2d_backward",
+    "conv_output_size",
+    "max_pool",
+    "max_pool_backward",
+    "pair",
+    "sample_patches",
+    "same_padding",
+    "winner_dtype",
+]

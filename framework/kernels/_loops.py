@@ -1,0 +1,219 @@
+"""The compiled loops behind :mod:`lamina.kernels` (imported on first use: it imports Numba).
+
+Each function is the derivation's sum or selection written as loops over its indices,
+compiled by Numba once per argument type and kept in Numba's on-disk cache
+(``cache=True``), so a later process loads it instead of compiling. ``nogil=True``
+lets the sharded step (lamina.runtime.parallel) run two shards' kernels at once.
+Callers pass C-contiguous arrays of one float dtype and preallocated outputs; the
+public wrappers in :mod:`lamina.kernels.pool` and :mod:`lamina.kernels.conv` check
+shapes and choose the loop. No loop uses Numba's own threads (``parallel=True``):
+the shards already keep both cores busy (measured in docs/performance.md).
+"""
+
+from __future__ import annotations
+
+from numba import njit
+from numba.core.errors import NumbaError
+
+__all__ = ["NumbaError", "add_pixel_patches", "add_sample_columns", "channels_first",
+           "channels_last", "max_pool", "max_pool_2x2", "max_pool_2x2_backward",
+           "max_pool_backward", "pixel_patches"]
+
+compiled = njit(nogil=True, cache=True)
+
+
+@compiled
+def max_pool_2x2(x, y, winner):
+    """2x2 windows with stride 2: each output is the first maximum of its four inputs.
+
+    With a, b the top row and c, d the bottom row of a window, the row-major first
+    maximum is the first maximum of the row pairs' first maxima: b replaces a only if
+    b > a, d replaces c only if d > c, and the bottom pair's winner replaces the top
+    pair's only if it is greater. Written without branches so the loop over q runs on
+    the vector units. A NaN in a window wins it (y is NaN, as with np.maximum).
+    """
+    n_count, c_count, h_out, w_out = y.shape
+    for n in range(n_count):
+        for c in range(c_count):
+            for p in range(h_out):
+                top, bottom = x[n, c, 2 * p], x[n, c, 2 * p + 1]
+                y_row, k_row = y[n, c, p], winner[n, c, p]
+                for q in range(w_out):
+                    a, b = top[2 * q], top[2 * q + 1]
+                    c_, d = bottom[2 * q], bottom[2 * q + 1]
+                    right = (b > a) | (b != b)
+                    upper = b if right else a
+                    upper_k = 1 if right else 0
+                    right = (d > c_) | (d != d)
+                    lower = d if right else c_
+                    lower_k = 3 if right else 2
+                    down = (lower > upper) | (lower != lower)
+                    y_row[q] = lower if down else upper
+                    k_row[q] = lower_k if down else upper_k
+    return y
+
+
+@compiled
+def max_pool(x, ph, pw, sh, sw, y, winner):
+    """Any window (ph, pw) and stride (sh, sw): y[n, c, p, q] = max_{i, j} x[n, c, p*sh + i,
+    q*sw + j], winner = i*pw + j of the first (row-major) maximum; a NaN wins its window."""
+    n_count, c_count, h_out, w_out = y.shape
+    for n in range(n_count):
+        for c in range(c_count):
+            for p in range(h_out):
+                for q in range(w_out):
+                    best = x[n, c, p * sh, q * sw]
+                    best_k = 0
+                    for i in range(ph):
+                        row = x[n, c, p * sh + i]
+                        for j in range(pw):
+                            value = row[q * sw + j]
+                            if value > best or (value != value and best == best):
+                                best = value
+                                best_k = i * pw + j
+                    y[n, c, p, q] = best
+                    winner[n, c, p, q] = best_k
+    return y
+
+
+@compiled
+def max_pool_2x2_backward(dy, winner, dx):
+    """dx for 2x2 windows with stride 2: each input gets dy of its window if it won it,
+    else 0; every entry of dx is written once (the rows and columns no window covers get
+    0)."""
+    n_count, c_count, h_out, w_out = dy.shape
+    h, w = dx.shape[2], dx.shape[3]
+    for n in range(n_count):
+        for c in range(c_count):
+            for p in range(h_out):
+                top, bottom = dx[n, c, 2 * p], dx[n, c, 2 * p + 1]
+                g_row, k_row = dy[n, c, p], winner[n, c, p]
+                for q in range(w_out):
+                    g, k = g_row[q], k_row[q]
+                    top[2 * q] = g if k == 0 else 0
+                    top[2 * q + 1] = g if k == 1 else 0
+                    bottom[2 * q] = g if k == 2 else 0
+                    bottom[2 * q + 1] = g if k == 3 else 0
+                for col in range(2 * w_out, w):
+                    top[col] = 0
+                    bottom[col] = 0
+            for row in range(2 * h_out, h):
+                dx[n, c, row, :] = 0
+    return dx
+
+
+@compiled
+def max_pool_backward(dy, winner, pw, sh, sw, dx):
+    """dx[n, c, p*sh + i*, q*sw + j*] += dy[n, c, p, q] for each window's winner (i*, j*);
+    an input that wins several overlapping windows gets their sum, added in (p, q) order."""
+    n_count, c_count, h_out, w_out = dy.shape
+    dx[...] = 0
+    for n in range(n_count):
+        for c in range(c_count):
+            for p in range(h_out):
+                for q in range(w_out):
+                    k = winner[n, c, p, q]
+                    dx[n, c, p * sh + k // pw, q * sw + k % pw] += dy[n, c, p, q]
+    return dx
+
+
+@compiled
+def add_sample_columns(cols, sh, sw, top, left, dx):
+    """The adjoint of sample-first patches: dx[n, c, h, w] = sum of cols[n, c, i, j, p, q]
+    over h = p*sh + i - top, w = q*sw + j - left, offsets added in (i, j) order; entries
+    that read padding are dropped."""
+    n_count, c_count, kh, kw, h_out, w_out = cols.shape
+    h, w = dx.shape[2], dx.shape[3]
+    dx[...] = 0
+    for n in range(n_count):
+        for c in range(c_count):
+            for i in range(kh):
+                for j in range(kw):
+                    for p in range(h_out):
+                        row = p * sh + i - top
+                        if row < 0 or row >= h:
+                            continue
+                        src, dst = cols[n, c, i, j, p], dx[n, c, row]
+                        for q in range(w_out):
+                            col = q * sw + j - left
+                            if 0 <= col < w:
+                                dst[col] += src[q]
+    return dx
+
+
+@compiled
+def pixel_patches(xh, kh, kw, sh, sw, top, left, cols):
+    """cols[n, p, q, i, j, :] = xh[n, p*sh + i - top, q*sw + j - left, :] (0 in the padding)
+    for channels-last xh (N, H, W, C) and cols (N, H', W', kh, kw, C): each row of the
+    patch matrix is copied as runs of C contiguous channels."""
+    n_count, h_out, w_out = cols.shape[0], cols.shape[1], cols.shape[2]
+    h, w, c_count = xh.shape[1], xh.shape[2], xh.shape[3]
+    for n in range(n_count):
+        for p in range(h_out):
+            for q in range(w_out):
+                for i in range(kh):
+                    row = p * sh + i - top
+                    for j in range(kw):
+                        col = q * sw + j - left
+                        dst = cols[n, p, q, i, j]
+                        if 0 <= row < h and 0 <= col < w:
+                            src = xh[n, row, col]
+                            for c in range(c_count):
+                                dst[c] = src[c]
+                        else:
+                            dst[:] = 0
+    return cols
+
+
+@compiled
+def add_pixel_patches(dcols, sh, sw, top, left, dxh):
+    """The adjoint of pixel_patches: dxh[n, h, w, :] = sum of dcols[n, p, q, i, j, :] over
+    h = p*sh + i - top, w = q*sw + j - left (added in (p, q, i, j) order)."""
+    n_count, h_out, w_out, kh, kw = dcols.shape[:5]
+    h, w, c_count = dxh.shape[1], dxh.shape[2], dxh.shape[3]
+    dxh[...] = 0
+    for n in range(n_count):
+        for p in range(h_out):
+            for q in range(w_out):
+                for i in range(kh):
+                    row = p * sh + i - top
+                    if row < 0 or row >= h:
+                        continue
+                    for j in range(kw):
+                        col = q * sw + j - left
+                        if col < 0 or col >= w:
+                            continue
+                        src, dst = dcols[n, p, q, i, j], dxh[n, row, col]
+                        for c in range(c_count):
+                            dst[c] += src[c]
+    return dxh
+
+
+@compiled
+def channels_last(x, out, sums):
+    """out[n, k, c] = x[n, c, k] for x (N, C, K); sums[c] = the sum of x[:, c] (float64,
+    added in (n, k) order)."""
+    n_count, c_count, k_count = x.shape
+    sums[:] = 0
+    for n in range(n_count):
+        for c in range(c_count):
+            src = x[n, c]
+            total = 0.0
+            for k in range(k_count):
+                value = src[k]
+                out[n, k, c] = value
+                total += value
+            sums[c] += total
+    return out
+
+
+@compiled
+def channels_first(x, b, out):
+    """out[n, c, k] = x[n, k, c] + b[c] for x (N, K, C)."""
+    n_count, k_count, c_count = x.shape
+    for n in range(n_count):
+        for c in range(c_count):
+            dst, bias = out[n, c], b[c]
+            for k in range(k_count):
+                dst[k] = x[n, k, c] + bias
+    return out

@@ -1,0 +1,184 @@
+"""conv2d's kernels: the receptive fields laid out as a matrix, the products, and back.
+
+For x (N, C, H, W), weights W (F, C, kh, kw), bias b (F,), stride (sh, sw) and zero
+padding ((top, bottom), (left, right)):
+
+    y[n, f, p, q] = b[f] + sum_{c, i, j} W[f, c, i, j] * x[n, c, p*sh + i - top, q*sw + j - left]
+
+(an input index outside the image reads 0). Copying every receptive field into a patch
+matrix ("im2col") turns the sum into a matrix product with the weights, and the
+backward into two more:
+
+    y  = patches @ W2 + b      dW = dy @ patches      dpatches = dy @ W2      db = sum dy
+
+where dx is the adjoint of the copy ("col2im"): each patch entry's gradient added
+back onto the input it was read from. (docs/layers/conv2d.md derives each line.)
+
+The patch matrix has one of two layouts, chosen by its row length K = C*kh*kw, because
+the products' speed depends on their shapes (measured in docs/performance.md):
+
+- **Sample columns** (K <= SAMPLE_COLUMNS_MAX_K, a first layer on a few channels):
+  per sample the matrix (K, H'*W'), rows (c, i, j) like W reshaped to (F, K), so N
+  products ``W2 @ cols[n]`` write y straight in its (N, F, H', W') order and dy is read
+  as it comes. Below the K rows sits a row of ones and beside W2 the column b, so the
+  product adds the bias and the dW products yield db (y is written once).
+- **Pixel rows** (larger K): one row per output pixel, (N*H'*W', kh*kw*C) in
+  channels-last order. The three products are then single large GEMMs in the
+  orientation OpenBLAS runs fastest, and the patch copies move runs of C contiguous
+  channels; x, y, dy and dx are reordered between channels-first and channels-last
+  once each (compiled loops, :mod:`lamina.kernels._loops`).
+
+Both layouts give the same sums up to float rounding (tests/plugins/test_conv2d.py).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from lamina.kernels.geometry import Padding, Pair, conv_output_size, taps
+from lamina.kernels.jit import run
+from lamina.kernels.workspace import Workspace
+
+#: Up to this many patch rows (C*kh*kw) conv2d uses sample columns, above it pixel rows.
+SAMPLE_COLUMNS_MAX_K = 32
+
+
+class SampleColumns(NamedTuple):
+    """What :func:`conv2d_backward` needs from a sample-columns forward."""
+
+    x_shape: tuple[int, int, int, int]
+    cols: np.ndarray
+    """(N, K [+ 1 with a bias: the row of ones], H'*W'), a workspace buffer."""
+
+
+class PixelRows(NamedTuple):
+    """What :func:`conv2d_backward` needs from a pixel-rows forward."""
+
+    x_shape: tuple[int, int, int, int]
+    rows: np.ndarray
+    """(N*H'*W', kh*kw*C) one channels-last patch per output pixel, a workspace buffer."""
+
+
+def output_size(x_shape, kernel: Pair, stride: Pair, padding: Padding) -> tuple[int, int]:
+    """(H', W') for an input of ``x_shape`` (N, C, H, W)."""
+    (kh, kw), (sh, sw), ((top, bottom), (left, right)) = kernel, stride, padding
+    return (conv_output_size(x_shape[2], kh, sh, top, bottom),
+            conv_output_size(x_shape[3], kw, sw, left, right))
+
+
+def sample_patches(x: np.ndarray, kernel: Pair, stride: Pair, padding: Padding,
+                   out: np.ndarray) -> np.ndarray:
+    """out[n, c, i, j, p, q] = x[n, c, p*sh + i - top, q*sw + j - left] (0 in the padding).
+
+    ``out`` (N, C, kh, kw, H', W') is overwritten entirely, one strided block copy per
+    kernel offset (i, j); only the offsets that reach into the padding clear a border.
+    """
+    h_out, w_out = out.shape[4:]
+    for i, j, window, bounds, src_rows, src_cols in taps(x.shape, kernel, stride, padding):
+        block = out[:, :, i, j]  # (N, C, H', W'): the inputs at offset (i, j)
+        if window is None:  # this offset reads padding only
+            block[...] = 0
+            continue
+        block[(..., *window)] = x[:, :, src_rows, src_cols]
+        r0, r1, c0, c1 = bounds
+        if r0 > 0:
+            block[:, :, :r0] = 0
+        if r1 < h_out:
+            block[:, :, r1:] = 0
+        if c0 > 0:
+            block[:, :, r0:r1, :c0] = 0
+        if c1 < w_out:
+            block[:, :, r0:r1, c1:] = 0
+    return out
+
+
+def conv2d(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Padding,
+           work: Workspace) -> tuple[np.ndarray, SampleColumns | PixelRows]:
+    """y (N, F, H', W'), a new array, and the cache :func:`conv2d_backward` reads."""
+    n, c, _, _ = x.shape
+    f, _, kh, kw = W.shape
+    h_out, w_out = output_size(x.shape, (kh, kw), stride, padding)
+    k, pixels, dtype = c * kh * kw, h_out * w_out, x.dtype
+    y = np.empty((n, f, h_out, w_out), dtype=dtype)
+    if k <= SAMPLE_COLUMNS_MAX_K:
+        rows = k + (b is not None)
+        cols = work.get("cols", (n, rows, pixels), dtype)
+        sample_patches(x, (kh, kw), stride, padding,
+                       cols[:, :k].reshape(n, c, kh, kw, h_out, w_out))
+        W2 = W.reshape(f, k)
+        if b is not None:
+            cols[:, k] = 1
+            W2 = np.concatenate([W2, b[:, None]], axis=1)
+        np.matmul(W2, cols, out=y.reshape(n, f, pixels))
+        return y, SampleColumns(x.shape, cols)
+    xh = channels_last(x, work.get("x_last", (n, *x.shape[2:], c), dtype))
+    patches = work.get("patches", (n, h_out, w_out, kh, kw, c), dtype)
+    (sh, sw), ((top, _), (left, _)) = stride, padding
+    run("pixel_patches", xh, kh, kw, sh, sw, top, left, patches)
+    rows = patches.reshape(n * pixels, k)
+    y_last = np.matmul(rows, weights_last(W).T, out=work.get("y_last", (n * pixels, f), dtype))
+    bias = np.zeros(f, dtype) if b is None else b
+    run("channels_first", y_last.reshape(n, pixels, f), bias, y.reshape(n, f, pixels))
+    return y, PixelRows(x.shape, rows)
+
+
+def conv2d_backward(dy: np.ndarray, cache: SampleColumns | PixelRows, W: np.ndarray,
+                    dW: np.ndarray, db: np.ndarray | None, stride: Pair, padding: Padding,
+                    work: Workspace, *, input_grad: bool = True) -> np.ndarray | None:
+    """Fill dW (and db, unless None) in place; return dx (N, C, H, W), a new array, or
+    None without ``input_grad``."""
+    n, f, h_out, w_out = dy.shape
+    _, c, kh, kw = W.shape
+    k, pixels, dtype = c * kh * kw, h_out * w_out, dy.dtype
+    dy = np.ascontiguousarray(dy)
+    if isinstance(cache, SampleColumns):
+        cols = cache.cols
+        dY = dy.reshape(n, f, pixels)
+        # dW = sum_n dY[n] @ cols[n].T; with the row of ones the last column is db.
+        dW_n = np.matmul(dY, cols.transpose(0, 2, 1),
+                         out=work.get("dW_n", (n, f, cols.shape[1]), dtype))
+        dWb = np.sum(dW_n, axis=0, out=work.get("dWb", (f, cols.shape[1]), dtype))
+        dW.reshape(f, k)[...] = dWb[:, :k]
+        if db is not None:
+            db[...] = dWb[:, k]
+        if not input_grad:
+            return None
+        dcols = np.matmul(W.reshape(f, k).T, dY, out=work.get("dcols", (n, k, pixels), dtype))
+        dx = np.empty(cache.x_shape, dtype=dtype)
+        (sh, sw), ((top, _), (left, _)) = stride, padding
+        return run("add_sample_columns", dcols.reshape(n, c, kh, kw, h_out, w_out),
+                   sh, sw, top, left, dx)
+    rows = cache.rows
+    sums = np.empty(f, np.float64)
+    dy_last = work.get("dy_last", (n * pixels, f), dtype)
+    run("channels_last", dy.reshape(n, f, pixels), dy_last.reshape(n, pixels, f), sums)
+    dW_last = np.matmul(dy_last.T, rows, out=work.get("dW_last", (f, k), dtype))
+    dW[...] = dW_last.reshape(f, kh, kw, c).transpose(0, 3, 1, 2)
+    if db is not None:
+        db[...] = sums
+    if not input_grad:
+        return None
+    dpatches = np.matmul(dy_last, weights_last(W), out=work.get("dpatches", rows.shape, dtype))
+    dxh = work.get("dx_last", (n, *cache.x_shape[2:], c), dtype)
+    (sh, sw), ((top, _), (left, _)) = stride, padding
+    run("add_pixel_patches", dpatches.reshape(n, h_out, w_out, kh, kw, c), sh, sw, top, left,
+        dxh)
+    dx = np.empty(cache.x_shape, dtype=dtype)
+    run("channels_first", dxh.reshape(n, -1, c), np.zeros(c, dtype), dx.reshape(n, c, -1))
+    return dx
+
+
+def weights_last(W: np.ndarray) -> np.ndarray:
+    """W (F, C, kh, kw) as the matrix (F, kh*kw*C) whose columns match pixel rows."""
+    f = W.shape[0]
+    return np.ascontiguousarray(W.transpose(0, 2, 3, 1)).reshape(f, -1)
+
+
+def channels_last(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out[n, h, w, c] = x[n, c, h, w]; ``out`` (N, H, W, C) is overwritten and returned."""
+    n, c = x.shape[:2]
+    sums = np.empty(c, np.float64)
+    run("channels_last", np.ascontiguousarray(x).reshape(n, c, -1), out.reshape(n, -1, c), sums)
+    return out
