@@ -142,13 +142,14 @@ def add_sample_columns(cols, sh, sw, top, left, dx):
 
 
 @compiled
-def pixel_patches(xh, kh, kw, sh, sw, top, left, cols):
-    """cols[n, p, q, i, j, :] = xh[n, p*sh + i - top, q*sw + j - left, :] (0 in the padding)
-    for channels-last xh (N, H, W, C) and cols (N, H', W', kh, kw, C): each row of the
-    patch matrix is copied as runs of C contiguous channels."""
+def pixel_patches(x, kh, kw, sh, sw, top, left, cols):
+    """cols[n, p, q, i, j, c] = x[n, c, p*sh + i - top, q*sw + j - left] (0 in the padding)
+    for x (N, C, H, W) and cols (N, H', W', kh, kw, C): one channels-last patch per output
+    pixel, written contiguously (one sample of x, read across channels, stays in cache)."""
     n_count, h_out, w_out = cols.shape[0], cols.shape[1], cols.shape[2]
-    h, w, c_count = xh.shape[1], xh.shape[2], xh.shape[3]
+    c_count, h, w = x.shape[1], x.shape[2], x.shape[3]
     for n in range(n_count):
+        image = x[n]
         for p in range(h_out):
             for q in range(w_out):
                 for i in range(kh):
@@ -157,9 +158,8 @@ def pixel_patches(xh, kh, kw, sh, sw, top, left, cols):
                         col = q * sw + j - left
                         dst = cols[n, p, q, i, j]
                         if 0 <= row < h and 0 <= col < w:
-                            src = xh[n, row, col]
                             for c in range(c_count):
-                                dst[c] = src[c]
+                                dst[c] = image[c, row, col]
                         else:
                             dst[:] = 0
     return cols
@@ -190,20 +190,15 @@ def add_pixel_patches(dcols, sh, sw, top, left, dxh):
 
 
 @compiled
-def channels_last(x, out, sums):
-    """out[n, k, c] = x[n, c, k] for x (N, C, K); sums[c] = the sum of x[:, c] (float64,
-    added in (n, k) order)."""
+def channels_last(x, out):
+    """out[n, k, c] = x[n, c, k] for x (N, C, K): each output row written contiguously
+    (measured faster than writing with a stride)."""
     n_count, c_count, k_count = x.shape
-    sums[:] = 0
     for n in range(n_count):
-        for c in range(c_count):
-            src = x[n, c]
-            total = 0.0
-            for k in range(k_count):
-                value = src[k]
-                out[n, k, c] = value
-                total += value
-            sums[c] += total
+        for k in range(k_count):
+            dst = out[n, k]
+            for c in range(c_count):
+                dst[c] = x[n, c, k]
     return out
 
 

@@ -25,8 +25,8 @@ the products' speed depends on their shapes (measured in docs/performance.md):
 - **Pixel rows** (larger K): one row per output pixel, (N*H'*W', kh*kw*C) in
   channels-last order. The three products are then single large GEMMs in the
   orientation OpenBLAS runs fastest, and the patch copies move runs of C contiguous
-  channels; x, y, dy and dx are reordered between channels-first and channels-last
-  once each (compiled loops, :mod:`lamina.kernels._loops`).
+  channels; y, dy and dx are reordered between channels-first and channels-last once
+  each (compiled loops, :mod:`lamina.kernels._loops`).
 
 Both layouts give the same sums up to float rounding (tests/plugins/test_conv2d.py).
 """
@@ -113,10 +113,9 @@ def conv2d(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, stride: Pair, pad
             W2 = np.concatenate([W2, b[:, None]], axis=1)
         np.matmul(W2, cols, out=y.reshape(n, f, pixels))
         return y, SampleColumns(x.shape, cols)
-    xh = channels_last(x, work.get("x_last", (n, *x.shape[2:], c), dtype))
     patches = work.get("patches", (n, h_out, w_out, kh, kw, c), dtype)
     (sh, sw), ((top, _), (left, _)) = stride, padding
-    run("pixel_patches", xh, kh, kw, sh, sw, top, left, patches)
+    run("pixel_patches", np.ascontiguousarray(x), kh, kw, sh, sw, top, left, patches)
     rows = patches.reshape(n * pixels, k)
     y_last = np.matmul(rows, weights_last(W).T, out=work.get("y_last", (n * pixels, f), dtype))
     bias = np.zeros(f, dtype) if b is None else b
@@ -151,13 +150,12 @@ def conv2d_backward(dy: np.ndarray, cache: SampleColumns | PixelRows, W: np.ndar
         return run("add_sample_columns", dcols.reshape(n, c, kh, kw, h_out, w_out),
                    sh, sw, top, left, dx)
     rows = cache.rows
-    sums = np.empty(f, np.float64)
     dy_last = work.get("dy_last", (n * pixels, f), dtype)
-    run("channels_last", dy.reshape(n, f, pixels), dy_last.reshape(n, pixels, f), sums)
+    run("channels_last", dy.reshape(n, f, pixels), dy_last.reshape(n, pixels, f))
     dW_last = np.matmul(dy_last.T, rows, out=work.get("dW_last", (f, k), dtype))
     dW[...] = dW_last.reshape(f, kh, kw, c).transpose(0, 3, 1, 2)
-    if db is not None:
-        db[...] = sums
+    if db is not None:  # per sample and filter first: NumPy's pairwise sums on long rows
+        np.sum(np.sum(dy.reshape(n, f, pixels), axis=2), axis=0, out=db)
     if not input_grad:
         return None
     dpatches = np.matmul(dy_last, weights_last(W), out=work.get("dpatches", rows.shape, dtype))
@@ -174,11 +172,3 @@ def weights_last(W: np.ndarray) -> np.ndarray:
     """W (F, C, kh, kw) as the matrix (F, kh*kw*C) whose columns match pixel rows."""
     f = W.shape[0]
     return np.ascontiguousarray(W.transpose(0, 2, 3, 1)).reshape(f, -1)
-
-
-def channels_last(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """out[n, h, w, c] = x[n, c, h, w]; ``out`` (N, H, W, C) is overwritten and returned."""
-    n, c = x.shape[:2]
-    sums = np.empty(c, np.float64)
-    run("channels_last", np.ascontiguousarray(x).reshape(n, c, -1), out.reshape(n, -1, c), sums)
-    return out
