@@ -20,11 +20,13 @@ from pathlib import Path
 
 TORCH_SCRIPT = Path(__file__).resolve().with_name("torch_reference.py")
 METRICS = ("train_samples_per_s", "infer_samples_per_s")
-# Acceptance of issue 6: lamina's minimum ratio to each torch mode, per metric.
+# lamina's target ratio to each torch mode, per metric: issue 6 set the eager ones, issue 12
+# (compiled kernels) the best ones.
 TARGETS = {
     ("train_samples_per_s", "eager"): 1.0,
-    ("train_samples_per_s", "best"): 0.9,
+    ("train_samples_per_s", "best"): 1.1,
     ("infer_samples_per_s", "eager"): 1.0,
+    ("infer_samples_per_s", "best"): 1.0,
 }
 
 
@@ -148,7 +150,19 @@ def render(rounds: list[dict]) -> str:
         for mode in modes:
             row += f"{statistics.median(r['torch']['modes'][mode][metric] for r in rounds):>13,.0f}"
         lines.append(row)
-    lines += ["", "ratio lamina/torch: median [min-max over rounds]   target (issue 6)"]
+    lines += ["", "each round (samples/s; train, then infer):", ""]
+    head = f"{'round':>5}" + "".join(
+        f"{side + ' ' + metric.split('_')[0]:>{14}}"
+        for metric in METRICS for side in ("lamina", *modes)
+    )
+    lines.append(head)
+    for index, r in enumerate(rounds, 1):
+        row = f"{index:>5}"
+        for metric in METRICS:
+            row += f"{r['lamina'][metric]:>14,.0f}"
+            row += "".join(f"{r['torch']['modes'][m][metric]:>14,.0f}" for m in modes)
+        lines.append(row)
+    lines += ["", "ratio lamina/torch: median [min-max over rounds]   target"]
     for metric in METRICS:
         for mode in modes:
             values = ratios(rounds, metric, mode)

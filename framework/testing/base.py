@@ -99,14 +99,32 @@ def fail(expected: str, received: str, fix: str = "") -> None:
 
 
 def fresh_copy(obj: Any) -> Any:
-    """A deep copy of a layer or loss that shares its (frozen, immutable) config.
+    """A deep copy of a layer or loss that shares its (frozen, immutable) config and dtype.
 
     Copying the generator a stochastic layer keeps is what lets a check replay the
-    same random mask; sharing the config only saves time.
+    same random mask. The checks make thousands of copies (every finite-difference
+    evaluation starts from one), so the immutable parts are shared and the generator
+    is cloned through its state, about twice as fast as deep-copying it.
     """
-    config = getattr(obj, "config", None)
-    memo = {id(config): config} if config is not None else {}
+    memo: dict[int, Any] = {}
+    for name in ("config", "dtype"):
+        value = getattr(obj, name, None)
+        if value is not None:
+            memo[id(value)] = value
+    generator = getattr(obj, "rng", None)
+    if isinstance(generator, np.random.Generator):
+        memo[id(generator)] = clone_generator(generator)
     return copy.deepcopy(obj, memo)
+
+
+def clone_generator(generator: np.random.Generator) -> np.random.Generator:
+    """A new generator that will draw exactly what ``generator`` draws next."""
+    try:
+        bit_generator = type(generator.bit_generator)(0)  # seeded: no call for OS entropy
+        bit_generator.state = generator.bit_generator.state
+    except (TypeError, ValueError):  # a bit generator that takes no seed or no state
+        return copy.deepcopy(generator)
+    return np.random.Generator(bit_generator)
 
 
 def rng(offset: int = 0) -> np.random.Generator:
