@@ -48,6 +48,14 @@ def _load_data(session: Session, data_dir: str | None, log: Log, download: bool 
     return split_validation(session, dataset.train_x, dataset.train_y), dataset.files
 
 
+def _preflight(session: Session, data: Data) -> None:
+    """Run the network once, in eval mode, on two training samples, before anything is
+    written: a plugin that fails on real data, or a compiled kernel that cannot load
+    (Numba missing or broken, a KernelError), stops the command with nothing changed.
+    Eval mode draws no random numbers, so the run that follows is the same as without."""
+    session.network.forward(data.train_x[:2], training=False)
+
+
 def _check_fits_dataset(config: NetworkConfig, output_shape: tuple[int, ...], dataset) -> None:
     expected = tuple(config.input_shape)
     if dataset.input_shape != expected:
@@ -85,6 +93,7 @@ def start_run(
     runs.check_new_run_dir(path)
     session = make_session(plan, registry, path)
     data, files = _load_data(session, data_dir, log, download)
+    _preflight(session, data)
     runs.create_run_dir(path)
     with RunLock(path):
         runs.write_json(path / runs.CONFIG, session.config.to_dict())
@@ -110,6 +119,7 @@ def resume_run(
             _check_fits(session, ckpt, path)
         # Draws the split as the original run did.
         data, _ = _load_data(session, data_dir, log, download)
+        _preflight(session, data)
         # Everything is checked: from here on the run directory may change.
         removed = runs.remove_leftovers(path)
         if removed:

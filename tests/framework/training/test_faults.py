@@ -332,3 +332,19 @@ def test_ctrl_c_during_the_first_checkpoint_names_no_checkpoint_and_resume_works
     monkeypatch.setattr(runs, "atomic_write", real)
     resume_run(run_dir, REGISTRY, **quiet(mnist_dir))
     assert load_checkpoint(run_dir).epoch == 1
+
+
+def test_missing_numba_stops_train_before_the_run_directory_is_made(tmp_path, tiny_config,
+                                                                     mnist_dir, monkeypatch):
+    import sys
+
+    from lamina import KernelError
+    from lamina.kernels import jit
+
+    monkeypatch.setattr(jit, "_loops", None)
+    monkeypatch.delitem(sys.modules, "lamina.kernels._loops", raising=False)
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
+    with pytest.raises(KernelError, match=r"need Numba.*Fix: pip install"):
+        start_run(tiny_config, REGISTRY, run_dir=tmp_path / "run", data_dir=mnist_dir,
+                  quiet=True, log=lambda _: None, overrides={"epochs": 1, "limit": 256})
+    assert not (tmp_path / "run").exists()
