@@ -79,11 +79,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return EXIT_INVALID
         resume_run(args.resume, registry, epochs=args.epochs, data_dir=args.data_dir,
-                   quiet=args.quiet, log=_log)
+                   quiet=args.quiet, log=_out, note=_note)
         return 0
     start_run(args.config or DEFAULT_CONFIG, registry, overrides=overrides,
               optimizer_lr=args.lr, run_dir=args.run_dir, data_dir=args.data_dir,
-              quiet=args.quiet, log=_log)
+              quiet=args.quiet, log=_out, note=_note)
     return 0
 
 
@@ -93,8 +93,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .training import evaluate_run, format_evaluation
 
     registry = _registry(args)
-    result = evaluate_run(args.run_dir, registry, data_dir=args.data_dir,
-                          log=_log)
+    result = evaluate_run(args.run_dir, registry, data_dir=args.data_dir, note=_note,
+                          weights=args.weights)
     print(json.dumps(result, indent=2) if args.json else format_evaluation(result))
     return 0
 
@@ -126,8 +126,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log(message: str) -> None:
-    """Progress messages go to stderr so that stdout stays clean for --json output."""
+def _out(message: str) -> None:
+    """Results (a run's directory and epoch lines, tables, JSON) go to stdout, so that
+    ``lamina train --quiet > train.log`` keeps them."""
+    print(message, flush=True)
+
+
+def _note(message: str) -> None:
+    """Progress and diagnostics (downloads, warnings) go to stderr, apart from results."""
     print(message, file=sys.stderr, flush=True)
 
 
@@ -204,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.add_argument("--data-dir", help="folder holding <dataset>/")
+    p.add_argument("--weights", choices=("last", "best"),
+                   help="the last epoch's weights or the best epoch's by validation loss "
+                        "(default: best if the run's config sets training.restore_best, "
+                        "else last)")
 
     p = add("plot", cmd_plot, "write training-curve and first-layer filter PNGs of a run")
     p.add_argument("run_dir", metavar="RUN_DIR")

@@ -20,7 +20,7 @@ def test_one_epoch_on_10000_samples_learns(tmp_path, mnist_root):
         overrides={"epochs": 1, "limit": 10_000, "validation_split": 0.0, "batch_size": 32},
         optimizer_lr=2e-3, log=lambda _: None,
     )
-    result = evaluate_run(run_dir, registry, data_dir=mnist_root, log=lambda _: None)
+    result = evaluate_run(run_dir, registry, data_dir=mnist_root, note=lambda _: None)
     assert result["samples"] == 10_000
     assert result["accuracy"] >= 0.95, result["accuracy"]
     assert min(result["per_class_accuracy"].values()) >= 0.85, result["per_class_accuracy"]

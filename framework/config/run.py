@@ -54,6 +54,10 @@ class TrainingConfig(BaseModel):
         None, ge=1, le=MAX_EPOCHS,
         description="stop after this many epochs without a better validation loss",
     )
+    restore_best: bool = Field(
+        False, description="end training with the weights of the epoch with the best "
+        "validation loss (evaluate, predict and export then use them by default)",
+    )
     shards: int | None = Field(
         None, ge=1, le=MAX_SHARDS,
         description="split each batch into this many slices run on parallel threads "

@@ -8,6 +8,7 @@ process can train in it) and, once holding it, remove what a killed process left
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,17 +36,21 @@ from .trainer import (
 Log = Callable[[str], None]
 
 
-def _load_data(session: Session, data_dir: str | None, log: Log, download: bool = True,
+def _load_data(session: Session, data_dir: str | None, note: Log, download: bool = True,
                ) -> tuple[Data, dict]:
     """The split training data and the files it came from. The loaded dataset itself
     (its unsplit training and its test arrays) is let go: training never reads them."""
     from ..data import load_dataset
 
     training = session.config.training
-    dataset = load_dataset(training.dataset, data_dir=data_dir, limit=training.limit, report=log,
-                           parts=("train",), download=download)
+    dataset = load_dataset(training.dataset, data_dir=data_dir, limit=training.limit,
+                           report=note, parts=("train",), download=download)
     _check_fits_dataset(session.config, session.network.output_shape, dataset)
     return split_validation(session, dataset.train_x, dataset.train_y), dataset.files
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _preflight(session: Session, data: Data) -> None:
@@ -85,31 +90,36 @@ def start_run(
     config_source: str | Path, registry: Registry, *, overrides: dict[str, Any] | None = None,
     optimizer_lr: float | None = None, run_dir: str | Path | None = None,
     data_dir: str | None = None, quiet: bool = False, log: Log = print, download: bool = True,
+    note: Log | None = None,
 ) -> Path:
     """Train a new run of ``config_source`` into a new run directory; returns the directory.
-    ``download=False`` looks for the dataset on disk only."""
+    ``download=False`` looks for the dataset on disk only. ``log`` receives the results
+    (the run directory, a line per epoch), ``note`` diagnostics (default: stderr)."""
+    note = note if note is not None else _to_stderr
     plan = make_plan(config_source, registry, training=overrides, lr=optimizer_lr)
     path = Path(run_dir) if run_dir is not None else default_run_dir(plan.config)
     runs.check_new_run_dir(path)
     session = make_session(plan, registry, path)
-    data, files = _load_data(session, data_dir, log, download)
+    data, files = _load_data(session, data_dir, note, download)
     _preflight(session, data)
     runs.create_run_dir(path)
     with RunLock(path):
         runs.write_json(path / runs.CONFIG, session.config.to_dict())
         runs.write_json(path / runs.PROVENANCE, provenance(session, registry, files))
         log(f"run directory: {shown(path)}")
-        _fit(session, data, quiet, log)
+        _fit(session, data, quiet, log, note)
     return path
 
 
 def resume_run(
     run_dir: str | Path, registry: Registry, *, epochs: int | None = None,
     data_dir: str | None = None, quiet: bool = False, log: Log = print, download: bool = True,
+    note: Log | None = None,
 ) -> Path:
     """Continue a run from its last checkpoint (optionally to a larger number of epochs).
 
     A run killed before its first checkpoint starts again from its first epoch."""
+    note = note if note is not None else _to_stderr
     path = Path(run_dir)
     _require_run_dir(path)
     with RunLock(path):
@@ -118,12 +128,12 @@ def resume_run(
         if ckpt is not None:
             _check_fits(session, ckpt, path)
         # Draws the split as the original run did.
-        data, _ = _load_data(session, data_dir, log, download)
+        data, _ = _load_data(session, data_dir, note, download)
         _preflight(session, data)
         # Everything is checked: from here on the run directory may change.
         removed = runs.remove_leftovers(path)
         if removed:
-            log(f"removed what an interrupted process left in {shown(path)}: "
+            note(f"removed what an interrupted process left in {shown(path)}: "
                 f"{', '.join(removed)}")
         if ckpt is not None:
             restore(session, ckpt)
@@ -137,7 +147,7 @@ def resume_run(
         log(f"resuming {shown(path)} after epoch {session.epoch}" if ckpt is not None else
             f"{shown(path)} has no checkpoint yet (it stopped in its first epoch): starting "
             "it again from its first epoch")
-        _fit(session, data, quiet, log)
+        _fit(session, data, quiet, log, note)
     return path
 
 
@@ -152,11 +162,11 @@ def _require_run_dir(path: Path) -> None:
                               "wrote (its --run-dir)")
 
 
-def _fit(session: Session, data: Data, quiet: bool, log: Log) -> None:
+def _fit(session: Session, data: Data, quiet: bool, log: Log, note: Log) -> None:
     try:
-        fit(session, data, quiet=quiet, log=log)
+        fit(session, data, quiet=quiet, log=log, note=note)
     except KeyboardInterrupt:
-        log(f"interrupted; {_kept(session)}; continue with `lamina train --resume "
+        note(f"interrupted; {_kept(session)}; continue with `lamina train --resume "
             f"{shown(session.run_dir)}`")
         raise
     finally:
@@ -194,8 +204,18 @@ def _check_fits(session: Session, ckpt: Checkpoint, path: Path) -> None:
                               f"{runs.CONFIG}: {exc}") from exc
 
 
-def load_trained(run_dir: str | Path, registry: Registry) -> Session:
-    """The session of a run with its last checkpoint's weights loaded."""
+WEIGHTS = ("last", "best")
+
+
+def load_trained(run_dir: str | Path, registry: Registry, *, weights: str | None = None
+                 ) -> Session:
+    """The session of a run with trained weights loaded: ``weights="last"`` (the last
+    checkpoint's), ``"best"`` (the epoch with the best validation loss), or None for the
+    run's own choice: best when its config sets ``training.restore_best`` and it has a
+    best epoch, else last. ``session.weights`` says which were loaded."""
+    if weights is not None and weights not in WEIGHTS:
+        raise ConfigError([ConfigIssue("weights", f"expected one of {', '.join(WEIGHTS)}, "
+                                                  f"received {weights!r}")])
     path = Path(run_dir)
     _require_run_dir(path)
     plan, ckpt = _checked_run(path, registry)
@@ -205,18 +225,33 @@ def load_trained(run_dir: str | Path, registry: Registry) -> Session:
     session = make_session(plan, registry, path)
     _check_fits(session, ckpt, path)
     restore(session, ckpt)
+    if weights is None:
+        weights = ("best" if plan.config.training.restore_best and ckpt.best_params is not None
+                   else "last")
+    if weights == "best":
+        if ckpt.best_params is None:
+            raise CheckpointError(f"{shown(path)} has no best-epoch weights: they are kept "
+                                  "only for runs with a validation split (validation_split > "
+                                  "0); use the last epoch's weights (--weights last)")
+        session.network.load_state_dict(ckpt.best_params)
+        best = session.extra["best_epoch"]
+        session.weights = (f"epoch {best} of {ckpt.epoch} (best validation loss "
+                           f"{session.extra['best_val_loss']:.4f})")
+    else:
+        session.weights = f"epoch {ckpt.epoch} (last)"
     return session
 
 
 def evaluate_run(run_dir: str | Path, registry: Registry, *, data_dir: str | None = None,
-                 log: Log = print) -> dict[str, Any]:
-    """Test-set loss, accuracy, per-class accuracy and confusion matrix of a run."""
+                 note: Log | None = None, weights: str | None = None) -> dict[str, Any]:
+    """Test-set loss, accuracy, per-class accuracy and confusion matrix of a run, with the
+    weights :func:`load_trained` picks."""
     from ..data import load_dataset
     from .trainer import evaluate_arrays
 
-    session = load_trained(run_dir, registry)
-    dataset = load_dataset(session.config.training.dataset, data_dir=data_dir, report=log,
-                           parts=("test",))
+    session = load_trained(run_dir, registry, weights=weights)
+    dataset = load_dataset(session.config.training.dataset, data_dir=data_dir,
+                           report=note if note is not None else _to_stderr, parts=("test",))
     _check_fits_dataset(session.config, session.network.output_shape, dataset)
     if not len(dataset.test_y):
         raise DataError(f"the {dataset.name} test set in {dataset.files['test_labels']} holds "
@@ -224,27 +259,32 @@ def evaluate_run(run_dir: str | Path, registry: Registry, *, data_dir: str | Non
                         "test files")
     with session.step:
         loss, predicted = evaluate_arrays(session, dataset.test_x, dataset.test_y)
-    k = dataset.num_classes
-    confusion = np.bincount(dataset.test_y * k + predicted, minlength=k * k).reshape(k, k)
+    report = classification_report(loss, predicted, dataset.test_y, dataset.class_names)
+    return {"run_dir": str(run_dir), "dataset": dataset.name, "epoch": session.epoch,
+            "weights": session.weights, **report}
+
+
+def classification_report(loss: float, predicted: np.ndarray, labels: np.ndarray,
+                          class_names: list[str]) -> dict[str, Any]:
+    """Loss, accuracy, per-class accuracy and confusion matrix (rows: true class)."""
+    k = len(class_names)
+    confusion = np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
     per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
     return {
-        "run_dir": str(run_dir),
-        "dataset": dataset.name,
-        "epoch": session.epoch,
-        "samples": int(len(dataset.test_y)),
+        "samples": int(len(labels)),
         "loss": float(loss),
-        "accuracy": float(np.mean(predicted == dataset.test_y)),
+        "accuracy": float(np.mean(predicted == labels)) if len(labels) else float("nan"),
         "per_class_accuracy": {name: float(a) for name, a in
-                               zip(dataset.class_names, per_class, strict=True)},
+                               zip(class_names, per_class, strict=True)},
         "confusion_matrix": confusion.tolist(),
-        "class_names": list(dataset.class_names),
+        "class_names": list(class_names),
     }
 
 
 def format_evaluation(result: dict[str, Any]) -> str:
     names = result["class_names"]
     lines = [
-        f"{result['run_dir']} (epoch {result['epoch']}) on the {result['dataset']} test set, "
+        f"{result['run_dir']} ({result['weights']}) on the {result['dataset']} test set, "
         f"{result['samples']:,} samples",
         f"loss      {result['loss']:.4f}",
         f"accuracy  {result['accuracy']:.4%}",

@@ -7,8 +7,10 @@ training run::
     provenance.json    lamina, Python, NumPy and plugin versions, the command, the data files
     metrics.json       per-epoch history (also metrics.csv)
     checkpoint.json    the latest checkpoint: epoch, RNG state, history, the .npz's name
-                       and SHA-256
+                       and SHA-256, and which epoch had the best validation loss
     checkpoint-eNNNN.npz   params, non-trainable state and optimizer state
+    best-eNNNN.npz     params and non-trainable state of the best epoch so far (by
+                       validation loss; runs without a validation split have none)
 
 Checkpoints hold only arrays (``.npz``, read with ``allow_pickle=False``) and
 JSON. Every file is written atomically: to a temporary file in the same folder,
@@ -59,6 +61,7 @@ MAX_JSON_BYTES = 64 << 20
 MAX_NPZ_BYTES = 8 << 30
 _TEMPORARY = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}\.tmp$")
 _NPZ_NAME = r"^checkpoint-e\d{4,}\.npz$"
+_BEST_NAME = r"^best-e\d{4,}\.npz$"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -176,11 +179,11 @@ def remove_leftovers(run_dir: Path) -> list[str]:
     """Delete what a killed process left (temporary files, an ``.npz`` that no
     ``checkpoint.json`` names); call it holding the directory's :class:`RunLock`."""
     run_dir = Path(run_dir)
-    current = _current_npz(run_dir)
+    current = {_current_npz(run_dir), _current_npz(run_dir, "best")}
     removed = []
     for path in run_dir.iterdir():
-        stray = _TEMPORARY.match(path.name) or (
-            re.match(_NPZ_NAME, path.name) and path.name != current)
+        archive = re.match(_NPZ_NAME, path.name) or re.match(_BEST_NAME, path.name)
+        stray = _TEMPORARY.match(path.name) or (archive and path.name not in current)
         if stray and path.is_file():
             path.unlink(missing_ok=True)
             removed.append(path.name)
@@ -217,11 +220,21 @@ class EpochRecord(BaseModel):
 
 
 class RunExtra(BaseModel):
-    """The trainer's bookkeeping between epochs (early stopping)."""
+    """The trainer's bookkeeping between epochs (best epoch, early stopping)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     best_val_loss: Finite | None = None
+    best_epoch: Annotated[int, Field(strict=True, ge=1)] | None = None
     stale_epochs: Count = 0
+
+
+class BestWeights(BaseModel):
+    """Where ``checkpoint.json`` keeps the weights of the best epoch so far."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    epoch: Annotated[int, Field(strict=True, ge=1)]
+    arrays: Annotated[str, Field(pattern=_BEST_NAME)]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
 class PCG64State(BaseModel):
@@ -251,6 +264,7 @@ class CheckpointIndex(BaseModel):
     rng_state: PCG64State
     history: list[EpochRecord]
     extra: RunExtra
+    best: BestWeights | None = None
 
 
 @dataclass
@@ -262,21 +276,38 @@ class Checkpoint:
     optimizer: dict[str, np.ndarray]
     rng_state: dict[str, Any]
     history: list[dict[str, Any]]
-    extra: dict[str, Any]  # early-stopping bookkeeping and the like
+    extra: dict[str, Any]  # best epoch and early-stopping bookkeeping
+    #: the best epoch's params. Saving writes them (beside the checkpoint) only when given,
+    #: i.e. when this epoch is the new best, and otherwise keeps the earlier best file;
+    #: loading returns them whenever the run has a best epoch.
+    best_params: dict[str, np.ndarray] | None = None
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
 
 
 def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> Path:
-    """Write ``ckpt`` atomically, then drop the checkpoint it replaces. A failure to write
-    (a full disk) leaves the previous checkpoint as it was and raises CheckpointError."""
+    """Write ``ckpt`` atomically (and the best epoch's weights, if they changed), then drop
+    the files it replaces. A failure to write (a full disk) leaves the previous checkpoint
+    as it was and raises CheckpointError."""
     run_dir = Path(run_dir)
     arrays = {f"param/{k}": v for k, v in ckpt.params.items()}
     arrays.update({f"optim/{k}": np.asarray(v) for k, v in ckpt.optimizer.items()})
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    data = buffer.getvalue()
+    data = _npz_bytes(arrays)
     name = f"checkpoint-e{ckpt.epoch:04d}.npz"
-    previous = _current_npz(run_dir)
+    previous, previous_best = _current_npz(run_dir), _current_npz(run_dir, "best")
+    best = _current_best(run_dir)
+    written = [name]
     try:
+        if ckpt.best_params is not None:
+            best_data = _npz_bytes({f"param/{k}": v for k, v in ckpt.best_params.items()})
+            best = {"epoch": ckpt.epoch, "arrays": f"best-e{ckpt.epoch:04d}.npz",
+                    "sha256": hashlib.sha256(best_data).hexdigest()}
+            written.append(best["arrays"])
+            atomic_write(run_dir / best["arrays"], best_data)
         atomic_write(run_dir / name, data)
         write_json(run_dir / CHECKPOINT, {
             "format": FORMAT_VERSION,
@@ -286,26 +317,44 @@ def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> Path:
             "rng_state": ckpt.rng_state,
             "history": ckpt.history,
             "extra": ckpt.extra,
+            "best": best,
         })
     except OSError as exc:
-        if _current_npz(run_dir) != name:
-            (run_dir / name).unlink(missing_ok=True)
+        in_use = {_current_npz(run_dir), _current_npz(run_dir, "best")}
+        for file in written:
+            if file not in in_use:
+                (run_dir / file).unlink(missing_ok=True)
         kept = (f"the checkpoint of epoch {ckpt.epoch - 1} is intact; free space and continue "
                 f"with `lamina train --resume {shown(run_dir)}`" if previous else
                 "no earlier checkpoint exists")
         raise CheckpointError(f"cannot write the checkpoint of epoch {ckpt.epoch} to "
                               f"{shown(run_dir)}: {exc.strerror or exc}; {kept}") from exc
-    if previous and previous != name:
-        (run_dir / previous).unlink(missing_ok=True)
+    for old in (previous, previous_best):
+        if old and old not in (name, best and best["arrays"]):
+            (run_dir / old).unlink(missing_ok=True)
     return run_dir / name
 
 
-def _current_npz(run_dir: Path) -> str | None:
+def _current_best(run_dir: Path) -> dict | None:
+    """The ``best`` entry of the current ``checkpoint.json`` (read leniently: it is
+    carried over into the next one, and validated whenever it is loaded)."""
     try:
-        name = json.loads(read_regular_file(run_dir / CHECKPOINT, MAX_JSON_BYTES))["arrays"]
+        best = json.loads(read_regular_file(run_dir / CHECKPOINT, MAX_JSON_BYTES)).get("best")
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
+        return None
+    return best if isinstance(best, dict) else None
+
+
+def _current_npz(run_dir: Path, which: str = "last") -> str | None:
+    """The archive the current ``checkpoint.json`` names: its last checkpoint's, or with
+    ``which="best"`` its best epoch's."""
+    try:
+        index = json.loads(read_regular_file(run_dir / CHECKPOINT, MAX_JSON_BYTES))
+        name = index["arrays"] if which == "last" else index["best"]["arrays"]
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
-    return name if isinstance(name, str) and re.match(_NPZ_NAME, name) else None
+    pattern = _NPZ_NAME if which == "last" else _BEST_NAME
+    return name if isinstance(name, str) and re.match(pattern, name) else None
 
 
 def load_index(run_dir: Path) -> CheckpointIndex | None:
@@ -334,6 +383,13 @@ def load_index(run_dir: Path) -> CheckpointIndex | None:
         raise CheckpointError(f"{shown(run_dir / CHECKPOINT)}: checkpoint of epoch "
                               f"{index.epoch} with a history of epochs {numbers[:10]}; expected "
                               f"epochs 1 to {index.epoch}: the file was edited or damaged")
+    if index.best is not None and (index.best.epoch > index.epoch
+                                   or index.best.epoch != index.extra.best_epoch):
+        raise CheckpointError(f"{shown(run_dir / CHECKPOINT)}: its best epoch "
+                              f"({index.best.epoch}) is not a finished epoch of its own record "
+                              "(best_epoch "
+                              f"{index.extra.best_epoch}, {index.epoch} epochs): the file was "
+                              "edited or damaged")
     return index
 
 
@@ -344,23 +400,39 @@ def load_checkpoint(run_dir: Path) -> Checkpoint | None:
     index = load_index(run_dir)
     if index is None:
         return None
-    npz = run_dir / index.arrays
+    arrays = _verified_npz(run_dir / index.arrays, index.sha256,
+                           "the run cannot be resumed from it")
+    params = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("param/")}
+    optim = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("optim/")}
+    best = load_best_params(run_dir, index) if index.best is not None else None
+    return Checkpoint(index.epoch, params, optim, index.rng_state.model_dump(),
+                      [record.model_dump() for record in index.history],
+                      index.extra.model_dump(), best)
+
+
+def load_best_params(run_dir: Path, index: CheckpointIndex) -> dict[str, np.ndarray]:
+    """The params of ``index``'s best epoch (checked against the hash it records)."""
+    if index.best is None:
+        raise CheckpointError(f"{shown(Path(run_dir))} has no best-epoch weights: they are "
+                              "kept only for runs with a validation split (and by lamina "
+                              "versions that keep them); use the last epoch's weights")
+    arrays = _verified_npz(Path(run_dir) / index.best.arrays, index.best.sha256,
+                           "the best epoch's weights cannot be used")
+    return {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("param/")}
+
+
+def _verified_npz(npz: Path, sha256: str, consequence: str) -> dict[str, np.ndarray]:
     try:
         data = read_regular_file(npz, MAX_NPZ_BYTES)
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise CheckpointError(f"checkpoint arrays {shown(npz)} cannot be read ({reason}); "
-                              "the run cannot be resumed from it") from exc
-    if hashlib.sha256(data).hexdigest() != index.sha256:
+                              f"{consequence}") from exc
+    if hashlib.sha256(data).hexdigest() != sha256:
         raise CheckpointError(f"checkpoint arrays {shown(npz)} are corrupt: their SHA-256 does "
                               f"not match the one recorded in {CHECKPOINT}; restore the file "
                               "or start a new run")
-    arrays = read_npz(data, shown(npz))
-    params = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("param/")}
-    optim = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("optim/")}
-    return Checkpoint(index.epoch, params, optim, index.rng_state.model_dump(),
-                      [record.model_dump() for record in index.history],
-                      index.extra.model_dump())
+    return read_npz(data, shown(npz))
 
 
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,

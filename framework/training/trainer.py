@@ -29,6 +29,7 @@ from ..registry import Registry
 from ..runtime.parallel import ShardedStep
 from ..schedules import learning_rate
 from . import runs
+from .callbacks import Callback, Log, run_callbacks
 from .runs import Checkpoint, shown
 
 
@@ -51,15 +52,19 @@ class Session:
     loss: Any
     optimizer: Any
     rng: np.random.Generator
-    run_dir: Path
+    run_dir: Path | None  # None: trained in memory (lamina.Model), nothing written
     step: ShardedStep  # runs the training steps and predictions, shard by shard
     history: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     epoch: int = 0  # epochs completed
     saved: int = 0  # epochs in the last checkpoint written (or restored)
+    #: the network's state at the best epoch so far (by validation loss), if any
+    best_state: dict[str, np.ndarray] | None = None
+    stop_training: bool = False  # set by a callback: end after the current epoch
+    weights: str | None = None  # which trained weights were loaded (lamina.training.load_trained)
 
 
-def make_session(plan: Plan, registry: Registry, run_dir: Path) -> Session:
+def make_session(plan: Plan, registry: Registry, run_dir: Path | None) -> Session:
     """Network, loss and optimizer of a checked plan; the generator seeded and used to init.
 
     The plan's config has its run settings resolved (the shard count among them), and
@@ -71,7 +76,8 @@ def make_session(plan: Plan, registry: Registry, run_dir: Path) -> Session:
     loss = registry.loss(config.loss.type)(config.loss.config)
     optimizer = registry.optimizer(config.optimizer.type)(config.optimizer.config)
     step = ShardedStep(network, loss, rng, shards=config.training.shards)
-    return Session(config, network, loss, optimizer, rng, Path(run_dir), step)
+    return Session(config, network, loss, optimizer, rng,
+                   Path(run_dir) if run_dir is not None else None, step)
 
 
 def split_validation(session: Session, x: np.ndarray, y: np.ndarray) -> Data:
@@ -90,6 +96,8 @@ def check_fits(session: Session, ckpt: Checkpoint) -> None:
     arrays, the optimizer's state for these parameters, the generator's state. Nothing
     changes: a run directory is checked as a whole before anything runs."""
     session.network.check_state_dict(ckpt.params)
+    if ckpt.best_params is not None:
+        session.network.check_state_dict(ckpt.best_params)
     probe = type(session.optimizer)(session.optimizer.config)
     probe.load_state_dict(ckpt.optimizer)
     check = getattr(probe, "check_state", None)
@@ -109,6 +117,7 @@ def restore(session: Session, ckpt: Checkpoint) -> None:
     session.rng.bit_generator.state = ckpt.rng_state
     session.history = list(ckpt.history)
     session.extra = dict(ckpt.extra)
+    session.best_state = ckpt.best_params
     session.epoch = session.saved = ckpt.epoch
 
 
@@ -120,6 +129,7 @@ def checkpoint(session: Session) -> None:
 
 
 def _save(session: Session) -> None:
+    new_best = session.extra.get("best_epoch") == session.epoch
     runs.save_checkpoint(session.run_dir, Checkpoint(
         epoch=session.epoch,
         params=session.network.state_dict(),
@@ -127,6 +137,7 @@ def _save(session: Session) -> None:
         rng_state=session.rng.bit_generator.state,
         history=session.history,
         extra=session.extra,
+        best_params=session.best_state if new_best else None,
     ))
 
 
@@ -213,6 +224,9 @@ def plugin_failed(plugin: Any, kind: str, exc: Exception) -> PluginError:
 def stopped(session: Session, what: str) -> TrainingError:
     """The error that ends a run whose numbers stopped being finite, saying which
     checkpoint survives: non-finite values are never saved."""
+    if session.run_dir is None:
+        return TrainingError(f"{what}; training stopped. Lower the learning rate or check "
+                             "the data")
     where = shown(session.run_dir)
     if session.saved:
         kept = f"The last good checkpoint (epoch {session.saved}) is kept in {where}"
@@ -236,16 +250,25 @@ def _check_weights(session: Session, epoch: int) -> None:
 DIVERGENCE = 10.0
 
 
-def fit(session: Session, data: Data, *, quiet: bool = False, log=print) -> list[dict]:
-    """Train from ``session.epoch`` to the configured number of epochs, checkpointing each."""
+def fit(session: Session, data: Data, *, callbacks: list[Callback] | None = None,
+        quiet: bool = False, log: Log = print, note: Log | None = None) -> list[dict]:
+    """Train from ``session.epoch`` to the configured number of epochs; returns the history.
+
+    ``callbacks`` run around each epoch (:mod:`lamina.training.callbacks`); the default
+    is what ``lamina train`` does: checkpoint, print the epoch's line with ``log``, stop
+    early. ``quiet`` hides the progress bar (on stderr); ``note`` receives warnings
+    (default: stderr). With ``training.restore_best`` the network ends with the weights
+    of the epoch with the best validation loss.
+    """
     from tqdm import tqdm
 
+    callbacks = run_callbacks(log) if callbacks is None else callbacks
+    note = note if note is not None else _to_stderr
     training = session.config.training
-    patience = training.early_stopping_patience
-    while session.epoch < training.epochs:
-        if patience is not None and session.extra.get("stale_epochs", 0) >= patience:
-            log(f"early stopping: no better validation loss for {patience} epochs")
-            break
+    session.stop_training = False
+    for callback in callbacks:
+        callback.on_train_begin(session)
+    while session.epoch < training.epochs and not session.stop_training:
         epoch = session.epoch
         session.optimizer.lr = learning_rate(training.schedule, session.config.optimizer.config.lr,
                                              epoch, training.epochs)
@@ -274,22 +297,39 @@ def fit(session: Session, data: Data, *, quiet: bool = False, log=print) -> list
                                        f"{epoch + 1}")
             record["val_loss"] = val_loss
             record["val_accuracy"] = float(np.mean(predicted == data.val_y))
-            best = session.extra.get("best_val_loss")
-            if best is None or val_loss < best:
-                session.extra["best_val_loss"] = val_loss
-                session.extra["stale_epochs"] = 0
-            else:
-                session.extra["stale_epochs"] = session.extra.get("stale_epochs", 0) + 1
+            _track_best(session, val_loss, epoch + 1)
         record["seconds"] = round(time.perf_counter() - started, 3)
         best = min((r["train_loss"] for r in session.history), default=None)
         if best is not None and train_loss > DIVERGENCE * best:
-            log(f"warning: the training loss grew from {best:.4g} to {train_loss:.4g} at epoch "
-                f"{epoch + 1}: the run is diverging; a lower learning rate (--lr) may help")
+            note(f"warning: the training loss grew from {best:.4g} to {train_loss:.4g} at epoch "
+                 f"{epoch + 1}: the run is diverging; a lower learning rate may help")
         session.history.append(record)
         session.epoch += 1
-        checkpoint(session)
-        log(format_record(record, training.epochs))
+        for callback in callbacks:
+            callback.on_epoch_end(session, record)
+    if training.restore_best and session.best_state is not None \
+            and session.extra.get("best_epoch") != session.epoch:
+        session.network.load_state_dict(session.best_state)
+        log(f"restored the weights of epoch {session.extra['best_epoch']} (best validation "
+            f"loss {session.extra['best_val_loss']:.4f})")
+    for callback in callbacks:
+        callback.on_train_end(session)
     return session.history
+
+
+def _track_best(session: Session, val_loss: float, epoch: int) -> None:
+    """Remember the epoch with the lowest validation loss (its weights too) and count the
+    epochs since it, for best-epoch checkpoints and early stopping."""
+    best = session.extra.get("best_val_loss")
+    if best is None or val_loss < best:
+        session.extra.update(best_val_loss=val_loss, best_epoch=epoch, stale_epochs=0)
+        session.best_state = session.network.state_dict()  # copies
+    else:
+        session.extra["stale_epochs"] = session.extra.get("stale_epochs", 0) + 1
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def format_record(record: dict[str, Any], epochs: int) -> str:

@@ -23,7 +23,8 @@ REGISTRY = load_registry(load_entry_points=False)
 
 
 def quiet(data_dir: str) -> dict:
-    return {"data_dir": data_dir, "quiet": True, "log": lambda _: None}
+    return {"data_dir": data_dir, "quiet": True, "log": lambda _: None,
+            "note": lambda _: None}
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -150,7 +151,8 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(
         (killed / name).write_bytes((straight / name).read_bytes())
     (killed / ".checkpoint-e0001.npz.4242.0123abcd.tmp").write_bytes(b"half")
     messages = []
-    resume_run(killed, REGISTRY, data_dir=mnist_dir, quiet=True, log=messages.append)
+    resume_run(killed, REGISTRY, data_dir=mnist_dir, quiet=True, log=messages.append,
+               note=messages.append)
     assert any("starting it again from its first epoch" in m for m in messages)
     assert any(".checkpoint-e0001.npz.4242.0123abcd.tmp" in m for m in messages)
     a, b = load_checkpoint(straight), load_checkpoint(killed)
@@ -164,9 +166,13 @@ def test_an_archive_no_index_names_is_removed_on_resume(trained, mnist_dir):
     index = json.loads((trained / runs.CHECKPOINT).read_text())
     orphan = trained / "checkpoint-e0002.npz"  # written, then killed before the index
     orphan.write_bytes((trained / index["arrays"]).read_bytes())
+    stray_best = trained / "best-e0009.npz"  # no index names it either
+    stray_best.write_bytes((trained / index["best"]["arrays"]).read_bytes())
     resume_run(trained, REGISTRY, epochs=2, **quiet(mnist_dir))
-    assert load_checkpoint(trained).epoch == 2
-    assert sorted(p.name for p in trained.glob("*.npz")) == ["checkpoint-e0002.npz"]
+    ckpt = load_checkpoint(trained)
+    assert ckpt.epoch == 2
+    assert sorted(p.name for p in trained.glob("*.npz")) == [
+        f"best-e{ckpt.extra['best_epoch']:04d}.npz", "checkpoint-e0002.npz"]
 
 
 def test_a_run_directory_in_use_is_refused(trained, mnist_dir):
@@ -185,7 +191,7 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_resume_continues(
     archives = []
 
     def disk_fills(path, data):
-        if path.suffix == ".npz":
+        if path.name.startswith("checkpoint-"):
             if archives:  # the second checkpoint finds no space
                 raise OSError(errno.ENOSPC, "No space left on device", str(path))
             archives.append(path)
@@ -199,7 +205,10 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_resume_continues(
     assert "cannot write the checkpoint of epoch 2" in message
     assert "No space left on device; the checkpoint of epoch 1 is intact" in message
     assert load_checkpoint(full).epoch == 1
-    assert not list(full.glob(".*.tmp")) and len(list(full.glob("*.npz"))) == 1
+    # the first epoch's checkpoint and best weights, nothing of the second
+    assert not list(full.glob(".*.tmp"))
+    assert sorted(p.name for p in full.glob("*.npz")) == ["best-e0001.npz",
+                                                          "checkpoint-e0001.npz"]
     monkeypatch.setattr(runs, "atomic_write", real)
     resume_run(full, REGISTRY, **quiet(mnist_dir))
     a, b = load_checkpoint(straight), load_checkpoint(full)
@@ -238,7 +247,7 @@ def test_a_diverging_run_is_warned_about(tmp_path, tiny_config, monkeypatch):
     monkeypatch.setattr(trainer, "train_epoch", lambda s, d, progress: next(losses))
     session = session_in(tmp_path, tiny_config, epochs=3)
     messages = []
-    fit(session, synthetic(), quiet=True, log=messages.append)
+    fit(session, synthetic(), quiet=True, log=messages.append, note=messages.append)
     [warning] = [m for m in messages if m.startswith("warning")]
     assert "the training loss grew from 0.8 to 12 at epoch 3: the run is diverging" in warning
 
@@ -262,7 +271,7 @@ def test_an_empty_test_set_is_an_error_not_nan_percent(trained, mnist_dir, monke
 
     monkeypatch.setattr(lamina.data, "load_dataset", no_test_samples)
     with pytest.raises(DataError, match="test set .* holds no samples"):
-        evaluate_run(trained, REGISTRY, data_dir=mnist_dir, log=lambda _: None)
+        evaluate_run(trained, REGISTRY, data_dir=mnist_dir, note=lambda _: None)
 
 
 KILL_MID_WRITE = """
@@ -274,7 +283,7 @@ real, archives = runs.atomic_write, []
 def dies_half_way(path, data):
     # The second checkpoint's archive: the temporary file is written, then the process
     # is killed before the rename, as a power cut or an OOM kill would leave it.
-    if path.suffix == ".npz":
+    if path.name.startswith("checkpoint-"):
         archives.append(path)
         if len(archives) == 2:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.0123abcd.tmp")
@@ -326,7 +335,7 @@ def test_ctrl_c_during_the_first_checkpoint_names_no_checkpoint_and_resume_works
     messages = []
     with pytest.raises(KeyboardInterrupt):
         start_run(tiny_config, REGISTRY, run_dir=run_dir, overrides={"epochs": 1},
-                  data_dir=mnist_dir, quiet=True, log=messages.append)
+                  data_dir=mnist_dir, quiet=True, log=messages.append, note=messages.append)
     assert ("no checkpoint had been written, so " in messages[-1]
             and f"continue with `lamina train --resume {run_dir}`" in messages[-1])
     monkeypatch.setattr(runs, "atomic_write", real)

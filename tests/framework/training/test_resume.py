@@ -50,7 +50,7 @@ def test_sigkilled_run_resumes_bit_identically(tmp_path, tiny_config, mnist_dir)
     resumed = lamina("train", "--resume", str(killed), "--quiet", env=env)
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
-    assert "resuming" in err
+    assert "resuming" in out  # a result: stdout (diagnostics go to stderr)
 
     registry = load_registry(load_entry_points=False)
     start_run(tiny_config, registry, run_dir=straight, data_dir=mnist_dir, quiet=True,

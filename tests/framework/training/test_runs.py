@@ -37,7 +37,9 @@ def test_checkpoint_round_trip(session):
         np.testing.assert_array_equal(ckpt.params[key], value)
     assert ckpt.rng_state == session.rng.bit_generator.state
     npz = sorted(p.name for p in session.run_dir.glob("*.npz"))
-    assert npz == ["checkpoint-e0002.npz"]  # the replaced checkpoint is gone
+    best = ckpt.extra["best_epoch"]
+    # the replaced checkpoint is gone; the best epoch's weights are kept beside the last
+    assert npz == [f"best-e{best:04d}.npz", "checkpoint-e0002.npz"]
     metrics = json.loads((session.run_dir / runs.METRICS).read_text())
     assert [r["epoch"] for r in metrics] == [1, 2]
     csv_lines = (session.run_dir / runs.METRICS_CSV).read_text().splitlines()
@@ -110,4 +112,5 @@ def test_early_stopping_after_patience_epochs_without_improvement(session, monke
     assert [r["val_loss"] for r in history] == [1.0, 0.5, 0.7, 0.6, 0.9]
     assert messages[-1] == "early stopping: no better validation loss for 3 epochs"
     assert runs.load_checkpoint(session.run_dir).extra == {"best_val_loss": 0.5,
+                                                           "best_epoch": 2,
                                                            "stale_epochs": 3}
