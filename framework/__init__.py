@@ -32,6 +32,7 @@ from .hookspecs import hookimpl, hookspec
 from .initializers import INITIALIZERS, initialize
 from .layer import Example, FreeText, Layer, LayerConfig, LayerTraits, ParamSpec, Shape
 from .loss import TARGET_FORMS, Loss, LossExample, LossTraits, as_target_rows
+from .model import InputError, Model
 from .optimizer import Optimizer, OptimizerConfig, OptimizerExample
 from .registry import Registry, load_registry
 
@@ -48,6 +49,7 @@ __all__ = [
     "Example",
     "FreeText",
     "INITIALIZERS",
+    "InputError",
     "KernelError",
     "LaminaError",
     "Layer",
@@ -56,6 +58,7 @@ __all__ = [
     "Loss",
     "LossExample",
     "LossTraits",
+    "Model",
     "Network",
     "NetworkConfig",
     "Optimizer",

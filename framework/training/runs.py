@@ -277,9 +277,9 @@ class Checkpoint:
     rng_state: dict[str, Any]
     history: list[dict[str, Any]]
     extra: dict[str, Any]  # best epoch and early-stopping bookkeeping
-    #: the best epoch's params. Saving writes them (beside the checkpoint) only when given,
-    #: i.e. when this epoch is the new best, and otherwise keeps the earlier best file;
-    #: loading returns them whenever the run has a best epoch.
+    #: the params of epoch ``extra["best_epoch"]``. Saving writes them (beside the
+    #: checkpoint) when given, and otherwise keeps the best file the run has; loading
+    #: returns them whenever the run has a best epoch.
     best_params: dict[str, np.ndarray] | None = None
 
 
@@ -303,8 +303,9 @@ def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> Path:
     written = [name]
     try:
         if ckpt.best_params is not None:
+            best_epoch = ckpt.extra["best_epoch"]
             best_data = _npz_bytes({f"param/{k}": v for k, v in ckpt.best_params.items()})
-            best = {"epoch": ckpt.epoch, "arrays": f"best-e{ckpt.epoch:04d}.npz",
+            best = {"epoch": best_epoch, "arrays": f"best-e{best_epoch:04d}.npz",
                     "sha256": hashlib.sha256(best_data).hexdigest()}
             written.append(best["arrays"])
             atomic_write(run_dir / best["arrays"], best_data)

@@ -1,0 +1,312 @@
+"""lamina from Python: build a network, ``fit`` it on arrays, ``evaluate``, ``predict``,
+``save`` and ``load`` (docs/python-api.md).
+
+:class:`Model` wraps what ``lamina train`` runs (a :class:`~lamina.training.trainer.Session`:
+the network, its loss and optimizer, the run's one generator) and trains it with the
+same loop (:func:`lamina.training.trainer.fit`), so a model fitted here and a run
+trained on the command line with the same config, data and seed end with the same
+weights. What it adds is the care a notebook needs: arrays are checked before they
+reach a layer, and a single image without its batch axis, channels last, raw 0-255
+pixels or a label out of range get a message saying what was received and what to
+pass. ``save`` writes a run directory (JSON and ``.npz``, no pickle), and ``load``
+reads one, whichever wrote it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import NetworkConfig
+from .errors import ConfigError, ConfigIssue, LaminaError
+from .registry import Registry, load_registry
+
+
+class InputError(LaminaError, ValueError):
+    """Arrays given to a :class:`Model` do not fit its network (shape, dtype, labels)."""
+
+
+class Model:
+    """A network with its loss and optimizer, trained and used from Python.
+
+    ``config`` is a shipped config's name (``"mnist_cnn"``), a ``.toml``/``.json`` file
+    or a dict of the same structure; it is checked as ``lamina validate`` checks it.
+    ``seed`` replaces ``training.seed``: it seeds the initial weights and then the
+    shuffles and dropout masks of every ``fit``. The network is built when first
+    used, so ``fit(seed=...)`` on a new model seeds its initial weights too.
+    """
+
+    def __init__(self, config: str | Path | dict[str, Any] = "mnist_cnn", *,
+                 seed: int | None = None, registry: Registry | None = None):
+        from .plan import make_plan
+
+        self.registry = registry if registry is not None else load_registry()
+        overrides = {"seed": seed} if seed is not None else None
+        self._plan = make_plan(config, self.registry, training=overrides)
+        self._session = None
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, *, weights: str | None = None,
+             registry: Registry | None = None) -> Model:
+        """A model from a run directory (``lamina train``'s or :meth:`save`'s): its config
+        and trained weights, ``weights="last"`` or ``"best"`` (default: the run's choice,
+        see :func:`lamina.training.load_trained`); ``model.weights`` says which."""
+        from .plan import make_plan
+        from .training import load_trained
+
+        registry = registry if registry is not None else load_registry()
+        session = load_trained(path, registry, weights=weights)
+        model = cls.__new__(cls)
+        model.registry = registry
+        model._plan = make_plan(session.config, registry)
+        model._session = session
+        return model
+
+    @property
+    def config(self) -> NetworkConfig:
+        """The resolved config (every default filled in)."""
+        return self._run.config if self._session is not None else self._plan.config
+
+    @property
+    def network(self):
+        """The :class:`lamina.Network` (built on first use)."""
+        return self._run.network
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One record per epoch trained so far, as in a run's ``metrics.json``."""
+        return self._session.history if self._session is not None else []
+
+    @property
+    def weights(self) -> str:
+        """Which weights the model holds: ``"initial"``, ``"epoch 3 (last)"``, ..."""
+        if self._session is None or not self._session.epoch:
+            return "initial"
+        return self._session.weights or f"epoch {self._session.epoch} (last)"
+
+    def summary(self) -> str:
+        """Layers, output shapes and parameter counts, as ``lamina summary`` prints them."""
+        return self._plan.architecture.summary()
+
+    @property
+    def _run(self):
+        if self._session is None:
+            from .training.trainer import make_session
+
+            self._session = make_session(self._plan, self.registry, None)
+        return self._session
+
+    # -- training ---------------------------------------------------------------------
+    def fit(self, x: np.ndarray, y: np.ndarray, *, epochs: int | None = None,
+            batch_size: int | None = None,
+            validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+            validation_split: float | None = None, seed: int | None = None,
+            shards: int | None = None, early_stopping_patience: int | None = None,
+            restore_best: bool | None = None, progress: bool = True,
+            callbacks: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Train on ``x`` (N, *input_shape) and class indices ``y`` (N,); returns the history.
+
+        ``epochs`` more epochs (default: the config's ``training.epochs``), validated on
+        ``validation_data`` or on a seeded ``validation_split`` of ``x`` (default: the
+        config's split; 0 for none). ``progress`` shows a progress bar and a line per
+        epoch. ``callbacks`` are :class:`lamina.training.callbacks.Callback` objects;
+        early stopping (``early_stopping_patience``) is one, and
+        ``restore_best`` ends with the best validation epoch's weights. Calling ``fit``
+        again continues training.
+        """
+        from .training.callbacks import EarlyStopping, EpochLog
+        from .training.trainer import Data, fit, split_validation
+
+        if seed is not None:
+            self._reseed(seed)
+        training = {key: value for key, value in (
+            ("batch_size", batch_size), ("validation_split", validation_split),
+            ("shards", shards), ("early_stopping_patience", early_stopping_patience),
+            ("restore_best", restore_best)) if value is not None}
+        run = self._run
+        x = self._inputs(x, "x")
+        y = self._labels(y, len(x), "y")
+        more = epochs if epochs is not None else self._plan.config.training.epochs
+        if not isinstance(more, int) or isinstance(more, bool) or more < 1:
+            raise ConfigError([ConfigIssue("epochs", f"expected a whole number >= 1, received "
+                                                     f"{more!r}")])
+        run.config = run.config.with_training(**training, epochs=run.epoch + more)
+        self._use_shards(run)
+        # Each call counts early stopping's patience afresh (the best epoch is kept).
+        run.extra["stale_epochs"] = 0
+        if validation_data is not None:
+            vx, vy = validation_data
+            vx = self._inputs(vx, "validation_data[0]")
+            data = Data(x, y, vx, self._labels(vy, len(vx), "validation_data[1]"))
+        else:
+            data = split_validation(run, x, y)
+        if not len(data.train_x):
+            raise InputError("x holds no training samples; pass at least one")
+        log = print if progress else _silent
+        loop = [EarlyStopping(log=log), *([EpochLog(log)] if progress else []), *callbacks]
+        try:
+            return fit(run, data, callbacks=loop, quiet=not progress, log=log)
+        finally:
+            run.step.close()
+
+    def _reseed(self, seed: int) -> None:
+        if self._session is None:
+            from .plan import make_plan
+
+            self._plan = make_plan(self._plan.config, self.registry, training={"seed": seed})
+        elif seed != self._session.config.training.seed:
+            raise ConfigError([ConfigIssue("seed", (
+                f"this model's network was already built with seed "
+                f"{self._session.config.training.seed}; a seed only takes effect before the "
+                f"first fit or predict: pass Model(..., seed={seed}) or fit(seed={seed}) on a "
+                "new model"))])
+
+    def _use_shards(self, run) -> None:
+        from .plan import make_plan
+        from .runtime.parallel import ShardedStep
+
+        # the shard count is resolved against the network (batch-dependent layers run whole)
+        run.config = make_plan(run.config, self.registry).config
+        if run.step.shards != run.config.training.shards:
+            run.step.close()
+            run.step = ShardedStep(run.network, run.loss, run.rng,
+                                   shards=run.config.training.shards)
+
+    # -- using a trained model ----------------------------------------------------------
+    def predict(self, x: np.ndarray, *, batch_size: int = 250) -> np.ndarray:
+        """Class probabilities (N, classes) for ``x`` (N, *input_shape), in eval mode."""
+        run = self._run
+        x = self._inputs(x, "x")
+        with run.step:
+            parts = [run.loss.predict_proba(run.step.predict(x[i:i + batch_size]))
+                     for i in range(0, len(x), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, *run.network.output_shape))
+
+    def predict_classes(self, x: np.ndarray, *, batch_size: int = 250) -> np.ndarray:
+        """The most probable class index of each sample of ``x``."""
+        return np.argmax(self.predict(x, batch_size=batch_size), axis=1)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, *, batch_size: int = 250,
+                 class_names: Sequence[str] | None = None) -> dict[str, Any]:
+        """Loss, accuracy, per-class accuracy and confusion matrix on ``x``, ``y``: the
+        report ``lamina evaluate --json`` prints (without the run and dataset names)."""
+        from .training.api import classification_report
+        from .training.trainer import evaluate_arrays
+
+        run = self._run
+        x = self._inputs(x, "x")
+        y = self._labels(y, len(x), "y")
+        if not len(x):
+            raise InputError("x holds no samples; there is nothing to evaluate")
+        classes = run.network.output_shape[0]
+        names = [str(i) for i in range(classes)] if class_names is None else list(class_names)
+        if len(names) != classes:
+            raise InputError(f"class_names has {len(names)} names; the network has {classes} "
+                             "classes")
+        with run.step:
+            loss, predicted = evaluate_arrays(run, x, y, batch_size)
+        return {"weights": self.weights, **classification_report(loss, predicted, y, names)}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model as a run directory at ``path`` (a new or empty folder): its
+        config, weights, optimizer state, generator state and history, in the format of
+        ``lamina train``'s (JSON and ``.npz``), so ``lamina evaluate`` reads it too."""
+        from .training import runs
+        from .training.runs import Checkpoint
+
+        run = self._run
+        path = Path(path)
+        runs.check_new_run_dir(path)
+        runs.create_run_dir(path)
+        runs.write_json(path / runs.CONFIG, run.config.to_dict())
+        best = run.extra.get("best_epoch")
+        runs.save_checkpoint(path, Checkpoint(
+            epoch=run.epoch, params=run.network.state_dict(),
+            optimizer=run.optimizer.state_dict(), rng_state=run.rng.bit_generator.state,
+            history=run.history, extra=run.extra,
+            best_params=run.best_state if best is not None else None,
+        ))
+        runs.write_metrics(path, run.history)
+        return path
+
+    # -- checking arrays --------------------------------------------------------------
+    def _inputs(self, x: Any, name: str) -> np.ndarray:
+        """``x`` as a (N, *input_shape) array of the network's dtype, or an InputError
+        saying what was received and what to pass."""
+        expected = tuple(self._plan.config.input_shape)
+        try:
+            x = np.asarray(x)
+        except Exception as exc:  # ragged lists and the like
+            raise InputError(f"{name} cannot be read as an array ({exc}); pass a NumPy array "
+                             f"of shape (N, {_dims(expected)})") from None
+        shape = x.shape
+        if shape == expected:
+            raise InputError(f"{name} has shape {shape}: one sample without the batch axis; "
+                             f"pass {name}[None] (shape {(1, *expected)})")
+        if len(shape) == len(expected) + 1 and shape[1:] == expected:
+            pass
+        elif len(expected) == 3 and len(shape) == 4 and shape[1:] == (*expected[1:], expected[0]):
+            raise InputError(f"{name} has shape {shape}: channels last; this network takes "
+                             f"channels first, (N, {_dims(expected)}): pass "
+                             f"{name}.transpose(0, 3, 1, 2)")
+        elif len(expected) == 3 and expected[0] == 1 and shape[1:] == expected[1:]:
+            raise InputError(f"{name} has shape {shape}: no channel axis; this network takes "
+                             f"(N, {_dims(expected)}): pass {name}[:, None]")
+        elif len(expected) == 3 and expected[0] == 1 and shape == expected[1:]:
+            raise InputError(f"{name} has shape {shape}: one image without batch and channel "
+                             f"axes; pass {name}[None, None] (shape {(1, *expected)})")
+        else:
+            raise InputError(f"{name} has shape {shape}; this network takes (N, "
+                             f"{_dims(expected)}): N samples of shape {expected}")
+        dtype = self._dtype()
+        if x.dtype.kind in "ui":
+            top = int(x.max()) if x.size else 0
+            raise InputError(
+                f"{name} holds integers ({x.dtype}, up to {top}); the network computes in "
+                f"{dtype.name} on the scale it was trained on (lamina loads images as "
+                f"{dtype.name} in [0, 1]): pass {name}.astype('{dtype.name}') / 255 for 0-255 "
+                "pixels")
+        if x.dtype.kind != "f":
+            raise InputError(f"{name} has dtype {x.dtype}; pass floating-point values "
+                             f"({dtype.name})")
+        x = x.astype(dtype, copy=False)
+        if not np.all(np.isfinite(x)):
+            raise InputError(f"{name} holds NaN or infinite values "
+                             f"({int(np.sum(~np.isfinite(x)))} of {x.size}); pass finite numbers")
+        return x
+
+    def _labels(self, y: Any, n: int, name: str) -> np.ndarray:
+        """Class indices (N,) in range, or an InputError."""
+        classes = self._plan.architecture.output_shape[0]
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape == (n, classes):
+            raise InputError(f"{name} has shape {y.shape}: one-hot rows; pass class indices, "
+                             f"{name}.argmax(axis=1)")
+        if y.shape != (n,):
+            raise InputError(f"{name} has shape {y.shape}; pass one class index per sample, "
+                             f"shape ({n},)")
+        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+        if y.dtype.kind not in "ui":
+            raise InputError(f"{name} has dtype {y.dtype}; pass integer class indices 0 to "
+                             f"{classes - 1}")
+        if n and (y.min() < 0 or y.max() >= classes):
+            raise InputError(f"{name} holds class {int(y.min() if y.min() < 0 else y.max())}; "
+                             f"this network has {classes} classes: indices 0 to {classes - 1}")
+        return y.astype(np.int64, copy=False)
+
+    def _dtype(self) -> np.dtype:
+        return self.network.dtype
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return ", ".join(str(d) for d in shape)
+
+
+def _silent(message: str) -> None:
+    del message
+

@@ -1,0 +1,116 @@
+"""docs/python-api.md runs as written: its code blocks, in order, as one notebook session
+(on a slice of MNIST and one epoch, the only changes, made by exact substitution)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lamina
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "python-api.md"
+#: what the test changes in the page's code to run in seconds; each must be found
+QUICK = {"limit=None": "limit=2_000", "epochs=15": "epochs=1"}
+
+
+def blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+
+
+def test_the_python_api_page_runs_as_a_notebook(mnist_root, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("LAMINA_DATA", mnist_root)
+    monkeypatch.chdir(tmp_path)
+    code = "\n".join(blocks())
+    for old, new in QUICK.items():
+        assert code.count(old) == 1, f"docs/python-api.md no longer has {old!r} once"
+        code = code.replace(old, new)
+    namespace: dict = {}
+    exec(compile(code, str(DOC), "exec"), namespace)
+    model, again = namespace["model"], namespace["again"]
+    # what the page promises: trained, evaluated, saved and reloaded to the same output
+    assert len(model.history) == 2 and again.weights == "epoch 2 (last)"
+    assert namespace["report"]["samples"] == 10_000
+    assert namespace["report"]["accuracy"] > 0.6  # one epoch on 1,800 images
+    image = namespace["image"]
+    np.testing.assert_array_equal(again.predict(image[None]), model.predict(image[None]))
+    out = capsys.readouterr().out
+    assert "x has shape (1, 28, 28): one sample without the batch axis; pass x[None]" in out
+
+
+def test_every_python_block_is_run():
+    # the page's examples are all Python blocks (shell lines would need another test)
+    assert len(blocks()) >= 8
+
+
+def test_the_page_shows_each_refused_input_message():
+    """The table of refused inputs matches what Model says (checked on the tiny network)."""
+    model = lamina.Model({
+        "model": {"input_shape": [1, 8, 8], "layers": [{"type": "flatten"},
+                                                       {"type": "dense", "units": 10}]},
+        "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"type": "sgd", "lr": 0.1},
+    })
+    x = np.zeros((4, 1, 8, 8), np.float32)
+    cases = [
+        (lambda: model.predict(x[0]), "pass x[None]"),
+        (lambda: model.predict(x[:, 0]), "pass x[:, None]"),
+        (lambda: model.predict(x.transpose(0, 2, 3, 1)), "pass x.transpose(0, 3, 1, 2)"),
+        (lambda: model.predict((x * 255).astype(np.uint8)), "pass x.astype('float32') / 255"),
+        (lambda: model.predict(np.full_like(x, np.nan)), "pass finite numbers"),
+        (lambda: model.predict(x.astype(bool)), "pass floating-point values"),
+        (lambda: model.predict(np.array([["a"]])), "this network takes (N, 1, 8, 8)"),
+        (lambda: model.fit(x, np.eye(10)[:4], progress=False), "y.argmax(axis=1)"),
+        (lambda: model.fit(x, np.array([0, 1, 2, 10]), progress=False),
+         "holds class 10; this network has 10 classes: indices 0 to 9"),
+        (lambda: model.fit(x, np.array([0, 1]), progress=False), "shape (4,)"),
+        (lambda: model.evaluate(x, np.zeros(4, int), class_names=["a"]), "has 1 names"),
+    ]
+    for call, message in cases:
+        with pytest.raises(lamina.InputError) as info:
+            call()
+        assert message in str(info.value)
+        assert isinstance(info.value, ValueError)
+    table = DOC.read_text()
+    for shown in ("x[None]", "x[:, None]", "x.transpose(0, 3, 1, 2)",
+                  "x.astype('float32') / 255", "y.argmax(axis=1)"):
+        assert f"`{shown}`" in table
+
+
+def test_fit_matches_lamina_train_for_the_same_config_data_and_seed(tmp_path, tiny_config,
+                                                                     mnist_root):
+    """One loop: Model.fit and a command-line run end with the same weights."""
+    from lamina.data import load_dataset
+    from lamina.registry import load_registry
+    from lamina.training import load_checkpoint, start_run
+
+    registry = load_registry(load_entry_points=False)
+    start_run(tiny_config, registry, run_dir=tmp_path / "run", data_dir=mnist_root,
+              overrides={"epochs": 2, "limit": 500, "seed": 3}, quiet=True,
+              log=lambda _: None, note=lambda _: None)
+    data = load_dataset("mnist", data_dir=mnist_root, limit=500, parts=("train",))
+    model = lamina.Model(tiny_config, seed=3, registry=registry)
+    model.fit(data.train_x, data.train_y, epochs=2, progress=False)
+    saved = load_checkpoint(tmp_path / "run").params
+    for key, value in model.network.state_dict().items():
+        np.testing.assert_array_equal(value, saved[key], err_msg=key)
+
+
+def test_seed_after_first_use_is_refused_and_save_refuses_a_used_folder(tmp_path):
+    model = lamina.Model({
+        "model": {"input_shape": [1, 8, 8], "layers": [{"type": "flatten"},
+                                                       {"type": "dense", "units": 10}]},
+        "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"type": "sgd", "lr": 0.1},
+    }, seed=1)
+    x = np.zeros((4, 1, 8, 8), np.float32)
+    model.predict(x)
+    with pytest.raises(lamina.ConfigError, match="already built with seed 1"):
+        model.fit(x, np.zeros(4, int), seed=2, progress=False)
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("mine")
+    with pytest.raises(lamina.CheckpointError):
+        model.save(tmp_path / "used")
+    assert [p.name for p in (tmp_path / "used").iterdir()] == ["notes.txt"]
+    with pytest.raises(lamina.ConfigError, match="model.layers"):
+        lamina.Model({"model": {"input_shape": [1, 8, 8], "layers": []}})
