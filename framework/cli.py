@@ -99,6 +99,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from .predict import format_predictions, predict_files
+
+    result = predict_files(args.run_dir, args.files, _registry(args), weights=args.weights,
+                           note=_note)
+    print(json.dumps(result, indent=2) if args.json else format_predictions(result))
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .training.plots import plot_run
 
@@ -214,6 +225,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the last epoch's weights or the best epoch's by validation loss "
                         "(default: best if the run's config sets training.restore_best, "
                         "else last)")
+
+    p = add("predict", cmd_predict,
+            "a trained run's class and probability for image files (PNG, JPEG) or .npy arrays")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="images (converted to the network's input: grayscale, size, light on "
+                        "dark) or .npy arrays of one sample or a batch")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument("--weights", choices=("last", "best"),
+                   help="the last epoch's weights or the best epoch's (default: the run's "
+                        "choice, as for evaluate)")
 
     p = add("plot", cmd_plot, "write training-curve and first-layer filter PNGs of a run")
     p.add_argument("run_dir", metavar="RUN_DIR")

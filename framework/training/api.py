@@ -8,6 +8,7 @@ process can train in it) and, once holding it, remove what a killed process left
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -157,9 +158,10 @@ def _require_run_dir(path: Path) -> None:
     except (OSError, ValueError):
         ok = False
     if not ok:
-        raise CheckpointError(f"{shown(path)} is not a lamina run directory (no "
-                              f"{runs.CONFIG}); give the folder a previous `lamina train` "
-                              "wrote (its --run-dir)")
+        what = (f"run directory {shown(path)} does not exist" if not os.path.lexists(path)
+                else f"{shown(path)} is not a lamina run directory (no {runs.CONFIG})")
+        raise CheckpointError(f"{what}; give the folder a previous `lamina train` (or "
+                              "Model.save) wrote")
 
 
 def _fit(session: Session, data: Data, quiet: bool, log: Log, note: Log) -> None:

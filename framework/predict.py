@@ -1,0 +1,154 @@
+"""``lamina predict``: a trained run's predictions for image files and ``.npy`` arrays.
+
+Each file becomes one or more samples of the network's input shape (C, H, W):
+
+- **PNG, JPEG** (and what else Pillow reads; Pillow is the optional extra
+  ``lamina[image]``): converted to grayscale for a one-channel network (RGB for three
+  channels), resized to (W, H) when its size differs, scaled from 0-255 to [0, 1],
+  and, for one channel, inverted when its border is light: the training images
+  (MNIST, Fashion-MNIST) are light on a dark background, while a digit drawn or
+  photographed is usually dark on light. What was done to each file is reported.
+- **.npy**: one sample, (H, W) for a one-channel network or (C, H, W), or a batch
+  (N, C, H, W); floats in [0, 1] as lamina loads images, or uint8 pixels 0-255
+  (scaled). The file is mapped, not read, until its header has been checked.
+
+No centring or cropping is done: an image should show one object filling most of the
+frame, as the training images do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config.files import shown
+from .errors import LaminaError
+
+#: the most samples a .npy file may hold for lamina predict (a million MNIST images)
+MAX_NPY_SAMPLES = 1_000_000
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class InputFileError(LaminaError):
+    """A file given to ``lamina predict`` cannot be read as the network's input."""
+
+
+def read_samples(path: Path, input_shape: tuple[int, ...],
+                 note: Callable[[str], None]) -> list[tuple[str, np.ndarray]]:
+    """(label, sample) pairs from one file, each sample of ``input_shape`` in float32."""
+    path = Path(path)
+    if not path.is_file():
+        what = "does not exist" if not path.exists() else "is not a regular file"
+        raise InputFileError(f"{shown(path)} {what}; give image files (PNG, JPEG) or .npy "
+                             "arrays")
+    if path.suffix.lower() == ".npy":
+        return _read_npy(path, input_shape, note)
+    return [(str(path), _read_image(path, input_shape, note))]
+
+
+def _read_image(path: Path, input_shape: tuple[int, ...], note: Callable[[str], None]
+                ) -> np.ndarray:
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise InputFileError("reading images needs Pillow: pip install 'lamina[image]' (or "
+                             "pip install Pillow); .npy arrays need nothing more") from None
+    if len(input_shape) != 3 or input_shape[0] not in (1, 3):
+        raise InputFileError(f"this network takes samples of shape {input_shape}, not images "
+                             "of one or three channels; give .npy arrays of that shape")
+    channels, height, width = input_shape
+    try:
+        with Image.open(path) as image:
+            image.load()
+            done = [f"{image.width}x{image.height} {image.mode}"]
+            mode = "L" if channels == 1 else "RGB"
+            if image.mode != mode:
+                image = image.convert(mode)
+                done.append("grayscale" if mode == "L" else "RGB")
+            if image.size != (width, height):
+                image = image.resize((width, height), Image.Resampling.LANCZOS)
+                done.append(f"resized to {width}x{height}")
+            pixels = np.asarray(image, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+        raise InputFileError(f"cannot read {shown(path)} as an image ({exc}); give a PNG or "
+                             "JPEG file, or a .npy array") from None
+    if channels == 1:
+        border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+        if border.mean() > 0.5:
+            pixels = 1.0 - pixels
+            done.append("inverted (dark on light; the training images are light on dark)")
+        sample = pixels[None]
+    else:
+        sample = pixels.transpose(2, 0, 1)
+    note(f"{shown(path)}: {', '.join(done)}")
+    return np.ascontiguousarray(sample)
+
+
+def _read_npy(path: Path, input_shape: tuple[int, ...], note: Callable[[str], None]
+              ) -> list[tuple[str, np.ndarray]]:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputFileError(f"cannot read {shown(path)} as a .npy array ({exc}); save it "
+                             "with numpy.save") from None
+    shape = tuple(array.shape)
+    if shape == input_shape or (input_shape[:1] == (1,) and shape == input_shape[1:]):
+        samples, single = array.reshape(1, *input_shape), True
+    elif len(shape) == len(input_shape) + 1 and shape[1:] == input_shape:
+        samples, single = array, False
+    else:
+        raise InputFileError(f"{shown(path)} holds an array of shape {shape}; this network "
+                             f"takes one sample of shape {input_shape} or a batch (N, "
+                             f"{', '.join(map(str, input_shape))})")
+    if len(samples) > MAX_NPY_SAMPLES:
+        raise InputFileError(f"{shown(path)} holds {len(samples):,} samples; lamina predict "
+                             f"reads at most {MAX_NPY_SAMPLES:,} a file: split it")
+    if array.dtype == np.uint8:
+        samples = np.asarray(samples, dtype=np.float32) / 255.0
+        note(f"{shown(path)}: uint8 pixels scaled to [0, 1]")
+    elif array.dtype.kind == "f":
+        samples = np.asarray(samples, dtype=np.float32)
+    else:
+        raise InputFileError(f"{shown(path)} holds {array.dtype} values; give floats in "
+                             "[0, 1] (as lamina loads images) or uint8 pixels 0-255")
+    if single:
+        return [(str(path), samples[0])]
+    return [(f"{path}[{i}]", sample) for i, sample in enumerate(samples)]
+
+
+def predict_files(run_dir: str | Path, files: Sequence[str | Path], registry, *,
+                  weights: str | None = None, note: Callable[[str], None] = print
+                  ) -> dict[str, Any]:
+    """Predictions of a run for ``files``: every file is read (and checked) first."""
+    from .data.specs import DATASETS
+    from .model import Model
+
+    model = Model.load(run_dir, weights=weights, registry=registry)
+    input_shape = tuple(model.config.input_shape)
+    samples = [pair for path in files for pair in read_samples(Path(path), input_shape, note)]
+    probabilities = model.predict(np.stack([sample for _, sample in samples]))
+    spec = DATASETS.get(model.config.training.dataset)
+    classes = probabilities.shape[1]
+    names = (list(spec.class_names) if spec is not None and len(spec.class_names) == classes
+             else [str(i) for i in range(classes)])
+    rows = []
+    for (label, _), p in zip(samples, probabilities, strict=True):
+        best = int(np.argmax(p))
+        rows.append({"file": label, "class": best, "class_name": names[best],
+                     "probability": float(p[best]),
+                     "probabilities": [float(v) for v in p]})
+    return {"run_dir": str(run_dir), "weights": model.weights, "predictions": rows}
+
+
+def format_predictions(result: dict[str, Any]) -> str:
+    rows = [("file", "class", "probability")]
+    rows += [(r["file"], r["class_name"], f"{r['probability']:.4f}")
+             for r in result["predictions"]]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"{result['run_dir']} ({result['weights']})"]
+    lines += ["  ".join((row[0].ljust(widths[0]), row[1].ljust(widths[1]),
+                         row[2].rjust(widths[2]))).rstrip() for row in rows]
+    return "\n".join(lines)
