@@ -110,6 +110,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    result = export_run(args.run_dir, args.out, _registry(args), weights=args.weights,
+                        force=args.force)
+    (x, x_shape), (y, y_shape) = result["input"], result["output"]
+    print(f"wrote {result['out']} (ONNX opset {result['opset']}, {result['bytes']:,} bytes): "
+          f"{x} {tuple(x_shape)} -> {y} {tuple(y_shape)}, weights {result['weights']}")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .training.plots import plot_run
 
@@ -236,6 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=("last", "best"),
                    help="the last epoch's weights or the best epoch's (default: the run's "
                         "choice, as for evaluate)")
+
+    p = add("export", cmd_export,
+            "write a trained run's inference graph as ONNX (pip install 'lamina[onnx]')")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("out", metavar="OUT.onnx")
+    p.add_argument("--weights", choices=("last", "best"),
+                   help="the last epoch's weights or the best epoch's (default: the run's "
+                        "choice, as for evaluate)")
+    p.add_argument("--force", action="store_true", help="replace OUT.onnx if it exists")
 
     p = add("plot", cmd_plot, "write training-curve and first-layer filter PNGs of a run")
     p.add_argument("run_dir", metavar="RUN_DIR")

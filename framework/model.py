@@ -77,6 +77,11 @@ class Model:
         return self._run.network
 
     @property
+    def loss(self):
+        """The loss plugin instance (its ``predict_proba`` turns outputs into probabilities)."""
+        return self._run.loss
+
+    @property
     def history(self) -> list[dict[str, Any]]:
         """One record per epoch trained so far, as in a run's ``metrics.json``."""
         return self._session.history if self._session is not None else []
@@ -231,6 +236,22 @@ class Model:
             best_params=run.best_state if best is not None else None,
         ))
         runs.write_metrics(path, run.history)
+        return path
+
+    def export(self, path: str | Path, *, force: bool = False) -> Path:
+        """Write the model's inference graph as ONNX to ``path`` (x -> probabilities, as
+        :meth:`predict`); needs the ``onnx`` package (``lamina[onnx]``). An existing file
+        is replaced only with ``force``; the file is written atomically."""
+        from .config.files import shown
+        from .export import ExportError, to_onnx
+        from .training.runs import atomic_write
+
+        path = Path(path)
+        if path.exists() and not force:
+            raise ExportError(f"{shown(path)} exists; choose another name, or pass force=True "
+                              "to replace it")
+        model = to_onnx(self.network, self.loss, description=f"lamina model, {self.weights}")
+        atomic_write(path, model.SerializeToString())
         return path
 
     # -- checking arrays --------------------------------------------------------------

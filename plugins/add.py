@@ -63,6 +63,9 @@ class Add(Layer):
         n_inputs = self.cached()
         return [dy.copy() for _ in range(n_inputs)]
 
+    def export_onnx(self, graph, inputs, name):
+        return graph.add("Sum", inputs, name)
+
     @classmethod
     def examples(cls) -> list[Example]:
         return [

@@ -132,6 +132,15 @@ class BatchNorm(Layer):
         mean_dy_x_hat = (sum_dy_x_hat / m).reshape(stat_shape)
         return scale * (dy - mean_dy - x_hat * mean_dy_x_hat)
 
+    def export_onnx(self, graph, inputs, name):
+        """ONNX BatchNormalization in inference mode: the running statistics."""
+        constants = [graph.constant(array, f"{name}.{key}") for key, array in (
+            ("gamma", self._params["gamma"]), ("beta", self._params["beta"]),
+            ("running_mean", self._state["running_mean"]),
+            ("running_var", self._state["running_var"]))]
+        return graph.add("BatchNormalization", [*inputs, *constants], name,
+                         epsilon=float(self.config.epsilon))
+
     @classmethod
     def examples(cls) -> list[Example]:
         return [

@@ -132,6 +132,15 @@ class Conv2D(Layer):
                                self._grads.get("b"), self.stride, self.padding, self._work,
                                input_grad=input_grad)
 
+    def export_onnx(self, graph, inputs, name):
+        """ONNX Conv: the same cross-correlation (pads are top, left, bottom, right)."""
+        (top, bottom), (left, right) = self.padding
+        args = [*inputs, graph.constant(self._params["W"], f"{name}.W")]
+        if self.config.use_bias:
+            args.append(graph.constant(self._params["b"], f"{name}.b"))
+        return graph.add("Conv", args, name, kernel_shape=list(self.kernel),
+                         strides=list(self.stride), pads=[top, left, bottom, right])
+
     @classmethod
     def examples(cls):
         return [

@@ -74,6 +74,14 @@ class Dense(Layer):
             np.sum(dy, axis=0, out=self._grads["b"])
         return dy @ self._params["W"].T if input_grad else None
 
+    def export_onnx(self, graph, inputs, name):
+        """ONNX Gemm: x @ W + b (MatMul without a bias)."""
+        W = graph.constant(self._params["W"], f"{name}.W")
+        if not self.config.use_bias:
+            return graph.add("MatMul", [*inputs, W], name)
+        return graph.add("Gemm", [*inputs, W, graph.constant(self._params["b"], f"{name}.b")],
+                         name)
+
     @classmethod
     def examples(cls) -> list[Example]:
         return [

@@ -82,6 +82,10 @@ class Dropout(Layer):
             return dy
         return dy * mask
 
+    def export_onnx(self, graph, inputs, name):
+        """Inference: the identity (inverted dropout scales while training)."""
+        return graph.add("Identity", inputs, name)
+
     @classmethod
     def examples(cls) -> list[Example]:
         return [

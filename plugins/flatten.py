@@ -50,6 +50,9 @@ class Flatten(Layer):
         x_shape = self.cached()
         return dy.reshape(x_shape)
 
+    def export_onnx(self, graph, inputs, name):
+        return graph.add("Flatten", inputs, name, axis=1)
+
     @classmethod
     def examples(cls) -> list[Example]:
         return [

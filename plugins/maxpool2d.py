@@ -103,6 +103,11 @@ class MaxPool2D(Layer):
         x_shape, winner = self.cached()
         return max_pool_backward(dy, winner, x_shape, self.pool, self.stride)
 
+    def export_onnx(self, graph, inputs, name):
+        """ONNX MaxPool (floor: partial windows dropped, as here)."""
+        return graph.add("MaxPool", inputs, name, kernel_shape=list(self.pool),
+                         strides=list(self.stride))
+
     @classmethod
     def examples(cls):
         return [

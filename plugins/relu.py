@@ -48,6 +48,9 @@ class ReLU(Layer):
         mask = self.cached()
         return np.multiply(dy, mask, dtype=dy.dtype)
 
+    def export_onnx(self, graph, inputs, name):
+        return graph.add("Relu", inputs, name)
+
     @classmethod
     def examples(cls) -> list[Example]:
         return [

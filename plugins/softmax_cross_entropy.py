@@ -62,6 +62,10 @@ class SoftmaxCrossEntropy(Loss):
         dz /= dz.dtype.type(p.shape[0])
         return dz
 
+    def export_onnx(self, graph, logits: str) -> str:
+        """The probabilities of predict_proba as an ONNX Softmax over the classes."""
+        return graph.add("Softmax", [logits], "softmax", axis=1)
+
     def predict_proba(self, logits: np.ndarray) -> np.ndarray:
         """logits: (N, C) -> softmax probabilities (N, C), rows summing to 1."""
         return np.exp(log_softmax(as_logits(logits, f"loss {self.name!r}")))

@@ -65,6 +65,10 @@ class SmoothedCrossEntropy(Loss):
     def predict_proba(self, logits: np.ndarray) -> np.ndarray:
         return np.exp(log_softmax(np.asarray(logits)))
 
+    def export_onnx(self, graph, logits: str) -> str:
+        """For lamina export: the probabilities above, an ONNX Softmax."""
+        return graph.add("Softmax", [logits], "softmax", axis=1)
+
     @classmethod
     def examples(cls) -> list[LossExample]:
         return [

@@ -54,6 +54,14 @@ class Swish(Layer):
         beta = x.dtype.type(self.config.beta)
         return dy * s * (1 + beta * x * (1 - s))
 
+    def export_onnx(self, graph, inputs, name):
+        """For lamina export: y = x * Sigmoid(beta * x), three ONNX nodes."""
+        [x] = inputs
+        beta = graph.constant(np.array(self.config.beta, np.float32), f"{name}.beta")
+        gate = graph.add("Sigmoid", [graph.add("Mul", [x, beta], f"{name}.scaled")],
+                         f"{name}.gate")
+        return graph.add("Mul", [x, gate], name)
+
     @classmethod
     def examples(cls) -> list[Example]:
         return [

@@ -1,0 +1,147 @@
+"""ONNX export: a trained network's inference graph, for ONNX Runtime and other servers.
+
+Every layer writes its own part. A layer plugin that can be exported defines the
+optional method
+
+    def export_onnx(self, graph: OnnxGraph, inputs: list[str], name: str) -> str
+
+which adds ONNX nodes for its eval-mode forward to ``graph`` (reading its trained
+arrays from ``self.params()`` and ``self.state()``), taking the tensors named
+``inputs`` (one per input; one for an ordinary layer) and returning the name of the
+tensor it produces; ``name`` is the layer's name in the network, for naming what it
+adds. A loss plugin defines ``export_onnx(self, graph, logits) -> str`` for its
+``predict_proba``. The exported model maps ``x`` (N, *input_shape), float32, to
+``probabilities`` (N, classes), as :meth:`lamina.Model.predict` does. A layer without
+the method stops the export with an error naming it and its provider.
+
+:class:`OnnxGraph` only records; the ``onnx`` package (the optional extra
+``lamina[onnx]``) is imported when the model is assembled, so plugins never need it.
+See docs/export.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import INPUT
+from .errors import LaminaError
+
+#: the ONNX operator set the exported models use (ONNX Runtime 1.14 and later run it)
+OPSET = 17
+INPUT_NAME = "x"
+OUTPUT_NAME = "probabilities"
+
+
+class ExportError(LaminaError):
+    """The network cannot be exported (a layer without export_onnx, no onnx package)."""
+
+
+@dataclass
+class OnnxGraph:
+    """The nodes and constant tensors of an ONNX graph being written."""
+
+    nodes: list[tuple[str, list[str], str, dict[str, Any]]] = field(default_factory=list)
+    constants: dict[str, np.ndarray] = field(default_factory=dict)
+    opset: int = OPSET
+
+    def constant(self, value: np.ndarray, name: str) -> str:
+        """Add a constant tensor (a weight) named ``name``; returns the name."""
+        if name in self.constants or any(out == name for _, _, out, _ in self.nodes):
+            raise ExportError(f"two tensors of the exported graph are named {name!r}")
+        self.constants[name] = np.ascontiguousarray(value)
+        return name
+
+    def add(self, op_type: str, inputs: list[str], name: str, **attributes: Any) -> str:
+        """Add the ONNX node ``op_type`` reading ``inputs`` (tensor names; "" for an
+        omitted optional input) with ``attributes``; its output is named ``name``."""
+        if name in self.constants or any(out == name for _, _, out, _ in self.nodes):
+            raise ExportError(f"two tensors of the exported graph are named {name!r}")
+        self.nodes.append((op_type, list(inputs), name, attributes))
+        return name
+
+
+def build_graph(network, loss) -> OnnxGraph:
+    """Every node's export, in the network's order, then the loss's probabilities."""
+    graph = OnnxGraph()
+    tensors = {INPUT: INPUT_NAME}
+    for node in network.nodes:
+        method = getattr(node.layer, "export_onnx", None)
+        if method is None:
+            raise ExportError(
+                f"{node.config.path} {node.name!r} (type {node.config.type}, "
+                f"{node.provider.module}, from {node.provider}) cannot be exported to ONNX: "
+                "its class defines no export_onnx() method. Add one (docs/export.md) or ask "
+                "the plugin's author to")
+        inputs = [tensors[ref] for ref in node.inputs]
+        try:
+            tensors[node.name] = method(graph, inputs, node.name)
+        except LaminaError:
+            raise
+        except Exception as exc:
+            raise node.plugin_failed("export_onnx()", exc) from exc
+    method = getattr(loss, "export_onnx", None)
+    if method is None:
+        raise ExportError(f"the {loss.name} loss ({type(loss).__module__}) cannot be exported "
+                          "to ONNX: it defines no export_onnx() method for its "
+                          "probabilities (docs/export.md)")
+    probabilities = method(graph, tensors[network.output])
+    graph.add("Identity", [probabilities], OUTPUT_NAME)
+    return graph
+
+
+def to_onnx(network, loss, *, description: str = "") -> Any:
+    """The checked ``onnx.ModelProto`` of ``network`` (eval mode) and ``loss``'s
+    probabilities."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        raise ExportError("exporting needs the onnx package: pip install 'lamina[onnx]' (or "
+                          "pip install onnx)") from None
+    graph = build_graph(network, loss)
+    nodes = [helper.make_node(op, inputs, [out], name=out, **attrs)
+             for op, inputs, out, attrs in graph.nodes]
+    initializers = [numpy_helper.from_array(value, name)
+                    for name, value in graph.constants.items()]
+    x = helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT,
+                                      ["N", *network.input_shape])
+    y = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT,
+                                      ["N", *network.output_shape])
+    model = helper.make_model(
+        helper.make_graph(nodes, "lamina", [x], [y], initializers),
+        opset_imports=[helper.make_opsetid("", graph.opset)],
+        producer_name="lamina", doc_string=description)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # onnx's own checker errors: a plugin wrote a bad node
+        raise ExportError(f"the exported graph is not valid ONNX: {exc}") from exc
+    return model
+
+
+def export_run(run_dir: str | Path, out: str | Path, registry, *, weights: str | None = None,
+               force: bool = False) -> dict[str, Any]:
+    """Write ``run_dir``'s network as ONNX to ``out`` (atomically; an existing file only
+    with ``force``); returns what was written."""
+    from .config.files import shown
+    from .training.api import load_trained
+    from .training.runs import atomic_write
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise ExportError(f"{shown(out)} exists; choose another name, or pass --force to "
+                          "replace it")
+    if out.suffix.lower() != ".onnx":
+        raise ExportError(f"{shown(out)}: give the output file the .onnx extension")
+    session = load_trained(run_dir, registry, weights=weights)
+    model = to_onnx(session.network, session.loss,
+                    description=f"lamina run {run_dir}, weights {session.weights}")
+    data = model.SerializeToString()
+    atomic_write(out, data)
+    return {"run_dir": str(run_dir), "out": str(out), "weights": session.weights,
+            "opset": OPSET, "bytes": len(data),
+            "input": [INPUT_NAME, ["N", *session.network.input_shape]],
+            "output": [OUTPUT_NAME, ["N", *session.network.output_shape]]}
