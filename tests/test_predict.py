@@ -144,3 +144,13 @@ def test_predict_errors_are_one_line_without_traceback(trained, tmp_path, capsys
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and "Traceback" not in err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_a_jpeg_is_read_too(tmp_path):
+    pixels = np.zeros((40, 40), np.uint8)
+    pixels[10:30, 18:22] = 240
+    Image.fromarray(pixels).save(tmp_path / "digit.jpg", quality=95)
+    said, note = notes()
+    [(_, sample)] = read_samples(tmp_path / "digit.jpg", SHAPE, note)
+    assert sample.shape == SHAPE and sample[0, 14, 14] > 0.7 and sample[0, 0, 0] < 0.1
+    assert said == [f"{tmp_path / 'digit.jpg'}: 40x40 L, resized to 28x28"]
