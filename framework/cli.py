@@ -62,8 +62,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .runtime.distributed import init_mpi, launched_by_mpi
     from .training import resume_run, start_run
 
+    comm = init_mpi() if args.distributed == "mpi" else None
+    if comm is None and (launch := launched_by_mpi()) is not None and launch[0] == 0:
+        print(f"warning: this is one of {launch[1]} processes an MPI launcher started, but "
+              "--distributed mpi was not given: each trains the same run alone. Add "
+              "--distributed mpi to train one run on all of them", file=sys.stderr,
+              flush=True)
+    if comm is not None and comm.rank != 0:
+        args.quiet = True
     registry = _registry(args)
     overrides = {key: getattr(args, key) for key in
                  ("epochs", "batch_size", "seed", "dataset", "limit", "shards")
@@ -78,13 +87,32 @@ def cmd_train(args: argparse.Namespace) -> int:
                   "config.json decides); only --epochs, --data-dir and --quiet apply",
                   file=sys.stderr)
             return EXIT_INVALID
-        resume_run(args.resume, registry, epochs=args.epochs, data_dir=args.data_dir,
-                   quiet=args.quiet, log=_out, note=_note)
+        _on_ranks(comm, lambda log, note: resume_run(
+            args.resume, registry, epochs=args.epochs, data_dir=args.data_dir,
+            quiet=args.quiet, log=log, note=note, comm=comm))
         return 0
-    start_run(args.config or DEFAULT_CONFIG, registry, overrides=overrides,
-              optimizer_lr=args.lr, run_dir=args.run_dir, data_dir=args.data_dir,
-              quiet=args.quiet, log=_out, note=_note)
+    _on_ranks(comm, lambda log, note: start_run(
+        args.config or DEFAULT_CONFIG, registry, overrides=overrides, optimizer_lr=args.lr,
+        run_dir=args.run_dir, data_dir=args.data_dir, quiet=args.quiet, log=log, note=note,
+        comm=comm))
     return 0
+
+
+def _on_ranks(comm, run: Callable[[Callable[[str], None], Callable[[str], None]], object]
+              ) -> None:
+    """Run a training command; over MPI only rank 0 prints, and an error another rank
+    reported (PeerFailed) is printed by rank 0 alone."""
+    from .runtime.distributed import PeerFailed
+
+    if comm is None or comm.rank == 0:
+        run(_out, _note)
+        return
+    try:
+        run(_quiet, _quiet)
+    except PeerFailed:
+        raise SystemExit(EXIT_INVALID) from None
+    except LaminaError as exc:  # rank 0 reports the same error (or this rank's, named)
+        raise SystemExit(EXIT_INVALID) from exc
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -152,6 +180,10 @@ def _out(message: str) -> None:
     """Results (a run's directory and epoch lines, tables, JSON) go to stdout, so that
     ``lamina train --quiet > train.log`` keeps them."""
     print(message, flush=True)
+
+
+def _quiet(message: str) -> None:
+    del message
 
 
 def _note(message: str) -> None:
@@ -226,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "~/.cache/lamina)")
     p.add_argument("--run-dir", help="where the run is written (default runs/<config>-<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar: one line per epoch")
+    p.add_argument("--distributed", choices=("mpi",),
+                   help="train one run on every process mpiexec started (pip install "
+                        "'lamina[mpi]'; see docs/distributed.md)")
 
     p = add("evaluate", cmd_evaluate,
             "test-set loss, accuracy, per-class accuracy and confusion matrix of a run")

@@ -37,16 +37,21 @@ class Model:
     ``seed`` replaces ``training.seed``: it seeds the initial weights and then the
     shuffles and dropout masks of every ``fit``. The network is built when first
     used, so ``fit(seed=...)`` on a new model seeds its initial weights too.
+    ``distributed="mpi"`` makes this process one rank of a data-parallel run started
+    with ``mpiexec`` (docs/distributed.md): every rank calls ``fit`` with the same
+    arrays and ends with the same weights; rank 0 alone shows progress.
     """
 
     def __init__(self, config: str | Path | dict[str, Any] = "mnist_cnn", *,
-                 seed: int | None = None, registry: Registry | None = None):
+                 seed: int | None = None, registry: Registry | None = None,
+                 distributed: str | None = None):
         from .plan import make_plan
 
         self.registry = registry if registry is not None else load_registry()
         overrides = {"seed": seed} if seed is not None else None
         self._plan = make_plan(config, self.registry, training=overrides)
         self._session = None
+        self._comm = _communicator(distributed)
 
     # -- construction -----------------------------------------------------------------
     @classmethod
@@ -64,6 +69,7 @@ class Model:
         model.registry = registry
         model._plan = make_plan(session.config, registry)
         model._session = session
+        model._comm = None
         return model
 
     @property
@@ -102,7 +108,7 @@ class Model:
         if self._session is None:
             from .training.trainer import make_session
 
-            self._session = make_session(self._plan, self.registry, None)
+            self._session = make_session(self._plan, self.registry, None, comm=self._comm)
         return self._session
 
     # -- training ---------------------------------------------------------------------
@@ -151,6 +157,8 @@ class Model:
             data = split_validation(run, x, y)
         if not len(data.train_x):
             raise InputError("x holds no training samples; pass at least one")
+        root = self._comm is None or self._comm.rank == 0
+        progress = progress and root  # over MPI, rank 0 alone shows progress
         log = print if progress else _silent
         loop = [EarlyStopping(log=log), *([EpochLog(log)] if progress else []), *callbacks]
         try:
@@ -179,7 +187,7 @@ class Model:
         if run.step.shards != run.config.training.shards:
             run.step.close()
             run.step = ShardedStep(run.network, run.loss, run.rng,
-                                   shards=run.config.training.shards)
+                                   shards=run.config.training.shards, comm=self._comm)
 
     # -- using a trained model ----------------------------------------------------------
     def predict(self, x: np.ndarray, *, batch_size: int = 250) -> np.ndarray:
@@ -225,6 +233,8 @@ class Model:
 
         run = self._run
         path = Path(path)
+        if self._comm is not None and self._comm.rank != 0:
+            return path  # over MPI rank 0 writes; every rank holds the same model
         runs.check_new_run_dir(path)
         runs.create_run_dir(path)
         runs.write_json(path / runs.CONFIG, run.config.to_dict())
@@ -322,6 +332,17 @@ class Model:
 
     def _dtype(self) -> np.dtype:
         return self.network.dtype
+
+
+def _communicator(distributed: str | None):
+    if distributed is None:
+        return None
+    if distributed != "mpi":
+        raise ConfigError([ConfigIssue("distributed", f"expected 'mpi' or None, received "
+                                                      f"{distributed!r}")])
+    from .runtime.distributed import init_mpi
+
+    return init_mpi()
 
 
 def _dims(shape: tuple[int, ...]) -> str:

@@ -74,21 +74,27 @@ class ShardedStep:
     """
 
     def __init__(self, network: Network, loss: Any, rng: np.random.Generator, *,
-                 shards: int = 1, threads: int | None = None):
+                 shards: int = 1, threads: int | None = None, comm: Any = None):
         if shards < 1:
             raise ValueError(f"shards must be at least 1, got {shards}")
         self.network, self.loss, self.rng = network, loss, rng
         self.shards = shards
+        # Over MPI (lamina.runtime.distributed) this process runs its range of the shards.
+        self.comm = comm
+        ranks, rank = (comm.size, comm.rank) if comm is not None else (1, 0)
+        if shards < ranks:
+            raise ValueError(f"{shards} shards cannot be split over {ranks} ranks")
+        self.local = range(*shard_bounds(shards, ranks)[rank])
         self.blas = find_blas()
         cores = _usable_cores()
         if threads is None:
-            threads = min(shards, cores) if self.blas is not None else 1
-        self.threads = max(1, min(threads, shards))
+            threads = min(len(self.local), cores) if self.blas is not None else 1
+        self.threads = max(1, min(threads, len(self.local)))
         self._stochastic = any(node.layer.traits.stochastic for node in network.nodes)
         self._replicas: list[tuple[Network, Any, np.random.Generator]] = []
         self._pool: ThreadPoolExecutor | None = None
         if shards > 1:
-            for _ in range(shards):
+            for _ in self.local:
                 generator = np.random.Generator(np.random.PCG64(0))  # reseeded every step
                 replica = network.replica(generator)
                 self._replicas.append((replica, type(loss)(loss.config), generator))
@@ -108,6 +114,9 @@ class ShardedStep:
         """``"2 shards on 2 threads"``, for logs and ``lamina bench``."""
         if self.shards == 1:
             return "whole batch"
+        if self.comm is not None:
+            return (f"{self.shards} shards on {self.comm.size} MPI ranks, "
+                    f"{len(self.local)} on this one")
         return (f"{self.shards} shards on {self.threads} thread"
                 f"{'s' if self.threads != 1 else ''}")
 
@@ -121,42 +130,64 @@ class ShardedStep:
             self.network.backward(self.loss.backward())
             return value, logits
         bounds = shard_bounds(len(x), self.shards)
+        # this process's shards: global indices (a short batch may have fewer shards)
+        mine = [i for i in self.local if i < len(bounds)]
         if self._stochastic:
             step_seed = int(self.rng.integers(2**63))
-            for i, (_, _, generator) in enumerate(self._replicas):
-                generator.bit_generator.state = np.random.PCG64([step_seed, i]).state
+            for k, i in enumerate(mine):  # the global index: the same masks on any N
+                self._replicas[k][2].bit_generator.state = np.random.PCG64([step_seed, i]).state
 
-        def run(i: int) -> tuple[float, np.ndarray]:
-            network, loss, _ = self._replicas[i]
-            start, stop = bounds[i]
+        def run(k: int) -> tuple[float, np.ndarray]:
+            network, loss, _ = self._replicas[k]
+            start, stop = bounds[mine[k]]
             logits = network.forward(x[start:stop], training=True)
             value = loss.forward(logits, y[start:stop])
             network.backward(loss.backward())
             return value, logits
 
-        results = self._map(run, len(bounds))
-        weights = [(stop - start) / len(x) for start, stop in bounds]
-        # The gradients are read from grads() after the backward passes, so nothing here
-        # depends on a layer keeping the same gradient arrays from step to step.
-        parts = [self._replicas[i][0].grads() for i in range(len(bounds))]
+        results = self._map(run, len(mine))
+        weights = [(bounds[i][1] - bounds[i][0]) / len(x) for i in mine]
+        parts = [self._replicas[k][0].grads() for k in range(len(mine))]
         for key, grad in self.network.grads().items():
+            if not parts:  # a short batch left this rank no shard
+                grad[...] = 0
+                continue
             np.multiply(parts[0][key], weights[0], out=grad)
             for part, weight in zip(parts[1:], weights[1:], strict=True):
                 grad += weight * part[key]  # only the shards that ran (a batch may have fewer)
         value = sum(w * v for w, (v, _) in zip(weights, results, strict=True))
-        return float(value), np.concatenate([logits for _, logits in results])
+        logits = [logits for _, logits in results]
+        if self.comm is not None:
+            value = self._sum_over_ranks(value)
+            logits = [part for parts in self.comm.gather_all(logits) for part in parts]
+        return float(value), np.concatenate(logits)
+
+    def _sum_over_ranks(self, value: float) -> float:
+        """Sum the gradients (one all-reduce of all of them) and ``value`` over the ranks."""
+        grads = self.network.grads()
+        flat = np.concatenate([g.ravel() for g in grads.values()]) if grads else np.zeros(0)
+        self.comm.sum_in_place(flat)
+        offset = 0
+        for grad in grads.values():
+            grad.ravel()[...] = flat[offset:offset + grad.size]
+            offset += grad.size
+        return self.comm.sum(value)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """The network's eval-mode output for ``x``, shard by shard."""
         if self.shards == 1:
             return self.network.forward(x, training=False)
         bounds = shard_bounds(len(x), self.shards)
+        mine = [i for i in self.local if i < len(bounds)]
 
-        def run(i: int) -> np.ndarray:
-            start, stop = bounds[i]
-            return self._replicas[i][0].forward(x[start:stop], training=False)
+        def run(k: int) -> np.ndarray:
+            start, stop = bounds[mine[k]]
+            return self._replicas[k][0].forward(x[start:stop], training=False)
 
-        return np.concatenate(self._map(run, len(bounds)))
+        outputs = self._map(run, len(mine))
+        if self.comm is not None:
+            outputs = [part for parts in self.comm.gather_all(outputs) for part in parts]
+        return np.concatenate(outputs)
 
     # -- running the shards -----------------------------------------------------------
     def _map(self, run, count: int) -> list[Any]:
@@ -168,7 +199,10 @@ class ShardedStep:
                 np.copyto(target, params[key])
         threads = min(self.threads, count)
         if threads == 1:
-            return [run(i) for i in range(count)]
+            if self.comm is None:
+                return [run(i) for i in range(count)]
+            with blas_threads(1, self.blas):  # the other ranks keep the other cores busy
+                return [run(i) for i in range(count)]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="lamina-shard")
         groups = [range(t, count, threads) for t in range(threads)]

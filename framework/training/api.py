@@ -12,16 +12,26 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..config import NetworkConfig
-from ..errors import CheckpointError, ConfigError, ConfigIssue, DataError, StateError
+from ..errors import (
+    CheckpointError,
+    ConfigError,
+    ConfigIssue,
+    DataError,
+    LaminaError,
+    StateError,
+)
 from ..plan import Plan, make_plan
 from ..registry import Registry
+from ..runtime.distributed import Comm, on_every_rank, on_root
 from . import runs
+from .callbacks import EarlyStopping
 from .runs import Checkpoint, RunLock, shown
 from .trainer import (
     Data,
@@ -48,6 +58,10 @@ def _load_data(session: Session, data_dir: str | None, note: Log, download: bool
                            report=note, parts=("train",), download=download)
     _check_fits_dataset(session.config, session.network.output_shape, dataset)
     return split_validation(session, dataset.train_x, dataset.train_y), dataset.files
+
+
+def _silent(message: str) -> None:
+    del message
 
 
 def _to_stderr(message: str) -> None:
@@ -91,23 +105,40 @@ def start_run(
     config_source: str | Path, registry: Registry, *, overrides: dict[str, Any] | None = None,
     optimizer_lr: float | None = None, run_dir: str | Path | None = None,
     data_dir: str | None = None, quiet: bool = False, log: Log = print, download: bool = True,
-    note: Log | None = None,
+    note: Log | None = None, comm: Comm | None = None,
 ) -> Path:
     """Train a new run of ``config_source`` into a new run directory; returns the directory.
     ``download=False`` looks for the dataset on disk only. ``log`` receives the results
-    (the run directory, a line per epoch), ``note`` diagnostics (default: stderr)."""
+    (the run directory, a line per epoch), ``note`` diagnostics (default: stderr).
+    ``comm`` trains over MPI (lamina.runtime.distributed): rank 0 checks the config and
+    writes the run directory, every rank trains its shards."""
     note = note if note is not None else _to_stderr
-    plan = make_plan(config_source, registry, training=overrides, lr=optimizer_lr)
-    path = Path(run_dir) if run_dir is not None else default_run_dir(plan.config)
-    runs.check_new_run_dir(path)
-    session = make_session(plan, registry, path)
-    data, files = _load_data(session, data_dir, note, download)
-    _preflight(session, data)
-    runs.create_run_dir(path)
-    with RunLock(path):
-        runs.write_json(path / runs.CONFIG, session.config.to_dict())
-        runs.write_json(path / runs.PROVENANCE, provenance(session, registry, files))
-        log(f"run directory: {shown(path)}")
+    root = comm is None or comm.rank == 0
+
+    checked_plan: list[Plan] = []
+
+    def checked() -> tuple[dict[str, Any], str]:
+        plan = make_plan(config_source, registry, training=overrides, lr=optimizer_lr)
+        path = Path(run_dir) if run_dir is not None else default_run_dir(plan.config)
+        runs.check_new_run_dir(path)
+        _check_ranks(plan, comm)
+        checked_plan.append(plan)
+        return plan.config.to_dict(), str(path)
+
+    config, where = on_root(comm, checked)
+    path = Path(where)
+    # rank 0 keeps its plan (messages name the file); the others rebuild the checked config
+    plan = checked_plan[0] if root else make_plan(config, registry)
+    session = make_session(plan, registry, path if root else None, comm=comm)
+    data, files = _load_data_on_ranks(session, data_dir, note, download, comm)
+    on_every_rank(comm, lambda: _preflight(session, data))
+    with ExitStack() as stack:
+        if root:
+            runs.create_run_dir(path)
+            stack.enter_context(RunLock(path))
+            runs.write_json(path / runs.CONFIG, session.config.to_dict())
+            runs.write_json(path / runs.PROVENANCE, provenance(session, registry, files))
+            log(f"run directory: {shown(path)}")
         _fit(session, data, quiet, log, note)
     return path
 
@@ -115,27 +146,42 @@ def start_run(
 def resume_run(
     run_dir: str | Path, registry: Registry, *, epochs: int | None = None,
     data_dir: str | None = None, quiet: bool = False, log: Log = print, download: bool = True,
-    note: Log | None = None,
+    note: Log | None = None, comm: Comm | None = None,
 ) -> Path:
     """Continue a run from its last checkpoint (optionally to a larger number of epochs).
 
-    A run killed before its first checkpoint starts again from its first epoch."""
+    A run killed before its first checkpoint starts again from its first epoch. Over MPI
+    (``comm``) rank 0 reads the run directory and sends the others its config and
+    checkpoint; a run resumes on any number of ranks that its shard count allows."""
     note = note if note is not None else _to_stderr
     path = Path(run_dir)
-    _require_run_dir(path)
-    with RunLock(path):
-        plan, ckpt = _checked_run(path, registry, epochs=epochs)
-        session = make_session(plan, registry, path)
+    root = comm is None or comm.rank == 0
+    with ExitStack() as stack:
+
+        checked_plan: list[Plan] = []
+
+        def checked() -> tuple[dict[str, Any], Checkpoint | None]:
+            _require_run_dir(path)
+            stack.enter_context(RunLock(path))
+            plan, ckpt = _checked_run(path, registry, epochs=epochs)
+            _check_ranks(plan, comm)
+            checked_plan.append(plan)
+            return plan.config.to_dict(), ckpt
+
+        config, ckpt = on_root(comm, checked)
+        plan = checked_plan[0] if root else make_plan(config, registry)
+        session = make_session(plan, registry, path if root else None, comm=comm)
         if ckpt is not None:
-            _check_fits(session, ckpt, path)
+            on_every_rank(comm, lambda: _check_fits(session, ckpt, path))
         # Draws the split as the original run did.
-        data, _ = _load_data(session, data_dir, note, download)
-        _preflight(session, data)
+        data, _ = _load_data_on_ranks(session, data_dir, note, download, comm)
+        on_every_rank(comm, lambda: _preflight(session, data))
         # Everything is checked: from here on the run directory may change.
-        removed = runs.remove_leftovers(path)
-        if removed:
-            note(f"removed what an interrupted process left in {shown(path)}: "
-                f"{', '.join(removed)}")
+        if root:
+            removed = runs.remove_leftovers(path)
+            if removed:
+                note(f"removed what an interrupted process left in {shown(path)}: "
+                     f"{', '.join(removed)}")
         if ckpt is not None:
             restore(session, ckpt)
         if session.epoch >= session.config.training.epochs:
@@ -143,13 +189,40 @@ def resume_run(
                 f"{session.config.training.epochs} epochs; nothing to do (pass --epochs N to "
                 "train further)")
             return path
-        if epochs is not None:
+        if epochs is not None and root:
             runs.write_json(path / runs.CONFIG, session.config.to_dict())
         log(f"resuming {shown(path)} after epoch {session.epoch}" if ckpt is not None else
             f"{shown(path)} has no checkpoint yet (it stopped in its first epoch): starting "
             "it again from its first epoch")
         _fit(session, data, quiet, log, note)
     return path
+
+
+def _load_data_on_ranks(session: Session, data_dir: str | None, note: Log, download: bool,
+                        comm: Comm | None) -> tuple[Data, dict]:
+    """Every rank's copy of the data: rank 0 first (it may download the files), then the
+    others from disk, so that no two processes download into one folder at once."""
+    loaded: list[tuple[Data, dict]] = []
+
+    def load(may_download: bool) -> None:
+        loaded.append(_load_data(session, data_dir, note, may_download))
+
+    if comm is None:
+        load(download)
+    else:
+        on_root(comm, lambda: load(download) if comm.rank == 0 else None)
+        on_every_rank(comm, lambda: load(False) if comm.rank != 0 else None)
+    return loaded[0]
+
+
+def _check_ranks(plan: Plan, comm: Comm | None) -> None:
+    """A distributed run needs a shard for every rank."""
+    shards = plan.config.training.shards
+    if comm is not None and shards < comm.size:
+        raise ConfigError([ConfigIssue("training.shards", (
+            f"{shards} shard{'s' if shards != 1 else ''} per batch cannot be split over "
+            f"{comm.size} MPI ranks: every rank runs at least one; set --shards "
+            f"{comm.size} (or a multiple), or start fewer ranks"))], source=plan.config.source)
 
 
 def _require_run_dir(path: Path) -> None:
@@ -165,6 +238,38 @@ def _require_run_dir(path: Path) -> None:
 
 
 def _fit(session: Session, data: Data, quiet: bool, log: Log, note: Log) -> None:
+    comm = session.step.comm
+    if comm is None:
+        _fit_here(session, data, quiet, log, note)
+        return
+    # Which process is which rank: a rank that is killed cannot say so itself, and
+    # the launcher's message names its process id.
+    import socket
+
+    ranks = comm.gather_all((os.getpid(), socket.gethostname()))
+    note(f"training on {comm.size} MPI ranks: " + ", ".join(
+        f"rank {rank} pid {pid} on {host}" for rank, (pid, host) in enumerate(ranks)))
+    try:
+        if comm.rank == 0:
+            _fit_here(session, data, quiet, log, note)
+        else:
+            # The other ranks train in step with rank 0, silently; early stopping decides
+            # the same on every rank (its count is the same everywhere).
+            try:
+                fit(session, data, callbacks=[EarlyStopping()], quiet=True, log=_silent,
+                    note=_silent)
+            finally:
+                session.step.close()
+    except BaseException as exc:
+        # The others may be waiting for this rank in a collective step: end the job.
+        what = str(exc) if isinstance(exc, LaminaError) else f"{type(exc).__name__}: {exc}"
+        print(f"error (rank {comm.rank} of {comm.size}): {what or type(exc).__name__}; "
+              "ending every rank", file=sys.stderr, flush=True)
+        comm.abort(130 if isinstance(exc, KeyboardInterrupt) else 2)
+        raise
+
+
+def _fit_here(session: Session, data: Data, quiet: bool, log: Log, note: Log) -> None:
     try:
         fit(session, data, quiet=quiet, log=log, note=note)
     except KeyboardInterrupt:

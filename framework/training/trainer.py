@@ -64,18 +64,20 @@ class Session:
     weights: str | None = None  # which trained weights were loaded (lamina.training.load_trained)
 
 
-def make_session(plan: Plan, registry: Registry, run_dir: Path | None) -> Session:
+def make_session(plan: Plan, registry: Registry, run_dir: Path | None, *,
+                 comm: Any = None) -> Session:
     """Network, loss and optimizer of a checked plan; the generator seeded and used to init.
 
     The plan's config has its run settings resolved (the shard count among them), and
     it is what the run directory records: a resumed run splits its batches as the run
-    did, whatever the default is by then."""
+    did, whatever the default is by then. ``comm`` (an MPI communicator,
+    lamina.runtime.distributed) makes this process one rank of a distributed run."""
     config = plan.config
     rng = np.random.default_rng(config.training.seed)
     network = Network(config, registry, rng)
     loss = registry.loss(config.loss.type)(config.loss.config)
     optimizer = registry.optimizer(config.optimizer.type)(config.optimizer.config)
-    step = ShardedStep(network, loss, rng, shards=config.training.shards)
+    step = ShardedStep(network, loss, rng, shards=config.training.shards, comm=comm)
     return Session(config, network, loss, optimizer, rng,
                    Path(run_dir) if run_dir is not None else None, step)
 

@@ -1,0 +1,143 @@
+"""Data-parallel training over MPI (mpi4py): many processes, one run.
+
+``mpiexec -n N lamina train CONFIG --distributed mpi`` starts N processes (ranks),
+on one machine or many. Every rank builds the same network from the same seed and
+draws the same numbers from the run's generator (shuffles, dropout seeds), so they
+agree on everything without sending it. The batch is cut into ``training.shards``
+shards exactly as in one process (:mod:`lamina.runtime.parallel`); rank r runs its
+contiguous range of them (``shard_bounds(shards, N)[r]``), on threads if it has
+several. The shards' weighted gradients are summed over the ranks with one MPI
+all-reduce per step, and every rank applies the same optimizer step to the same
+sum, so the parameters stay identical without being broadcast. A run is therefore
+defined by its total shard count, not by N: 2 ranks x 1 shard is the run 1 process
+x 2 shards is, bit for bit (the sum of two terms does not depend on their order);
+with more than two terms per sum MPI may add them in another order than one
+process, and the runs agree within float32 rounding.
+
+Rank 0 alone reads and writes the run directory (config, checkpoints, metrics) and
+prints; it sends the others the checked config (and a resumed run's checkpoint).
+Every rank loads the dataset itself: for MNIST-sized data that is faster and
+simpler than sending ~200 MB of float32 images to every rank, and each rank needs
+the whole training set anyway, to index its part of each shuffled batch.
+
+mpi4py is the optional extra ``lamina[mpi]`` (with the ``mpich`` wheel, which brings
+``mpiexec``); it is imported only with ``--distributed mpi``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..errors import LaminaError
+
+T = TypeVar("T")
+
+#: environment variables MPI launchers set in each process they start (MPICH/Hydra,
+#: Open MPI, PMIx, Slurm's srun --mpi)
+_LAUNCHER_SIZE = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+_LAUNCHER_RANK = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
+
+
+class DistributedError(LaminaError):
+    """Distributed training cannot start (no mpi4py, a bad rank count)."""
+
+
+class PeerFailed(LaminaError):
+    """Another rank failed in a step all ranks take together; it reports the error."""
+
+
+def launched_by_mpi() -> tuple[int, int] | None:
+    """(rank, size) when an MPI launcher started this process as one of several."""
+    for size_key in _LAUNCHER_SIZE:
+        size = os.environ.get(size_key, "")
+        if size.isdigit() and int(size) > 1:
+            rank = next((os.environ[k] for k in _LAUNCHER_RANK if k in os.environ), "0")
+            return (int(rank) if rank.isdigit() else 0, int(size))
+    return None
+
+
+class Comm:
+    """The few collective operations lamina needs, over an mpi4py communicator."""
+
+    def __init__(self, mpi_comm: Any):
+        self._comm = mpi_comm
+        self.rank: int = mpi_comm.Get_rank()
+        self.size: int = mpi_comm.Get_size()
+        from mpi4py import MPI
+
+        self._mpi = MPI
+
+    def sum_in_place(self, array: np.ndarray) -> None:
+        """array = the sum of every rank's array (an all-reduce)."""
+        self._comm.Allreduce(self._mpi.IN_PLACE, array, op=self._mpi.SUM)
+
+    def sum(self, value: float) -> float:
+        return float(self._comm.allreduce(float(value), op=self._mpi.SUM))
+
+    def gather_all(self, value: T) -> list[T]:
+        """Every rank's ``value``, in rank order, on every rank."""
+        return self._comm.allgather(value)
+
+    def from_root(self, value: T) -> T:
+        """Rank 0's ``value`` on every rank."""
+        return self._comm.bcast(value, root=0)
+
+    def abort(self, code: int) -> None:
+        """End every rank of the job now (after a failure that only this rank saw)."""
+        self._comm.Abort(code)
+
+
+def init_mpi() -> Comm:
+    """The world communicator; a DistributedError saying how to install mpi4py if it
+    cannot be imported."""
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise DistributedError(
+            f"--distributed mpi needs mpi4py and an MPI library ({exc}): pip install "
+            "'lamina[mpi]' (mpi4py and the mpich wheel, which brings mpiexec), then start "
+            "the ranks with mpiexec -n N lamina train ... --distributed mpi") from None
+    return Comm(MPI.COMM_WORLD)
+
+
+def on_root(comm: Comm | None, work: Callable[[], T]) -> T:
+    """Run ``work`` on rank 0 and give its result to every rank; if it raises, rank 0
+    raises it and the others raise PeerFailed (so no rank waits for the others)."""
+    if comm is None:
+        return work()
+    outcome: tuple[str, Any]
+    if comm.rank == 0:
+        try:
+            outcome = ("ok", work())
+        except BaseException as exc:
+            comm.from_root(("error", f"{type(exc).__name__}: {exc}"))
+            raise
+    else:
+        outcome = ("ok", None)
+    outcome = comm.from_root(outcome)
+    if outcome[0] == "error":
+        raise PeerFailed(f"rank 0 failed: {outcome[1]}")
+    return outcome[1]
+
+
+def on_every_rank(comm: Comm | None, work: Callable[[], T]) -> T:
+    """Run ``work`` on every rank; if it raises on any, every rank raises (its own
+    error, or PeerFailed naming the rank that failed)."""
+    if comm is None:
+        return work()
+    try:
+        result, problem = work(), None
+    except Exception as exc:  # every kind: a rank that left would leave the others waiting
+        result, problem, error = None, f"{exc}", exc
+    problems = comm.gather_all(problem)
+    if problem is not None:
+        raise error
+    failed = [(rank, text) for rank, text in enumerate(problems) if text is not None]
+    if failed:
+        rank, text = failed[0]
+        raise PeerFailed(f"rank {rank} of {comm.size}: {text}")
+    return result

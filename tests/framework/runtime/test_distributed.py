@@ -1,0 +1,175 @@
+"""Training over MPI: 2 ranks x 1 shard is the run 1 process x 2 shards is, bit for bit;
+resumes cross rank counts; a failing rank ends the job; clear messages without MPI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lamina.cli import main
+from lamina.training import load_checkpoint
+
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+needs_mpi = pytest.mark.skipif(
+    MPIEXEC is None or __import__("importlib").util.find_spec("mpi4py") is None,
+    reason="needs mpi4py and mpiexec (pip install 'lamina[mpi]')")
+LAMINA = [sys.executable, "-m", "lamina.cli"]
+
+
+def mpi(n: int, *argv: str, env=None, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([MPIEXEC, "-n", str(n), *argv], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def same_run(a: Path, b: Path) -> None:
+    x, y = load_checkpoint(a), load_checkpoint(b)
+    assert x.epoch == y.epoch
+    for key in x.params:
+        np.testing.assert_array_equal(x.params[key], y.params[key], err_msg=key)
+    for key in x.optimizer:
+        np.testing.assert_array_equal(x.optimizer[key], y.optimizer[key], err_msg=key)
+    assert x.rng_state == y.rng_state
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in x.history]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in y.history]
+
+
+@pytest.fixture
+def env(mnist_root):
+    return {**os.environ, "LAMINA_DATA": mnist_root}
+
+
+@needs_mpi
+def test_two_ranks_train_the_run_one_process_with_two_shards_trains(tmp_path, tiny_config,
+                                                                    env):
+    common = [str(tiny_config), "--epochs", "2", "--limit", "600", "--quiet"]
+    two = mpi(2, *LAMINA, "train", *common, "--distributed", "mpi",
+              "--run-dir", str(tmp_path / "two"), env=env)
+    assert two.returncode == 0, two.stderr
+    # rank 0 alone prints: one run directory line, one line per epoch
+    assert two.stdout.count("run directory:") == 1 and two.stdout.count("epoch 2/2") == 1
+    one = subprocess.run([*LAMINA, "train", *common, "--run-dir", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert one.returncode == 0, one.stderr
+    same_run(tmp_path / "one", tmp_path / "two")
+    provenance = (tmp_path / "two" / "provenance.json").read_text()
+    assert "2 shards on 2 MPI ranks" in provenance
+
+
+@needs_mpi
+def test_a_run_resumes_across_rank_counts_bit_identically(tmp_path, tiny_config, env):
+    common = [str(tiny_config), "--limit", "400", "--quiet"]
+    straight = tmp_path / "straight"
+    assert subprocess.run([*LAMINA, "train", *common, "--epochs", "3", "--run-dir",
+                           str(straight)], env=env, capture_output=True).returncode == 0
+    # 1 epoch on two ranks, then one on one process, then the last on two ranks again
+    mixed = tmp_path / "mixed"
+    assert mpi(2, *LAMINA, "train", *common, "--epochs", "1", "--distributed", "mpi",
+               "--run-dir", str(mixed), env=env).returncode == 0
+    assert subprocess.run([*LAMINA, "train", "--resume", str(mixed), "--epochs", "2",
+                           "--quiet"], env=env, capture_output=True).returncode == 0
+    resumed = mpi(2, *LAMINA, "train", "--resume", str(mixed), "--epochs", "3", "--quiet",
+                  "--distributed", "mpi", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.count("resuming") == 1
+    same_run(straight, mixed)
+
+
+KILL_RANK_1 = """
+import os, signal, sys
+from lamina.training import trainer
+
+real = trainer.train_epoch
+
+def train_epoch(session, data, *, progress):
+    if session.step.comm.rank == 1 and session.epoch == 2:
+        if sys.argv[-1] == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise RuntimeError("rank 1 broke")
+    return real(session, data, progress=progress)
+
+trainer.train_epoch = train_epoch
+from lamina.cli import main
+sys.exit(main(sys.argv[1:-1]))
+"""
+
+
+@needs_mpi
+@pytest.mark.parametrize("how", ["kill", "raise"])
+def test_a_failing_rank_ends_the_job_and_keeps_the_last_checkpoint(tmp_path, tiny_config,
+                                                                   env, how):
+    started = time.monotonic()
+    run = mpi(2, sys.executable, "-c", KILL_RANK_1, "train", str(tiny_config), "--epochs", "4",
+              "--limit", "400", "--quiet", "--distributed", "mpi", "--run-dir",
+              str(tmp_path / "run"), how, env=env, timeout=120)
+    assert time.monotonic() - started < 60  # ended, did not hang
+    assert run.returncode != 0
+    said = run.stdout + run.stderr
+    if how == "raise":
+        assert "error (rank 1 of 2): RuntimeError: rank 1 broke; ending every rank" in said
+    else:  # the launcher names the process that died; rank 0 said which rank that is
+        import re
+
+        pid = re.search(r"rank 1 pid (\d+) on ", said).group(1)
+        assert f"PID {pid} " in said
+    # rank 1 failed at the start of epoch 3: epoch 1's checkpoint at least is there, and
+    # whatever the kill interrupted (epoch 2's write) did not damage the directory
+    assert load_checkpoint(tmp_path / "run").epoch in (1, 2)
+
+
+@needs_mpi
+def test_more_ranks_than_shards_is_a_config_mistake(tmp_path, tiny_config, env):
+    run = mpi(2, *LAMINA, "train", str(tiny_config), "--epochs", "1", "--limit", "200",
+              "--shards", "1", "--distributed", "mpi", "--run-dir", str(tmp_path / "run"),
+              env=env, timeout=120)
+    assert run.returncode != 0
+    assert run.stderr.count("1 shard per batch cannot be split over 2 MPI ranks") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_without_mpi4py_the_message_says_how_to_install_it(tiny_config, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    assert main(["train", str(tiny_config), "--distributed", "mpi"]) == 2
+    err = capsys.readouterr().err
+    assert "--distributed mpi needs mpi4py" in err and "pip install 'lamina[mpi]'" in err
+
+
+def test_a_launcher_without_the_flag_is_warned_about(tmp_path, tiny_config, mnist_root,
+                                                     monkeypatch, capsys):
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("PMI_RANK", "0")
+    assert main(["train", str(tiny_config), "--epochs", "1", "--limit", "100", "--quiet",
+                 "--run-dir", str(tmp_path / "run"), "--data-dir", mnist_root]) == 0
+    assert ("warning: this is one of 2 processes an MPI launcher started, but --distributed "
+            "mpi was not given") in capsys.readouterr().err
+
+
+MODEL_FIT = """
+import sys
+import numpy as np
+import lamina
+from lamina.data import load_dataset
+
+distributed = sys.argv[2] or None
+data = load_dataset("mnist", limit=300, parts=("train",))
+model = lamina.Model(sys.argv[1], seed=5, distributed=distributed)
+model.fit(data.train_x, data.train_y, epochs=2, batch_size=60, progress=False)
+model.save(sys.argv[3] if len(sys.argv) > 3 else "one")
+"""
+
+
+@needs_mpi
+def test_model_fit_over_mpi_matches_one_process(tmp_path, tiny_config, env):
+    one = subprocess.run([sys.executable, "-c", MODEL_FIT, str(tiny_config), "",
+                          str(tmp_path / "one")], env=env, capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr
+    two = mpi(2, sys.executable, "-c", MODEL_FIT, str(tiny_config), "mpi",
+              str(tmp_path / "two"), env=env)
+    assert two.returncode == 0, two.stderr
+    same_run(tmp_path / "one", tmp_path / "two")
