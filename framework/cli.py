@@ -133,7 +133,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import format_predictions, predict_files
 
     result = predict_files(args.run_dir, args.files, _registry(args), weights=args.weights,
-                           note=_note)
+                           note=_note, invert=args.invert)
     print(json.dumps(result, indent=2) if args.json else format_predictions(result))
     return 0
 
@@ -282,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=("last", "best"),
                    help="the last epoch's weights or the best epoch's (default: the run's "
                         "choice, as for evaluate)")
+    p.add_argument("--invert", choices=("auto", "always", "never"), default="auto",
+                   help="invert one-channel images: auto (when the border is light), always "
+                        "or never")
 
     p = add("export", cmd_export,
             "write a trained run's inference graph as ONNX (pip install 'lamina[onnx]')")

@@ -42,24 +42,35 @@ class ExportError(LaminaError):
 
 @dataclass
 class OnnxGraph:
-    """The nodes and constant tensors of an ONNX graph being written."""
+    """The nodes and constant tensors of an ONNX graph being written.
+
+    Tensor names are unique in a graph: a name already taken (by another layer's
+    tensor, or the model's input ``x`` and output ``probabilities``) gets a suffix, so
+    always use the name a call returns."""
 
     nodes: list[tuple[str, list[str], str, dict[str, Any]]] = field(default_factory=list)
     constants: dict[str, np.ndarray] = field(default_factory=dict)
     opset: int = OPSET
+    taken: set[str] = field(default_factory=lambda: {INPUT_NAME, OUTPUT_NAME})
+
+    def _unique(self, name: str) -> str:
+        candidate, n = name, 1
+        while candidate in self.taken:
+            candidate, n = f"{name}_{n}", n + 1
+        self.taken.add(candidate)
+        return candidate
 
     def constant(self, value: np.ndarray, name: str) -> str:
-        """Add a constant tensor (a weight) named ``name``; returns the name."""
-        if name in self.constants or any(out == name for _, _, out, _ in self.nodes):
-            raise ExportError(f"two tensors of the exported graph are named {name!r}")
+        """Add a constant tensor (a weight) named after ``name``; returns its name."""
+        name = self._unique(name)
         self.constants[name] = np.ascontiguousarray(value)
         return name
 
     def add(self, op_type: str, inputs: list[str], name: str, **attributes: Any) -> str:
         """Add the ONNX node ``op_type`` reading ``inputs`` (tensor names; "" for an
-        omitted optional input) with ``attributes``; its output is named ``name``."""
-        if name in self.constants or any(out == name for _, _, out, _ in self.nodes):
-            raise ExportError(f"two tensors of the exported graph are named {name!r}")
+        omitted optional input) with ``attributes``; returns its output's name (``name``,
+        or ``name`` with a suffix when that is taken)."""
+        name = self._unique(name)
         self.nodes.append((op_type, list(inputs), name, attributes))
         return name
 
@@ -89,7 +100,7 @@ def build_graph(network, loss) -> OnnxGraph:
                           "to ONNX: it defines no export_onnx() method for its "
                           "probabilities (docs/export.md)")
     probabilities = method(graph, tensors[network.output])
-    graph.add("Identity", [probabilities], OUTPUT_NAME)
+    graph.nodes.append(("Identity", [probabilities], OUTPUT_NAME, {}))
     return graph
 
 
@@ -126,16 +137,11 @@ def export_run(run_dir: str | Path, out: str | Path, registry, *, weights: str |
                force: bool = False) -> dict[str, Any]:
     """Write ``run_dir``'s network as ONNX to ``out`` (atomically; an existing file only
     with ``force``); returns what was written."""
-    from .config.files import shown
     from .training.api import load_trained
     from .training.runs import atomic_write
 
     out = Path(out)
-    if out.exists() and not force:
-        raise ExportError(f"{shown(out)} exists; choose another name, or pass --force to "
-                          "replace it")
-    if out.suffix.lower() != ".onnx":
-        raise ExportError(f"{shown(out)}: give the output file the .onnx extension")
+    check_target(out, force)
     session = load_trained(run_dir, registry, weights=weights)
     model = to_onnx(session.network, session.loss,
                     description=f"lamina run {run_dir}, weights {session.weights}")
@@ -145,3 +151,18 @@ def export_run(run_dir: str | Path, out: str | Path, registry, *, weights: str |
             "opset": OPSET, "bytes": len(data),
             "input": [INPUT_NAME, ["N", *session.network.input_shape]],
             "output": [OUTPUT_NAME, ["N", *session.network.output_shape]]}
+
+
+def check_target(out: Path, force: bool) -> None:
+    """Refuse an output path that would fail or lose something, before any work."""
+    from .config.files import shown
+
+    if out.suffix.lower() != ".onnx":
+        raise ExportError(f"{shown(out)}: give the output file the .onnx extension")
+    if out.is_dir():
+        raise ExportError(f"{shown(out)} is a directory; give a file name ending in .onnx")
+    if not out.parent.is_dir():
+        raise ExportError(f"the folder {shown(out.parent)} does not exist; create it first")
+    if out.exists() and not force:
+        raise ExportError(f"{shown(out)} exists; choose another name, or pass --force to "
+                          "replace it")

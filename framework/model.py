@@ -14,6 +14,7 @@ reads one, whichever wrote it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,8 @@ class Model:
 
     @property
     def weights(self) -> str:
-        """Which weights the model holds: ``"initial"``, ``"epoch 3 (last)"``, ..."""
+        """Which weights the model holds: ``"initial"``, ``"epoch 3 (last)"``, ``"epoch 2 of
+        4 (best validation loss 0.0312)"``."""
         if self._session is None or not self._session.epoch:
             return "initial"
         return self._session.weights or f"epoch {self._session.epoch} (last)"
@@ -130,7 +132,7 @@ class Model:
         again continues training.
         """
         from .training.callbacks import EarlyStopping, EpochLog
-        from .training.trainer import Data, fit, split_validation
+        from .training.trainer import Data, fit
 
         if seed is not None:
             self._reseed(seed)
@@ -150,11 +152,13 @@ class Model:
         # Each call counts early stopping's patience afresh (the best epoch is kept).
         run.extra["stale_epochs"] = 0
         if validation_data is not None:
-            vx, vy = validation_data
-            vx = self._inputs(vx, "validation_data[0]")
-            data = Data(x, y, vx, self._labels(vy, len(vx), "validation_data[1]"))
+            if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+                raise InputError("validation_data must be a pair (x_val, y_val)")
+            vx = self._inputs(validation_data[0], "validation_data[0]")
+            data = Data(x, y, vx, self._labels(validation_data[1], len(vx),
+                                               "validation_data[1]"))
         else:
-            data = split_validation(run, x, y)
+            data = self._split(run, x, y)
         if not len(data.train_x):
             raise InputError("x holds no training samples; pass at least one")
         root = self._comm is None or self._comm.rank == 0
@@ -165,6 +169,20 @@ class Model:
             return fit(run, data, callbacks=loop, quiet=not progress, log=log)
         finally:
             run.step.close()
+
+    def _split(self, run, x: np.ndarray, y: np.ndarray):
+        """The seeded validation split, drawn once (from the run's generator, right after
+        initialisation, as ``lamina train`` draws it) and reused by later ``fit`` calls on
+        as many samples, so ``fit(epochs=1)`` twice is ``fit(epochs=2)``."""
+        from .training.trainer import Data, split_validation
+
+        fraction = run.config.training.validation_split
+        key = (len(x), fraction)
+        if getattr(self, "_split_key", None) != key:
+            index = split_validation(run, np.arange(len(x)), np.arange(len(x)))
+            self._split_key, self._split_index = key, (index.train_x, index.val_x)
+        train, val = self._split_index
+        return Data(x[train], y[train], x[val], y[val])
 
     def _reseed(self, seed: int) -> None:
         if self._session is None:
@@ -194,6 +212,7 @@ class Model:
         """Class probabilities (N, classes) for ``x`` (N, *input_shape), in eval mode."""
         run = self._run
         x = self._inputs(x, "x")
+        _check_batch_size(batch_size)
         with run.step:
             parts = [run.loss.predict_proba(run.step.predict(x[i:i + batch_size]))
                      for i in range(0, len(x), batch_size)]
@@ -213,6 +232,7 @@ class Model:
         run = self._run
         x = self._inputs(x, "x")
         y = self._labels(y, len(x), "y")
+        _check_batch_size(batch_size)
         if not len(x):
             raise InputError("x holds no samples; there is nothing to evaluate")
         classes = run.network.output_shape[0]
@@ -239,8 +259,11 @@ class Model:
         runs.create_run_dir(path)
         runs.write_json(path / runs.CONFIG, run.config.to_dict())
         best = run.extra.get("best_epoch")
+        # A model that holds its best epoch's weights (restore_best) is saved as the run
+        # it is: the last epoch's weights as the checkpoint, the best ones beside them.
+        last = run.last_state if run.last_state is not None else run.network.state_dict()
         runs.save_checkpoint(path, Checkpoint(
-            epoch=run.epoch, params=run.network.state_dict(),
+            epoch=run.epoch, params=last,
             optimizer=run.optimizer.state_dict(), rng_state=run.rng.bit_generator.state,
             history=run.history, extra=run.extra,
             best_params=run.best_state if best is not None else None,
@@ -252,14 +275,11 @@ class Model:
         """Write the model's inference graph as ONNX to ``path`` (x -> probabilities, as
         :meth:`predict`); needs the ``onnx`` package (``lamina[onnx]``). An existing file
         is replaced only with ``force``; the file is written atomically."""
-        from .config.files import shown
-        from .export import ExportError, to_onnx
+        from .export import check_target, to_onnx
         from .training.runs import atomic_write
 
         path = Path(path)
-        if path.exists() and not force:
-            raise ExportError(f"{shown(path)} exists; choose another name, or pass force=True "
-                              "to replace it")
+        check_target(path, force)
         model = to_onnx(self.network, self.loss, description=f"lamina model, {self.weights}")
         atomic_write(path, model.SerializeToString())
         return path
@@ -304,23 +324,37 @@ class Model:
         if x.dtype.kind != "f":
             raise InputError(f"{name} has dtype {x.dtype}; pass floating-point values "
                              f"({dtype.name})")
-        x = x.astype(dtype, copy=False)
         if not np.all(np.isfinite(x)):
             raise InputError(f"{name} holds NaN or infinite values "
                              f"({int(np.sum(~np.isfinite(x)))} of {x.size}); pass finite numbers")
+        limit = float(np.finfo(dtype).max)
+        if x.size and float(np.abs(x).max()) > limit:
+            raise InputError(f"{name} holds values beyond {dtype.name}'s range (up to "
+                             f"{float(np.abs(x).max()):.3g}); pass values the network's "
+                             f"{dtype.name} can hold")
+        x = x.astype(dtype, copy=False)
+        if x.size and float(x.max()) > 2.0 and float(x.min()) >= 0.0 and float(x.max()) <= 255:
+            warnings.warn(f"{name} looks like 0-255 pixels (max {float(x.max()):g}); lamina "
+                          f"loads images in [0, 1]: pass {name} / 255 if they are",
+                          stacklevel=3)
         return x
 
     def _labels(self, y: Any, n: int, name: str) -> np.ndarray:
         """Class indices (N,) in range, or an InputError."""
         classes = self._plan.architecture.output_shape[0]
-        y = np.asarray(y)
+        try:
+            y = np.asarray(y)
+        except Exception as exc:  # ragged lists and the like
+            raise InputError(f"{name} cannot be read as an array ({exc}); pass one class "
+                             f"index per sample, shape ({n},)") from None
         if y.ndim == 2 and y.shape == (n, classes):
             raise InputError(f"{name} has shape {y.shape}: one-hot rows; pass class indices, "
                              f"{name}.argmax(axis=1)")
         if y.shape != (n,):
             raise InputError(f"{name} has shape {y.shape}; pass one class index per sample, "
                              f"shape ({n},)")
-        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)) \
+                and (not y.size or np.abs(y).max() < 2**62):
             y = y.astype(np.int64)
         if y.dtype.kind not in "ui":
             raise InputError(f"{name} has dtype {y.dtype}; pass integer class indices 0 to "
@@ -332,6 +366,12 @@ class Model:
 
     def _dtype(self) -> np.dtype:
         return self.network.dtype
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) \
+            or batch_size < 1:
+        raise InputError(f"batch_size must be a whole number >= 1, received {batch_size!r}")
 
 
 def _communicator(distributed: str | None):

@@ -145,3 +145,21 @@ def test_the_example_plugin_package_exports_its_swish_layer_and_loss():
     proto = to_onnx(model.network, model.loss)
     assert [n.op_type for n in proto.graph.node].count("Sigmoid") == 2
     np.testing.assert_allclose(run_onnx(proto, x), model.predict(x), atol=1e-5, rtol=0)
+
+
+def test_layer_names_that_collide_with_the_graph_s_names_still_export(tmp_path):
+    model = randomised(lamina.Model({
+        "model": {"input_shape": [6], "layers": [
+            {"type": "dense", "units": 5, "name": "x"},
+            {"type": "relu", "name": "softmax"},
+            {"type": "dense", "units": 3, "name": "probabilities"},
+        ]},
+        "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"type": "sgd", "lr": 0.1},
+    }), seed=10)
+    x = np.random.default_rng(11).random((4, 6), dtype=np.float32)
+    np.testing.assert_allclose(run_onnx(to_onnx(model.network, model.loss), x),
+                               model.predict(x), atol=1e-6, rtol=0)
+    for bad, message in [(tmp_path / "model.bin", "extension"),
+                         (tmp_path / "missing" / "m.onnx", "does not exist")]:
+        with pytest.raises(ExportError, match=message):
+            model.export(bad)

@@ -44,7 +44,7 @@ def test_a_dark_digit_on_white_in_colour_is_converted_inverted_and_resized(tmp_p
 
 
 @pytest.mark.parametrize(("shape", "count"), [((28, 28), 1), ((1, 28, 28), 1),
-                                              ((3, 1, 28, 28), 3)])
+                                              ((3, 1, 28, 28), 3), ((4, 28, 28), 4)])
 def test_npy_arrays_of_one_sample_or_a_batch(tmp_path, shape, count):
     np.save(tmp_path / "x.npy", np.zeros(shape, np.float32))
     samples = read_samples(tmp_path / "x.npy", SHAPE, lambda _: None)
@@ -64,7 +64,9 @@ def test_uint8_arrays_are_scaled_and_said_so(tmp_path):
 @pytest.mark.parametrize(("make", "message"), [
     (lambda p: None, "does not exist"),
     (lambda p: p.write_bytes(b"not an image"), "cannot read .* as an image"),
-    (lambda p: np.save(p.with_suffix(".npy"), np.zeros((2, 28, 28))), "shape \\(2, 28, 28\\)"),
+    (lambda p: np.save(p.with_suffix(".npy"), np.zeros((2, 27, 28))), "shape \\(2, 27, 28\\)"),
+    (lambda p: np.save(p.with_suffix(".npy"), np.zeros((0, 1, 28, 28))), "holds no samples"),
+    (lambda p: np.save(p.with_suffix(".npy"), np.full((28, 28), np.nan)), "NaN or infinite"),
     (lambda p: np.save(p.with_suffix(".npy"), np.zeros((28, 28), np.int64)), "int64 values"),
     (lambda p: p.with_suffix(".npy").write_bytes(b"\x93NUMPY garbage"), "as a .npy array"),
 ])
@@ -154,3 +156,21 @@ def test_a_jpeg_is_read_too(tmp_path):
     [(_, sample)] = read_samples(tmp_path / "digit.jpg", SHAPE, note)
     assert sample.shape == SHAPE and sample[0, 14, 14] > 0.7 and sample[0, 0, 0] < 0.1
     assert said == [f"{tmp_path / 'digit.jpg'}: 40x40 L, resized to 28x28"]
+
+
+def test_a_drawing_on_a_transparent_canvas_is_put_on_white_then_inverted(tmp_path):
+    rgba = np.zeros((28, 28, 4), np.uint8)  # transparent black everywhere...
+    rgba[6:22, 12:16] = (0, 0, 0, 255)      # ...and an opaque black stroke
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "canvas.png")
+    said, note = notes()
+    [(_, sample)] = read_samples(tmp_path / "canvas.png", SHAPE, note)
+    assert sample[0, 14, 14] == 1.0 and sample[0, 0, 0] == 0.0  # a light stroke on dark
+    assert "transparency on white" in said[0] and "inverted" in said[0]
+
+
+def test_invert_can_be_forced_either_way(tmp_path):
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(tmp_path / "light.png")
+    [(_, kept)] = read_samples(tmp_path / "light.png", SHAPE, lambda _: None, invert="never")
+    [(_, flipped)] = read_samples(tmp_path / "light.png", SHAPE, lambda _: None,
+                                  invert="always")
+    np.testing.assert_allclose(kept + flipped, 1.0, atol=1e-6)

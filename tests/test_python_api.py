@@ -114,3 +114,67 @@ def test_seed_after_first_use_is_refused_and_save_refuses_a_used_folder(tmp_path
     assert [p.name for p in (tmp_path / "used").iterdir()] == ["notes.txt"]
     with pytest.raises(lamina.ConfigError, match="model.layers"):
         lamina.Model({"model": {"input_shape": [1, 8, 8], "layers": []}})
+
+
+TINY = {
+    "model": {"input_shape": [1, 8, 8], "layers": [
+        {"type": "flatten"}, {"type": "dropout", "rate": 0.2}, {"type": "dense", "units": 10}]},
+    "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"type": "adam", "lr": 0.01},
+}
+
+
+def tiny_data(n=90, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 1, 8, 8), dtype=np.float32), rng.integers(0, 10, n)
+
+
+def test_two_fit_calls_are_one_fit_of_their_epochs():
+    x, y = tiny_data()
+    once = lamina.Model(TINY, seed=2)
+    once.fit(x, y, epochs=2, batch_size=20, progress=False)
+    twice = lamina.Model(TINY, seed=2)
+    twice.fit(x, y, epochs=1, batch_size=20, progress=False)
+    twice.fit(x, y, epochs=1, batch_size=20, progress=False)
+    for key, value in once.network.state_dict().items():
+        np.testing.assert_array_equal(value, twice.network.state_dict()[key], err_msg=key)
+    assert [r["val_loss"] for r in once.history] == [r["val_loss"] for r in twice.history]
+
+
+def test_restore_best_is_named_and_saved_as_the_run_it_is(tmp_path, monkeypatch):
+    from lamina.training import trainer
+
+    losses = iter([0.9, 0.3, 0.8, 0.7])
+    real = trainer.evaluate_arrays
+    monkeypatch.setattr(trainer, "evaluate_arrays",
+                        lambda s, vx, vy, *a: (next(losses), real(s, vx, vy, *a)[1]))
+    x, y = tiny_data()
+    model = lamina.Model(TINY, seed=3)
+    model.fit(x, y, epochs=4, restore_best=True, progress=False)
+    assert model.weights == "epoch 2 of 4 (best validation loss 0.3000)"
+    best = model.network.state_dict()
+    model.save(tmp_path / "saved")
+    assert lamina.Model.load(tmp_path / "saved").weights.startswith("epoch 2 of 4")
+    last = lamina.Model.load(tmp_path / "saved", weights="last")
+    assert last.weights == "epoch 4 (last)"
+    assert not np.array_equal(last.network.state_dict()["dense_1.W"], best["dense_1.W"])
+    reloaded = lamina.Model.load(tmp_path / "saved", weights="best").network.state_dict()
+    for key, value in best.items():
+        np.testing.assert_array_equal(reloaded[key], value)
+
+
+def test_more_inputs_that_would_give_bare_numpy_errors_get_input_errors():
+    model = lamina.Model(TINY)
+    x, y = tiny_data(6)
+    cases = [
+        (lambda: model.fit(x, y, validation_data=x, progress=False), r"a pair \(x_val, y_val\)"),
+        (lambda: model.fit(x, [[1], [2, 3]], progress=False), "cannot be read as an array"),
+        (lambda: model.fit(x, np.full(6, 1e20), progress=False), "pass integer class indices"),
+        (lambda: model.predict(x, batch_size=0), "batch_size must be a whole number"),
+        (lambda: model.predict(x, batch_size=1.5), "batch_size must be a whole number"),
+        (lambda: model.predict(x.astype(np.float64) * 1e300), "beyond float32's range"),
+    ]
+    for call, message in cases:
+        with pytest.raises(lamina.InputError, match=message):
+            call()
+    with pytest.warns(UserWarning, match="looks like 0-255 pixels"):
+        model.predict(x * 255)

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,8 @@ def resume_run(
 
         config, ckpt = on_root(comm, checked)
         plan = checked_plan[0] if root else make_plan(config, registry)
+        if root and ckpt is not None and plan.config.training.restore_best:
+            ckpt = _with_best(path, ckpt, note)
         session = make_session(plan, registry, path if root else None, comm=comm)
         if ckpt is not None:
             on_every_rank(comm, lambda: _check_fits(session, ckpt, path))
@@ -213,6 +216,19 @@ def _load_data_on_ranks(session: Session, data_dir: str | None, note: Log, downl
         on_root(comm, lambda: load(download) if comm.rank == 0 else None)
         on_every_rank(comm, lambda: load(False) if comm.rank != 0 else None)
     return loaded[0]
+
+
+def _with_best(path: Path, ckpt: Checkpoint, note: Log) -> Checkpoint:
+    """``ckpt`` with its best epoch's params, which restore_best will need at the end; a
+    damaged best file is reported and left out (training goes on; a better epoch writes
+    a new one)."""
+    try:
+        best = runs.load_checkpoint(path, best=True).best_params
+    except CheckpointError as exc:
+        note(f"warning: {exc}; the run goes on without it, and restore_best restores only a "
+             "best epoch reached from here on")
+        return ckpt
+    return replace(ckpt, best_params=best)
 
 
 def _check_ranks(plan: Plan, comm: Comm | None) -> None:
@@ -333,17 +349,19 @@ def load_trained(run_dir: str | Path, registry: Registry, *, weights: str | None
     _check_fits(session, ckpt, path)
     restore(session, ckpt)
     if weights is None:
-        weights = ("best" if plan.config.training.restore_best and ckpt.best_params is not None
-                   else "last")
+        has_best = runs.load_index(path).best is not None
+        weights = "best" if plan.config.training.restore_best and has_best else "last"
     if weights == "best":
-        if ckpt.best_params is None:
+        best = runs.load_checkpoint(path, best=True).best_params
+        if best is None:
             raise CheckpointError(f"{shown(path)} has no best-epoch weights: they are kept "
                                   "only for runs with a validation split (validation_split > "
                                   "0); use the last epoch's weights (--weights last)")
-        session.network.load_state_dict(ckpt.best_params)
-        best = session.extra["best_epoch"]
-        session.weights = (f"epoch {best} of {ckpt.epoch} (best validation loss "
-                           f"{session.extra['best_val_loss']:.4f})")
+        _check_fits(session, replace(ckpt, params=best), path)
+        session.network.load_state_dict(best)
+        session.best_state = best
+        session.weights = (f"epoch {session.extra['best_epoch']} of {ckpt.epoch} (best "
+                           f"validation loss {session.extra['best_val_loss']:.4f})")
     else:
         session.weights = f"epoch {ckpt.epoch} (last)"
     return session

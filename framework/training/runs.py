@@ -279,7 +279,7 @@ class Checkpoint:
     extra: dict[str, Any]  # best epoch and early-stopping bookkeeping
     #: the params of epoch ``extra["best_epoch"]``. Saving writes them (beside the
     #: checkpoint) when given, and otherwise keeps the best file the run has; loading
-    #: returns them whenever the run has a best epoch.
+    #: returns them when asked for (``load_checkpoint(best=True)``).
     best_params: dict[str, np.ndarray] | None = None
 
 
@@ -394,9 +394,11 @@ def load_index(run_dir: Path) -> CheckpointIndex | None:
     return index
 
 
-def load_checkpoint(run_dir: Path) -> Checkpoint | None:
+def load_checkpoint(run_dir: Path, *, best: bool = False) -> Checkpoint | None:
     """Read and verify the latest checkpoint of ``run_dir``; ``None`` when the run never
-    finished an epoch."""
+    finished an epoch. With ``best`` also the best epoch's params (when it has one): they
+    are read only when asked for, so a damaged best file never stops the last checkpoint
+    from loading."""
     run_dir = Path(run_dir)
     index = load_index(run_dir)
     if index is None:
@@ -405,10 +407,10 @@ def load_checkpoint(run_dir: Path) -> Checkpoint | None:
                            "the run cannot be resumed from it")
     params = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("param/")}
     optim = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("optim/")}
-    best = load_best_params(run_dir, index) if index.best is not None else None
+    best_params = load_best_params(run_dir, index) if best and index.best is not None else None
     return Checkpoint(index.epoch, params, optim, index.rng_state.model_dump(),
                       [record.model_dump() for record in index.history],
-                      index.extra.model_dump(), best)
+                      index.extra.model_dump(), best_params)
 
 
 def load_best_params(run_dir: Path, index: CheckpointIndex) -> dict[str, np.ndarray]:

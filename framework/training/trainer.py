@@ -61,7 +61,9 @@ class Session:
     #: the network's state at the best epoch so far (by validation loss), if any
     best_state: dict[str, np.ndarray] | None = None
     stop_training: bool = False  # set by a callback: end after the current epoch
-    weights: str | None = None  # which trained weights were loaded (lamina.training.load_trained)
+    weights: str | None = None  # which trained weights it holds, when not the last epoch's
+    #: the last epoch's state, kept when training ended with the best epoch's instead
+    last_state: dict[str, np.ndarray] | None = None
 
 
 def make_session(plan: Plan, registry: Registry, run_dir: Path | None, *,
@@ -119,7 +121,7 @@ def restore(session: Session, ckpt: Checkpoint) -> None:
     session.rng.bit_generator.state = ckpt.rng_state
     session.history = list(ckpt.history)
     session.extra = dict(ckpt.extra)
-    session.best_state = ckpt.best_params
+    session.best_state = ckpt.best_params  # loaded only when the run needs them
     session.epoch = session.saved = ckpt.epoch
 
 
@@ -268,6 +270,7 @@ def fit(session: Session, data: Data, *, callbacks: list[Callback] | None = None
     note = note if note is not None else _to_stderr
     training = session.config.training
     session.stop_training = False
+    session.weights = session.last_state = None  # from here on the network trains on
     for callback in callbacks:
         callback.on_train_begin(session)
     while session.epoch < training.epochs and not session.stop_training:
@@ -311,9 +314,11 @@ def fit(session: Session, data: Data, *, callbacks: list[Callback] | None = None
             callback.on_epoch_end(session, record)
     if training.restore_best and session.best_state is not None \
             and session.extra.get("best_epoch") != session.epoch:
+        session.last_state = session.network.state_dict()
         session.network.load_state_dict(session.best_state)
-        log(f"restored the weights of epoch {session.extra['best_epoch']} (best validation "
-            f"loss {session.extra['best_val_loss']:.4f})")
+        best, loss = session.extra["best_epoch"], session.extra["best_val_loss"]
+        session.weights = f"epoch {best} of {session.epoch} (best validation loss {loss:.4f})"
+        log(f"restored the weights of epoch {best} (best validation loss {loss:.4f})")
     for callback in callbacks:
         callback.on_train_end(session)
     return session.history

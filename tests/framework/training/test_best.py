@@ -64,7 +64,7 @@ def test_the_best_epoch_is_kept_beside_the_last(tmp_path, tiny_config, monkeypat
     assert index["best"]["epoch"] == 2 and index["extra"]["best_epoch"] == 2
     assert sorted(p.name for p in run_dir.glob("*.npz")) == ["best-e0002.npz",
                                                             "checkpoint-e0004.npz"]
-    ckpt = runs.load_checkpoint(run_dir)
+    ckpt = runs.load_checkpoint(run_dir, best=True)
     for key, value in states[2].items():
         np.testing.assert_array_equal(ckpt.best_params[key], value)
     for key, value in states[4].items():
@@ -107,14 +107,21 @@ def test_without_a_validation_split_there_is_no_best_epoch(tmp_path, tiny_config
         load_trained(session.run_dir, REGISTRY, weights="best")
 
 
-def test_a_damaged_best_file_is_refused(tmp_path, tiny_config):
+def test_a_damaged_best_file_is_refused_when_used_and_never_blocks_the_last(tmp_path,
+                                                                           tiny_config):
     session = session_for(tmp_path, tiny_config, epochs=1)
     fit(session, synthetic(), quiet=True, log=lambda _: None)
     index = json.loads((session.run_dir / runs.CHECKPOINT).read_text())
     best = session.run_dir / index["best"]["arrays"]
     best.write_bytes(best.read_bytes()[:-7] + b"damaged")
     with pytest.raises(CheckpointError, match="best-e0001.npz are corrupt"):
-        runs.load_checkpoint(session.run_dir)
+        runs.load_checkpoint(session.run_dir, best=True)
+    with pytest.raises(CheckpointError, match="best-e0001.npz are corrupt"):
+        load_trained(session.run_dir, REGISTRY, weights="best")
+    assert runs.load_checkpoint(session.run_dir).epoch == 1
+    assert load_trained(session.run_dir, REGISTRY, weights="last").weights == "epoch 1 (last)"
+    best.unlink()  # even missing, the last epoch's weights load
+    assert load_trained(session.run_dir, REGISTRY).weights == "epoch 1 (last)"
 
 
 def test_an_index_whose_best_epoch_was_edited_is_refused(tmp_path, tiny_config):
@@ -149,3 +156,20 @@ def test_cli_evaluate_says_which_weights_and_takes_a_choice(tmp_path, tiny_confi
         main(["evaluate", str(run_dir), "--weights", "middle"])
     assert exit_.value.code == 2
     assert "invalid choice: 'middle'" in capsys.readouterr().err
+
+
+def test_restore_best_and_a_resume_with_a_damaged_best_file_goes_on(tmp_path, tiny_config,
+                                                                    mnist_root):
+    from lamina.training import resume_run, start_run
+
+    run = tmp_path / "run"
+    start_run(tiny_config, REGISTRY, run_dir=run, data_dir=mnist_root, quiet=True,
+              log=lambda _: None, note=lambda _: None,
+              overrides={"epochs": 1, "limit": 300, "restore_best": True})
+    index = json.loads((run / runs.CHECKPOINT).read_text())
+    (run / index["best"]["arrays"]).write_bytes(b"damaged")
+    notes = []
+    resume_run(run, REGISTRY, epochs=2, data_dir=mnist_root, quiet=True, log=lambda _: None,
+               note=notes.append)
+    assert any("warning:" in n and "best-e0001.npz are corrupt" in n for n in notes)
+    assert runs.load_checkpoint(run).epoch == 2
