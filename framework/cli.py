@@ -99,16 +99,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _on_ranks(comm, run: Callable[[Callable[[str], None], Callable[[str], None]], object]
-              ) -> None:
-    """Run a training command; over MPI only rank 0 prints, and an error another rank
+              ) -> object:
+    """Run a command's work; over MPI only rank 0 prints, and an error another rank
     reported (PeerFailed) is printed by rank 0 alone."""
     from .runtime.distributed import PeerFailed
 
     if comm is None or comm.rank == 0:
-        run(_out, _note)
-        return
+        return run(_out, _note)
     try:
-        run(_quiet, _quiet)
+        return run(_quiet, _quiet)
     except PeerFailed:
         raise SystemExit(EXIT_INVALID) from None
     except LaminaError as exc:  # rank 0 reports the same error (or this rank's, named)
@@ -118,12 +117,16 @@ def _on_ranks(comm, run: Callable[[Callable[[str], None], Callable[[str], None]]
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
+    from .runtime.distributed import init_mpi
     from .training import evaluate_run, format_evaluation
 
+    comm = init_mpi() if args.distributed == "mpi" else None
     registry = _registry(args)
-    result = evaluate_run(args.run_dir, registry, data_dir=args.data_dir, note=_note,
-                          weights=args.weights)
-    print(json.dumps(result, indent=2) if args.json else format_evaluation(result))
+    result = _on_ranks(comm, lambda log, note: evaluate_run(
+        args.run_dir, registry, data_dir=args.data_dir, note=note, weights=args.weights,
+        comm=comm))
+    if comm is None or comm.rank == 0:
+        print(json.dumps(result, indent=2) if args.json else format_evaluation(result))
     return 0
 
 
@@ -271,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the last epoch's weights or the best epoch's by validation loss "
                         "(default: best if the run's config sets training.restore_best, "
                         "else last)")
+    p.add_argument("--distributed", choices=("mpi",),
+                   help="split the test set over the processes mpiexec started")
 
     p = add("predict", cmd_predict,
             "a trained run's class and probability for image files (PNG, JPEG) or .npy arrays")

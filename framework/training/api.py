@@ -368,15 +368,39 @@ def load_trained(run_dir: str | Path, registry: Registry, *, weights: str | None
 
 
 def evaluate_run(run_dir: str | Path, registry: Registry, *, data_dir: str | None = None,
-                 note: Log | None = None, weights: str | None = None) -> dict[str, Any]:
+                 note: Log | None = None, weights: str | None = None,
+                 comm: Comm | None = None) -> dict[str, Any]:
     """Test-set loss, accuracy, per-class accuracy and confusion matrix of a run, with the
-    weights :func:`load_trained` picks."""
+    weights :func:`load_trained` picks. Over MPI (``comm``) rank 0 reads the run and
+    sends the others its weights; each rank predicts its shards of every batch."""
     from ..data import load_dataset
     from .trainer import evaluate_arrays
 
-    session = load_trained(run_dir, registry, weights=weights)
-    dataset = load_dataset(session.config.training.dataset, data_dir=data_dir,
-                           report=note if note is not None else _to_stderr, parts=("test",))
+    if comm is None:
+        session = load_trained(run_dir, registry, weights=weights)
+    else:
+        def loaded() -> tuple[dict[str, Any], dict[str, np.ndarray], str, int]:
+            trained = load_trained(run_dir, registry, weights=weights)
+            _check_ranks(make_plan(trained.config, registry), comm)
+            return (trained.config.to_dict(), trained.network.state_dict(), trained.weights,
+                    trained.epoch)
+
+        config, state, label, epoch = on_root(comm, loaded)
+        session = make_session(make_plan(config, registry), registry, None, comm=comm)
+        session.network.load_state_dict(state)
+        session.weights, session.epoch = label, epoch
+
+    def load() -> Any:
+        return load_dataset(session.config.training.dataset, data_dir=data_dir,
+                            report=note if note is not None else _to_stderr, parts=("test",))
+
+    if comm is None:
+        dataset = load()
+    else:  # rank 0 first (it may download the files), then the others read them from disk
+        held: list[Any] = []
+        on_root(comm, lambda: held.append(load()))
+        on_every_rank(comm, lambda: None if held else held.append(load()))
+        dataset = held[0]
     _check_fits_dataset(session.config, session.network.output_shape, dataset)
     if not len(dataset.test_y):
         raise DataError(f"the {dataset.name} test set in {dataset.files['test_labels']} holds "

@@ -173,3 +173,19 @@ def test_model_fit_over_mpi_matches_one_process(tmp_path, tiny_config, env):
               str(tmp_path / "two"), env=env)
     assert two.returncode == 0, two.stderr
     same_run(tmp_path / "one", tmp_path / "two")
+
+
+@needs_mpi
+def test_the_test_set_evaluation_splits_over_ranks_with_the_same_report(tmp_path,
+                                                                        tiny_config, env):
+    import json
+
+    run = tmp_path / "run"
+    assert subprocess.run([*LAMINA, "train", str(tiny_config), "--epochs", "1", "--limit",
+                           "300", "--quiet", "--run-dir", str(run)], env=env,
+                          capture_output=True).returncode == 0
+    one = subprocess.run([*LAMINA, "evaluate", str(run), "--json"], env=env,
+                         capture_output=True, text=True)
+    two = mpi(2, *LAMINA, "evaluate", str(run), "--json", "--distributed", "mpi", env=env)
+    assert two.returncode == 0, two.stderr
+    assert json.loads(two.stdout) == json.loads(one.stdout)  # rank 0 alone printed it
