@@ -107,7 +107,9 @@ def _on_ranks(comm, run: Callable[[Callable[[str], None], Callable[[str], None]]
     if comm is None or comm.rank == 0:
         return run(_out, _note)
     try:
-        return run(_quiet, _quiet)
+        from .training.callbacks import silent
+
+        return run(silent, silent)
     except PeerFailed:
         raise SystemExit(EXIT_INVALID) from None
     except LaminaError as exc:  # rank 0 reports the same error (or this rank's, named)
@@ -185,13 +187,11 @@ def _out(message: str) -> None:
     print(message, flush=True)
 
 
-def _quiet(message: str) -> None:
-    del message
-
-
 def _note(message: str) -> None:
     """Progress and diagnostics (downloads, warnings) go to stderr, apart from results."""
-    print(message, file=sys.stderr, flush=True)
+    from .training.callbacks import to_stderr
+
+    to_stderr(message)
 
 
 def _whole_number(minimum: int) -> Callable[[str], int]:

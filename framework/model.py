@@ -131,7 +131,7 @@ class Model:
         ``restore_best`` ends with the best validation epoch's weights. Calling ``fit``
         again continues training.
         """
-        from .training.callbacks import EarlyStopping, EpochLog
+        from .training.callbacks import EarlyStopping, EpochLog, silent
         from .training.trainer import Data, fit
 
         if seed is not None:
@@ -163,7 +163,7 @@ class Model:
             raise InputError("x holds no training samples; pass at least one")
         root = self._comm is None or self._comm.rank == 0
         progress = progress and root  # over MPI, rank 0 alone shows progress
-        log = print if progress else _silent
+        log = print if progress else silent
         loop = [EarlyStopping(log=log), *([EpochLog(log)] if progress else []), *callbacks]
         try:
             return fit(run, data, callbacks=loop, quiet=not progress, log=log)
@@ -389,6 +389,4 @@ def _dims(shape: tuple[int, ...]) -> str:
     return ", ".join(str(d) for d in shape)
 
 
-def _silent(message: str) -> None:
-    del message
 

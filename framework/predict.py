@@ -155,14 +155,11 @@ def predict_files(run_dir: str | Path, files: Sequence[str | Path], registry, *,
                   invert: str = "auto") -> dict[str, Any]:
     """Predictions of a run for ``files``: every file is read (and checked) first.
     ``note`` receives what was done to each file (default: stderr)."""
-    import sys
-
     from .data.specs import DATASETS
     from .model import Model
+    from .training.callbacks import to_stderr
 
-    if note is None:
-        def note(message: str) -> None:
-            print(message, file=sys.stderr)
+    note = note if note is not None else to_stderr
     model = Model.load(run_dir, weights=weights, registry=registry)
     input_shape = tuple(model.config.input_shape)
     samples: list[tuple[str, np.ndarray]] = []

@@ -141,3 +141,16 @@ def on_every_rank(comm: Comm | None, work: Callable[[], T]) -> T:
         rank, text = failed[0]
         raise PeerFailed(f"rank {rank} of {comm.size}: {text}")
     return result
+
+
+def root_first(comm: Comm | None, work: Callable[[bool], T]) -> T:
+    """``work(True)`` on rank 0, then ``work(False)`` on the others, each rank keeping
+    its own result; a failure anywhere stops every rank. For loading a dataset: rank 0
+    may download it, the others then read it from disk, and no two processes download
+    into one folder at once."""
+    if comm is None:
+        return work(True)
+    held: list[T] = []
+    on_root(comm, lambda: held.append(work(True)))
+    on_every_rank(comm, lambda: None if comm.rank == 0 else held.append(work(False)))
+    return held[0]

@@ -30,9 +30,9 @@ from ..errors import (
 )
 from ..plan import Plan, make_plan
 from ..registry import Registry
-from ..runtime.distributed import Comm, on_every_rank, on_root
+from ..runtime.distributed import Comm, on_every_rank, on_root, root_first
 from . import runs
-from .callbacks import EarlyStopping
+from .callbacks import EarlyStopping, silent, to_stderr
 from .runs import Checkpoint, RunLock, shown
 from .trainer import (
     Data,
@@ -59,14 +59,6 @@ def _load_data(session: Session, data_dir: str | None, note: Log, download: bool
                            report=note, parts=("train",), download=download)
     _check_fits_dataset(session.config, session.network.output_shape, dataset)
     return split_validation(session, dataset.train_x, dataset.train_y), dataset.files
-
-
-def _silent(message: str) -> None:
-    del message
-
-
-def _to_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _preflight(session: Session, data: Data) -> None:
@@ -113,7 +105,7 @@ def start_run(
     (the run directory, a line per epoch), ``note`` diagnostics (default: stderr).
     ``comm`` trains over MPI (lamina.runtime.distributed): rank 0 checks the config and
     writes the run directory, every rank trains its shards."""
-    note = note if note is not None else _to_stderr
+    note = note if note is not None else to_stderr
     root = comm is None or comm.rank == 0
 
     checked_plan: list[Plan] = []
@@ -154,7 +146,7 @@ def resume_run(
     A run killed before its first checkpoint starts again from its first epoch. Over MPI
     (``comm``) rank 0 reads the run directory and sends the others its config and
     checkpoint; a run resumes on any number of ranks that its shard count allows."""
-    note = note if note is not None else _to_stderr
+    note = note if note is not None else to_stderr
     path = Path(run_dir)
     root = comm is None or comm.rank == 0
     with ExitStack() as stack:
@@ -203,19 +195,9 @@ def resume_run(
 
 def _load_data_on_ranks(session: Session, data_dir: str | None, note: Log, download: bool,
                         comm: Comm | None) -> tuple[Data, dict]:
-    """Every rank's copy of the data: rank 0 first (it may download the files), then the
-    others from disk, so that no two processes download into one folder at once."""
-    loaded: list[tuple[Data, dict]] = []
-
-    def load(may_download: bool) -> None:
-        loaded.append(_load_data(session, data_dir, note, may_download))
-
-    if comm is None:
-        load(download)
-    else:
-        on_root(comm, lambda: load(download) if comm.rank == 0 else None)
-        on_every_rank(comm, lambda: load(False) if comm.rank != 0 else None)
-    return loaded[0]
+    """Every rank's copy of the training data (rank 0 first: it may download the files)."""
+    return root_first(comm, lambda may_download: _load_data(
+        session, data_dir, note, download and may_download))
 
 
 def _with_best(path: Path, ckpt: Checkpoint, note: Log) -> Checkpoint:
@@ -272,8 +254,8 @@ def _fit(session: Session, data: Data, quiet: bool, log: Log, note: Log) -> None
             # The other ranks train in step with rank 0, silently; early stopping decides
             # the same on every rank (its count is the same everywhere).
             try:
-                fit(session, data, callbacks=[EarlyStopping()], quiet=True, log=_silent,
-                    note=_silent)
+                fit(session, data, callbacks=[EarlyStopping()], quiet=True, log=silent,
+                    note=silent)
             finally:
                 session.step.close()
     except BaseException as exc:
@@ -281,6 +263,9 @@ def _fit(session: Session, data: Data, quiet: bool, log: Log, note: Log) -> None
         what = str(exc) if isinstance(exc, LaminaError) else f"{type(exc).__name__}: {exc}"
         print(f"error (rank {comm.rank} of {comm.size}): {what or type(exc).__name__}; "
               "ending every rank", file=sys.stderr, flush=True)
+        # MPI_Abort ends the launcher's output forwarding at once: give it a moment to
+        # pass this message on (the other ranks are waiting for this one anyway).
+        time.sleep(0.5)
         comm.abort(130 if isinstance(exc, KeyboardInterrupt) else 2)
         raise
 
@@ -390,17 +375,9 @@ def evaluate_run(run_dir: str | Path, registry: Registry, *, data_dir: str | Non
         session.network.load_state_dict(state)
         session.weights, session.epoch = label, epoch
 
-    def load() -> Any:
-        return load_dataset(session.config.training.dataset, data_dir=data_dir,
-                            report=note if note is not None else _to_stderr, parts=("test",))
-
-    if comm is None:
-        dataset = load()
-    else:  # rank 0 first (it may download the files), then the others read them from disk
-        held: list[Any] = []
-        on_root(comm, lambda: held.append(load()))
-        on_every_rank(comm, lambda: None if held else held.append(load()))
-        dataset = held[0]
+    dataset = root_first(comm, lambda may_download: load_dataset(
+        session.config.training.dataset, data_dir=data_dir, download=may_download,
+        report=note if note is not None else to_stderr, parts=("test",)))
     _check_fits_dataset(session.config, session.network.output_shape, dataset)
     if not len(dataset.test_y):
         raise DataError(f"the {dataset.name} test set in {dataset.files['test_labels']} holds "

@@ -16,6 +16,7 @@ ends training after the current epoch.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,16 @@ if TYPE_CHECKING:
     from .trainer import Session
 
 Log = Callable[[str], None]
+
+
+def to_stderr(message: str) -> None:
+    """Where diagnostics go by default: stderr, apart from results on stdout."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def silent(message: str) -> None:
+    """A log that says nothing (quiet ranks of a distributed run, fit(progress=False))."""
+    del message
 
 
 class Callback:

@@ -29,7 +29,7 @@ from ..registry import Registry
 from ..runtime.parallel import ShardedStep
 from ..schedules import learning_rate
 from . import runs
-from .callbacks import Callback, Log, run_callbacks
+from .callbacks import Callback, Log, run_callbacks, to_stderr
 from .runs import Checkpoint, shown
 
 
@@ -267,7 +267,7 @@ def fit(session: Session, data: Data, *, callbacks: list[Callback] | None = None
     from tqdm import tqdm
 
     callbacks = run_callbacks(log) if callbacks is None else callbacks
-    note = note if note is not None else _to_stderr
+    note = note if note is not None else to_stderr
     training = session.config.training
     session.stop_training = False
     session.weights = session.last_state = None  # from here on the network trains on
@@ -333,10 +333,6 @@ def _track_best(session: Session, val_loss: float, epoch: int) -> None:
         session.best_state = session.network.state_dict()  # copies
     else:
         session.extra["stale_epochs"] = session.extra.get("stale_epochs", 0) + 1
-
-
-def _to_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def format_record(record: dict[str, Any], epochs: int) -> str:

@@ -109,15 +109,15 @@ def test_a_failing_rank_ends_the_job_and_keeps_the_last_checkpoint(tmp_path, tin
               "--limit", "400", "--quiet", "--distributed", "mpi", "--run-dir",
               str(tmp_path / "run"), how, env=env, timeout=120)
     assert time.monotonic() - started < 60  # ended, did not hang
-    assert run.returncode != 0
+    assert run.returncode != 0, run.stdout + run.stderr
     said = run.stdout + run.stderr
     if how == "raise":
-        assert "error (rank 1 of 2): RuntimeError: rank 1 broke; ending every rank" in said
+        assert "error (rank 1 of 2): RuntimeError: rank 1 broke; ending every rank" in said, said
     else:  # the launcher names the process that died; rank 0 said which rank that is
         import re
 
         pid = re.search(r"rank 1 pid (\d+) on ", said).group(1)
-        assert f"PID {pid} " in said
+        assert f"PID {pid} " in said, said
     # rank 1 failed at the start of epoch 3: epoch 1's checkpoint at least is there, and
     # whatever the kill interrupted (epoch 2's write) did not damage the directory
     assert load_checkpoint(tmp_path / "run").epoch in (1, 2)
