@@ -19,13 +19,29 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 
 
-def _registry(args: argparse.Namespace):
+def _registry(args: argparse.Namespace, comm=None):
     from .registry import load_registry
 
     registry = load_registry(strict=True if args.strict_plugins else None)
-    for problem in registry.problems:
-        print(f"warning: {problem}", file=sys.stderr)
+    if comm is None or comm.rank == 0:  # one warning, not one per MPI rank
+        for problem in registry.problems:
+            print(f"warning: {problem}", file=sys.stderr)
     return registry
+
+
+def _communicator(args: argparse.Namespace):
+    """The MPI communicator with ``--distributed mpi``; without it, a warning when an MPI
+    launcher started this process as one of several (each would do the whole work)."""
+    from .runtime.distributed import init_mpi, launched_by_mpi
+
+    if args.distributed == "mpi":
+        return init_mpi()
+    launch = launched_by_mpi()
+    if launch is not None and launch[0] == 0:
+        print(f"warning: this is one of {launch[1]} processes an MPI launcher started, but "
+              f"--distributed mpi was not given: each runs the whole {args.command} alone. "
+              f"Add --distributed mpi to share the work", file=sys.stderr, flush=True)
+    return None
 
 
 def _plan(args: argparse.Namespace, registry):
@@ -62,18 +78,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .runtime.distributed import init_mpi, launched_by_mpi
     from .training import resume_run, start_run
 
-    comm = init_mpi() if args.distributed == "mpi" else None
-    if comm is None and (launch := launched_by_mpi()) is not None and launch[0] == 0:
-        print(f"warning: this is one of {launch[1]} processes an MPI launcher started, but "
-              "--distributed mpi was not given: each trains the same run alone. Add "
-              "--distributed mpi to train one run on all of them", file=sys.stderr,
-              flush=True)
+    comm = _communicator(args)
     if comm is not None and comm.rank != 0:
         args.quiet = True
-    registry = _registry(args)
+    registry = _registry(args, comm)
     overrides = {key: getattr(args, key) for key in
                  ("epochs", "batch_size", "seed", "dataset", "limit", "shards")
                  if getattr(args, key) is not None}
@@ -100,20 +110,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _on_ranks(comm, run: Callable[[Callable[[str], None], Callable[[str], None]], object]
               ) -> object:
-    """Run a command's work; over MPI only rank 0 prints, and an error another rank
-    reported (PeerFailed) is printed by rank 0 alone."""
-    from .runtime.distributed import PeerFailed
+    """Run a command's work; over MPI only rank 0 prints. An error the ranks share (a
+    collective check that failed, a NaN stop) is printed by rank 0 alone; one only
+    this rank saw ends every rank (lamina.runtime.distributed)."""
+    from .runtime.distributed import collective_failure, ending_every_rank_on_failure
+    from .training.callbacks import silent
 
     if comm is None or comm.rank == 0:
         return run(_out, _note)
     try:
-        from .training.callbacks import silent
-
-        return run(silent, silent)
-    except PeerFailed:
-        raise SystemExit(EXIT_INVALID) from None
-    except LaminaError as exc:  # rank 0 reports the same error (or this rank's, named)
-        raise SystemExit(EXIT_INVALID) from exc
+        with ending_every_rank_on_failure(comm):
+            return run(silent, silent)
+    except BaseException as exc:
+        if collective_failure(exc):
+            raise SystemExit(130 if isinstance(exc, KeyboardInterrupt) else EXIT_INVALID) \
+                from None
+        raise
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -53,6 +53,11 @@ class Model:
         self._plan = make_plan(config, self.registry, training=overrides)
         self._session = None
         self._comm = _communicator(distributed)
+        if self._comm is not None and self._plan.config.training.shards < self._comm.size:
+            raise ConfigError([ConfigIssue("training.shards", (
+                f"{self._plan.config.training.shards} shards per batch cannot be split over "
+                f"{self._comm.size} MPI ranks, which each run at least one: set "
+                f"training.shards to at least {self._comm.size} in the config"))])
 
     # -- construction -----------------------------------------------------------------
     @classmethod
@@ -165,8 +170,11 @@ class Model:
         progress = progress and root  # over MPI, rank 0 alone shows progress
         log = print if progress else silent
         loop = [EarlyStopping(log=log), *([EpochLog(log)] if progress else []), *callbacks]
+        from .runtime.distributed import ending_every_rank_on_failure
+
         try:
-            return fit(run, data, callbacks=loop, quiet=not progress, log=log)
+            with ending_every_rank_on_failure(self._comm):
+                return fit(run, data, callbacks=loop, quiet=not progress, log=log)
         finally:
             run.step.close()
 
@@ -213,7 +221,9 @@ class Model:
         run = self._run
         x = self._inputs(x, "x")
         _check_batch_size(batch_size)
-        with run.step:
+        from .runtime.distributed import ending_every_rank_on_failure
+
+        with run.step, ending_every_rank_on_failure(self._comm):
             parts = [run.loss.predict_proba(run.step.predict(x[i:i + batch_size]))
                      for i in range(0, len(x), batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, *run.network.output_shape))
@@ -240,7 +250,9 @@ class Model:
         if len(names) != classes:
             raise InputError(f"class_names has {len(names)} names; the network has {classes} "
                              "classes")
-        with run.step:
+        from .runtime.distributed import ending_every_rank_on_failure
+
+        with run.step, ending_every_rank_on_failure(self._comm):
             loss, predicted = evaluate_arrays(run, x, y, batch_size)
         return {"weights": self.weights, **classification_report(loss, predicted, y, names)}
 

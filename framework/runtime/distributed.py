@@ -27,7 +27,10 @@ mpi4py is the optional extra ``lamina[mpi]`` (with the ``mpich`` wheel, which br
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
@@ -114,7 +117,7 @@ def on_root(comm: Comm | None, work: Callable[[], T]) -> T:
         try:
             outcome = ("ok", work())
         except BaseException as exc:
-            comm.from_root(("error", f"{type(exc).__name__}: {exc}"))
+            comm.from_root(("error", str(exc) or type(exc).__name__))
             raise
     else:
         outcome = ("ok", None)
@@ -124,6 +127,36 @@ def on_root(comm: Comm | None, work: Callable[[], T]) -> T:
     return outcome[1]
 
 
+def collective_failure(exc: BaseException) -> bool:
+    """True for an error every rank raised together, or one rank 0 reports for all."""
+    return isinstance(exc, PeerFailed) or getattr(exc, "reported_by_root", False) \
+        or getattr(exc, "collective", False)
+
+
+@contextmanager
+def ending_every_rank_on_failure(comm: Comm | None) -> Iterator[None]:
+    """Around work the ranks do in step (training, prediction): an error that only this
+    rank may have seen ends every rank with MPI_Abort, after printing it with the rank's
+    number, instead of leaving the others waiting in their next collective step. An
+    error every rank raises together (a NaN stop, ``collective``) propagates as usual;
+    Ctrl-C reaches every rank, and only rank 0 speaks of it."""
+    try:
+        yield
+    except BaseException as exc:
+        if comm is None or collective_failure(exc):
+            raise
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        if not interrupted:
+            what = str(exc) if isinstance(exc, LaminaError) else f"{type(exc).__name__}: {exc}"
+            print(f"error (rank {comm.rank} of {comm.size}): {what}; ending every rank",
+                  file=sys.stderr, flush=True)
+            # MPI_Abort ends the launcher's output forwarding at once: give it a moment
+            # to pass the message on (the other ranks wait for this one anyway).
+            time.sleep(0.5)
+        comm.abort(130 if interrupted else 2)
+        raise
+
+
 def on_every_rank(comm: Comm | None, work: Callable[[], T]) -> T:
     """Run ``work`` on every rank; if it raises on any, every rank raises (its own
     error, or PeerFailed naming the rank that failed)."""
@@ -131,10 +164,11 @@ def on_every_rank(comm: Comm | None, work: Callable[[], T]) -> T:
         return work()
     try:
         result, problem = work(), None
-    except Exception as exc:  # every kind: a rank that left would leave the others waiting
-        result, problem, error = None, f"{exc}", exc
+    except BaseException as exc:  # every kind: a rank that left would leave the others waiting
+        result, problem, error = None, f"{exc}" or type(exc).__name__, exc
     problems = comm.gather_all(problem)
     if problem is not None:
+        error.reported_by_root = True  # rank 0 prints it, naming this rank
         raise error
     failed = [(rank, text) for rank, text in enumerate(problems) if text is not None]
     if failed:
@@ -143,14 +177,14 @@ def on_every_rank(comm: Comm | None, work: Callable[[], T]) -> T:
     return result
 
 
-def root_first(comm: Comm | None, work: Callable[[bool], T]) -> T:
-    """``work(True)`` on rank 0, then ``work(False)`` on the others, each rank keeping
-    its own result; a failure anywhere stops every rank. For loading a dataset: rank 0
-    may download it, the others then read it from disk, and no two processes download
+def root_first(comm: Comm | None, work: Callable[[], T]) -> T:
+    """``work()`` on rank 0, then on the others, each rank keeping its own result; a
+    failure anywhere stops every rank. For loading a dataset: rank 0 may download it,
+    and the others, on the same machine, then find it on disk instead of downloading
     into one folder at once."""
     if comm is None:
-        return work(True)
+        return work()
     held: list[T] = []
-    on_root(comm, lambda: held.append(work(True)))
-    on_every_rank(comm, lambda: None if comm.rank == 0 else held.append(work(False)))
+    on_root(comm, lambda: held.append(work()))
+    on_every_rank(comm, lambda: None if comm.rank == 0 else held.append(work()))
     return held[0]

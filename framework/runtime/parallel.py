@@ -169,7 +169,7 @@ class ShardedStep:
         self.comm.sum_in_place(flat)
         offset = 0
         for grad in grads.values():
-            grad.ravel()[...] = flat[offset:offset + grad.size]
+            grad[...] = flat[offset:offset + grad.size].reshape(grad.shape)
             offset += grad.size
         return self.comm.sum(value)
 
@@ -193,6 +193,8 @@ class ShardedStep:
     def _map(self, run, count: int) -> list[Any]:
         """``[run(i) for i in range(count)]``, the shards spread over the threads, after
         copying the network's current parameters into the replicas."""
+        if count == 0:  # a short batch left this rank no shard
+            return []
         params = self.network.params()
         for replica, _, _ in self._replicas[:count]:
             for key, target in replica.params().items():

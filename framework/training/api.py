@@ -9,7 +9,6 @@ process can train in it) and, once holding it, remove what a killed process left
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -25,12 +24,17 @@ from ..errors import (
     ConfigError,
     ConfigIssue,
     DataError,
-    LaminaError,
     StateError,
 )
 from ..plan import Plan, make_plan
 from ..registry import Registry
-from ..runtime.distributed import Comm, on_every_rank, on_root, root_first
+from ..runtime.distributed import (
+    Comm,
+    ending_every_rank_on_failure,
+    on_every_rank,
+    on_root,
+    root_first,
+)
 from . import runs
 from .callbacks import EarlyStopping, silent, to_stderr
 from .runs import Checkpoint, RunLock, shown
@@ -121,17 +125,21 @@ def start_run(
     config, where = on_root(comm, checked)
     path = Path(where)
     # rank 0 keeps its plan (messages name the file); the others rebuild the checked config
-    plan = checked_plan[0] if root else make_plan(config, registry)
-    session = make_session(plan, registry, path if root else None, comm=comm)
+    session = on_every_rank(comm, lambda: make_session(
+        checked_plan[0] if root else make_plan(config, registry), registry,
+        path if root else None, comm=comm))
     data, files = _load_data_on_ranks(session, data_dir, note, download, comm)
     on_every_rank(comm, lambda: _preflight(session, data))
     with ExitStack() as stack:
-        if root:
+
+        def set_up() -> None:
             runs.create_run_dir(path)
             stack.enter_context(RunLock(path))
             runs.write_json(path / runs.CONFIG, session.config.to_dict())
             runs.write_json(path / runs.PROVENANCE, provenance(session, registry, files))
-            log(f"run directory: {shown(path)}")
+
+        on_root(comm, set_up)
+        log(f"run directory: {shown(path)}")
         _fit(session, data, quiet, log, note)
     return path
 
@@ -157,35 +165,40 @@ def resume_run(
             _require_run_dir(path)
             stack.enter_context(RunLock(path))
             plan, ckpt = _checked_run(path, registry, epochs=epochs)
-            _check_ranks(plan, comm)
+            _check_ranks(plan, comm, resuming=True)
+            if ckpt is not None and plan.config.training.restore_best:
+                ckpt = _with_best(path, ckpt, note)
             checked_plan.append(plan)
             return plan.config.to_dict(), ckpt
 
         config, ckpt = on_root(comm, checked)
-        plan = checked_plan[0] if root else make_plan(config, registry)
-        if root and ckpt is not None and plan.config.training.restore_best:
-            ckpt = _with_best(path, ckpt, note)
-        session = make_session(plan, registry, path if root else None, comm=comm)
+        session = on_every_rank(comm, lambda: make_session(
+            checked_plan[0] if root else make_plan(config, registry), registry,
+            path if root else None, comm=comm))
         if ckpt is not None:
             on_every_rank(comm, lambda: _check_fits(session, ckpt, path))
         # Draws the split as the original run did.
         data, _ = _load_data_on_ranks(session, data_dir, note, download, comm)
         on_every_rank(comm, lambda: _preflight(session, data))
-        # Everything is checked: from here on the run directory may change.
-        if root:
+        if ckpt is not None:
+            restore(session, ckpt)
+        done = session.epoch >= session.config.training.epochs
+
+        def clean_up() -> None:
+            # Everything is checked: from here on the run directory may change.
             removed = runs.remove_leftovers(path)
             if removed:
                 note(f"removed what an interrupted process left in {shown(path)}: "
                      f"{', '.join(removed)}")
-        if ckpt is not None:
-            restore(session, ckpt)
-        if session.epoch >= session.config.training.epochs:
+            if epochs is not None and not done:
+                runs.write_json(path / runs.CONFIG, session.config.to_dict())
+
+        on_root(comm, clean_up)
+        if done:
             log(f"{shown(path)} already completed {session.epoch} of "
                 f"{session.config.training.epochs} epochs; nothing to do (pass --epochs N to "
                 "train further)")
             return path
-        if epochs is not None and root:
-            runs.write_json(path / runs.CONFIG, session.config.to_dict())
         log(f"resuming {shown(path)} after epoch {session.epoch}" if ckpt is not None else
             f"{shown(path)} has no checkpoint yet (it stopped in its first epoch): starting "
             "it again from its first epoch")
@@ -196,8 +209,7 @@ def resume_run(
 def _load_data_on_ranks(session: Session, data_dir: str | None, note: Log, download: bool,
                         comm: Comm | None) -> tuple[Data, dict]:
     """Every rank's copy of the training data (rank 0 first: it may download the files)."""
-    return root_first(comm, lambda may_download: _load_data(
-        session, data_dir, note, download and may_download))
+    return root_first(comm, lambda: _load_data(session, data_dir, note, download))
 
 
 def _with_best(path: Path, ckpt: Checkpoint, note: Log) -> Checkpoint:
@@ -213,14 +225,18 @@ def _with_best(path: Path, ckpt: Checkpoint, note: Log) -> Checkpoint:
     return replace(ckpt, best_params=best)
 
 
-def _check_ranks(plan: Plan, comm: Comm | None) -> None:
+def _check_ranks(plan: Plan, comm: Comm | None, *, resuming: bool = False) -> None:
     """A distributed run needs a shard for every rank."""
     shards = plan.config.training.shards
-    if comm is not None and shards < comm.size:
-        raise ConfigError([ConfigIssue("training.shards", (
-            f"{shards} shard{'s' if shards != 1 else ''} per batch cannot be split over "
-            f"{comm.size} MPI ranks: every rank runs at least one; set --shards "
-            f"{comm.size} (or a multiple), or start fewer ranks"))], source=plan.config.source)
+    if comm is None or shards >= comm.size:
+        return
+    count = f"{shards} shard{'s' if shards != 1 else ''} per batch"
+    fix = (f"this run was trained with {count}: resume it on at most {shards} ranks"
+           if resuming else f"start at most {shards} ranks, or pass --shards {comm.size} "
+           "(any count of at least the number of ranks)")
+    raise ConfigError([ConfigIssue("training.shards", (
+        f"{count} cannot be split over {comm.size} MPI ranks, which each run at least one: "
+        f"{fix}"))], source=plan.config.source)
 
 
 def _require_run_dir(path: Path) -> None:
@@ -247,27 +263,17 @@ def _fit(session: Session, data: Data, quiet: bool, log: Log, note: Log) -> None
     ranks = comm.gather_all((os.getpid(), socket.gethostname()))
     note(f"training on {comm.size} MPI ranks: " + ", ".join(
         f"rank {rank} pid {pid} on {host}" for rank, (pid, host) in enumerate(ranks)))
-    try:
+    with ending_every_rank_on_failure(comm):
         if comm.rank == 0:
             _fit_here(session, data, quiet, log, note)
-        else:
-            # The other ranks train in step with rank 0, silently; early stopping decides
-            # the same on every rank (its count is the same everywhere).
-            try:
-                fit(session, data, callbacks=[EarlyStopping()], quiet=True, log=silent,
-                    note=silent)
-            finally:
-                session.step.close()
-    except BaseException as exc:
-        # The others may be waiting for this rank in a collective step: end the job.
-        what = str(exc) if isinstance(exc, LaminaError) else f"{type(exc).__name__}: {exc}"
-        print(f"error (rank {comm.rank} of {comm.size}): {what or type(exc).__name__}; "
-              "ending every rank", file=sys.stderr, flush=True)
-        # MPI_Abort ends the launcher's output forwarding at once: give it a moment to
-        # pass this message on (the other ranks are waiting for this one anyway).
-        time.sleep(0.5)
-        comm.abort(130 if isinstance(exc, KeyboardInterrupt) else 2)
-        raise
+            return
+        # The other ranks train in step with rank 0, silently; early stopping decides
+        # the same on every rank (its count is the same everywhere).
+        try:
+            fit(session, data, callbacks=[EarlyStopping()], quiet=True, log=silent,
+                note=silent)
+        finally:
+            session.step.close()
 
 
 def _fit_here(session: Session, data: Data, quiet: bool, log: Log, note: Log) -> None:
@@ -366,24 +372,31 @@ def evaluate_run(run_dir: str | Path, registry: Registry, *, data_dir: str | Non
     else:
         def loaded() -> tuple[dict[str, Any], dict[str, np.ndarray], str, int]:
             trained = load_trained(run_dir, registry, weights=weights)
-            _check_ranks(make_plan(trained.config, registry), comm)
             return (trained.config.to_dict(), trained.network.state_dict(), trained.weights,
                     trained.epoch)
 
         config, state, label, epoch = on_root(comm, loaded)
-        session = make_session(make_plan(config, registry), registry, None, comm=comm)
-        session.network.load_state_dict(state)
-        session.weights, session.epoch = label, epoch
 
-    dataset = root_first(comm, lambda may_download: load_dataset(
-        session.config.training.dataset, data_dir=data_dir, download=may_download,
+        def built() -> Session:
+            # predictions do not depend on the shard count: give every rank one at least
+            shards = max(config["training"]["shards"], comm.size)
+            plan = make_plan(config, registry, training={"shards": shards})
+            trained = make_session(plan, registry, None, comm=comm)
+            trained.network.load_state_dict(state)
+            trained.weights, trained.epoch = label, epoch
+            return trained
+
+        session = on_every_rank(comm, built)
+
+    dataset = root_first(comm, lambda: load_dataset(
+        session.config.training.dataset, data_dir=data_dir,
         report=note if note is not None else to_stderr, parts=("test",)))
     _check_fits_dataset(session.config, session.network.output_shape, dataset)
     if not len(dataset.test_y):
         raise DataError(f"the {dataset.name} test set in {dataset.files['test_labels']} holds "
                         "no samples; there is nothing to evaluate on: restore the canonical "
                         "test files")
-    with session.step:
+    with session.step, ending_every_rank_on_failure(comm):
         loss, predicted = evaluate_arrays(session, dataset.test_x, dataset.test_y)
     report = classification_report(loss, predicted, dataset.test_y, dataset.class_names)
     return {"run_dir": str(run_dir), "dataset": dataset.name, "epoch": session.epoch,

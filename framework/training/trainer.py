@@ -227,7 +227,14 @@ def plugin_failed(plugin: Any, kind: str, exc: Exception) -> PluginError:
 
 def stopped(session: Session, what: str) -> TrainingError:
     """The error that ends a run whose numbers stopped being finite, saying which
-    checkpoint survives: non-finite values are never saved."""
+    checkpoint survives: non-finite values are never saved. Over MPI every rank sees the
+    same numbers and raises it together (``collective``): rank 0 reports it."""
+    error = _stopped(session, what)
+    error.collective = True
+    return error
+
+
+def _stopped(session: Session, what: str) -> TrainingError:
     if session.run_dir is None:
         return TrainingError(f"{what}; training stopped. Lower the learning rate or check "
                              "the data")

@@ -189,3 +189,62 @@ def test_the_test_set_evaluation_splits_over_ranks_with_the_same_report(tmp_path
     two = mpi(2, *LAMINA, "evaluate", str(run), "--json", "--distributed", "mpi", env=env)
     assert two.returncode == 0, two.stderr
     assert json.loads(two.stdout) == json.loads(one.stdout)  # rank 0 alone printed it
+
+
+@needs_mpi
+def test_a_batch_too_short_for_every_rank_to_have_a_shard(tmp_path, tiny_config, env):
+    # 12 samples: 1 for validation, batches of 5, 5 and 1 (rank 1 gets no shard of the last
+    # batch, nor of the one validation sample)
+    common = [str(tiny_config), "--epochs", "2", "--limit", "12", "--batch-size", "5",
+              "--quiet"]
+    two = mpi(2, *LAMINA, "train", *common, "--distributed", "mpi", "--run-dir",
+              str(tmp_path / "two"), env=env, timeout=120)
+    assert two.returncode == 0, two.stdout + two.stderr
+    assert subprocess.run([*LAMINA, "train", *common, "--run-dir", str(tmp_path / "one")],
+                          env=env, capture_output=True).returncode == 0
+    same_run(tmp_path / "one", tmp_path / "two")
+
+
+FAIL_ON_RANK = """
+import os, sys
+rank = int(os.environ.get("PMI_RANK", "0"))
+where, failing = sys.argv[-2], int(sys.argv[-1])
+if rank == failing:
+    if where == "write":  # rank 0 cannot write the run's provenance: a full disk
+        import errno
+        from lamina.training import runs
+        real = runs.write_json
+        def write_json(path, obj):
+            if path.name == "provenance.json":
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            return real(path, obj)
+        runs.write_json = write_json
+    else:  # this rank cannot build the network: a plugin missing on its host
+        from lamina.training import trainer
+        def make_session(*args, **kwargs):
+            from lamina import PluginError
+            raise PluginError("unknown layer type 'swish' on this host")
+        trainer.make_session = make_session
+        import lamina.training.api as api
+        api.make_session = make_session
+from lamina.cli import main
+sys.exit(main(sys.argv[1:-2]))
+"""
+
+
+@needs_mpi
+@pytest.mark.parametrize(("where", "rank", "message"), [
+    ("write", 0, "No space left on device"),
+    ("session", 1, "rank 1 of 2: unknown layer type 'swish' on this host"),
+])
+def test_a_rank_failing_before_training_stops_every_rank(tmp_path, tiny_config, env, where,
+                                                         rank, message):
+    started = time.monotonic()
+    run = mpi(2, sys.executable, "-c", FAIL_ON_RANK, "train", str(tiny_config), "--epochs",
+              "1", "--limit", "200", "--quiet", "--distributed", "mpi", "--run-dir",
+              str(tmp_path / "run"), where, str(rank), env=env, timeout=60)
+    assert time.monotonic() - started < 30, "a rank waited for one that had failed"
+    assert run.returncode != 0
+    said = run.stdout + run.stderr
+    assert said.count(message) == 1, said
+    assert "Traceback" not in said
