@@ -365,9 +365,14 @@ def load_index(run_dir: Path) -> CheckpointIndex | None:
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {shown(run_dir)} does not exist; give the "
                               "folder a previous `lamina train` wrote (its --run-dir)")
-    if not (run_dir / CHECKPOINT).exists() and not any(
-            re.match(_NPZ_NAME, p.name) for p in run_dir.iterdir()):
-        return None
+    if not (run_dir / CHECKPOINT).exists():
+        archives = [p.name for p in run_dir.iterdir()
+                    if re.match(_NPZ_NAME, p.name) or re.match(_BEST_NAME, p.name)]
+        # No index: the run never finished an epoch, or a process was killed while it
+        # wrote its first checkpoint (the first epoch's archives, not yet indexed, are
+        # leftovers). Archives of a later epoch mean the index was lost: refused below.
+        if all(name.endswith("-e0001.npz") for name in archives):
+            return None
     raw = read_json(run_dir / CHECKPOINT, "checkpoint index")
     try:
         index = CheckpointIndex.model_validate(raw)

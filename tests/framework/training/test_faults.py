@@ -357,3 +357,30 @@ def test_missing_numba_stops_train_before_the_run_directory_is_made(tmp_path, ti
         start_run(tiny_config, REGISTRY, run_dir=tmp_path / "run", data_dir=mnist_dir,
                   quiet=True, log=lambda _: None, overrides={"epochs": 1, "limit": 256})
     assert not (tmp_path / "run").exists()
+
+
+def test_a_kill_between_the_first_archives_and_the_first_index_starts_again(
+        tmp_path, tiny_config, mnist_dir):
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    start_run(tiny_config, REGISTRY, run_dir=straight, overrides={"epochs": 1},
+              **quiet(mnist_dir))
+    killed.mkdir()
+    for name in (runs.CONFIG, runs.PROVENANCE, "checkpoint-e0001.npz", "best-e0001.npz"):
+        (killed / name).write_bytes((straight / name).read_bytes())
+    messages = []
+    resume_run(killed, REGISTRY, data_dir=mnist_dir, quiet=True, log=messages.append,
+               note=messages.append)
+    assert any("starting it again from its first epoch" in m for m in messages)
+    a, b = load_checkpoint(straight), load_checkpoint(killed)
+    for key in a.params:
+        np.testing.assert_array_equal(a.params[key], b.params[key])
+
+
+def test_archives_of_later_epochs_without_an_index_are_refused(trained, mnist_dir):
+    index = json.loads((trained / runs.CHECKPOINT).read_text())
+    (trained / "checkpoint-e0003.npz").write_bytes((trained / index["arrays"]).read_bytes())
+    (trained / runs.CHECKPOINT).unlink()
+    before = snapshot(trained)
+    with pytest.raises(CheckpointError, match="checkpoint.json is missing"):
+        resume_run(trained, REGISTRY, epochs=4, **quiet(mnist_dir))
+    assert snapshot(trained) == before
