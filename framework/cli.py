@@ -177,7 +177,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .testing.report import run_report
 
-    text, n_failed = run_report(_registry(args), args.names or None)
+    text, n_failed = run_report(_registry(args), args.names or None, onnx=args.onnx)
     print(text)
     return EXIT_FAILED if n_failed else 0
 
@@ -320,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
             "run the conformance suite on every discovered layer and loss (or those named); "
             "exit 1 on any failure")
     p.add_argument("names", nargs="*", metavar="NAME", help="plugin names (default: all)")
+    p.add_argument("--onnx", action="store_true",
+                   help="also check each layer's ONNX export in ONNX Runtime (needs onnx "
+                        "and onnxruntime)")
 
     p = add("bench", cmd_bench,
             "time each layer, the training step and inference on random data (samples/s)")

@@ -54,6 +54,7 @@ class OnnxGraph:
     taken: set[str] = field(default_factory=lambda: {INPUT_NAME, OUTPUT_NAME})
 
     def _unique(self, name: str) -> str:
+        """``name``, or ``name_1``, ``name_2``... when taken; marks it taken."""
         candidate, n = name, 1
         while candidate in self.taken:
             candidate, n = f"{name}_{n}", n + 1
@@ -107,23 +108,52 @@ def build_graph(network, loss) -> OnnxGraph:
 def to_onnx(network, loss, *, description: str = "") -> Any:
     """The checked ``onnx.ModelProto`` of ``network`` (eval mode) and ``loss``'s
     probabilities."""
+    _onnx()  # before any plugin code runs: a missing package is the first thing said
+    return assemble(build_graph(network, loss),
+                    [(INPUT_NAME, ["N", *network.input_shape])],
+                    [(OUTPUT_NAME, ["N", *network.output_shape])], description)
+
+
+def layer_to_onnx(layer, input_shapes: list[tuple[int, ...]]) -> Any:
+    """One built layer alone as an ONNX model: inputs ``x0``, ``x1``... (N, *shape),
+    output ``y`` (N, *output_shape); what the conformance suite runs (check_onnx_export)."""
+    _onnx()
+    graph = OnnxGraph(taken={"y"})
+    names = [graph._unique(f"x{i}") for i in range(len(input_shapes))]
+    out = layer.export_onnx(graph, names, getattr(layer, "name", "layer"))
+    graph.nodes.append(("Identity", [out], "y", {}))
+    return assemble(graph, [(name, ["N", *shape]) for name, shape in
+                            zip(names, input_shapes, strict=True)],
+                    [("y", ["N", *layer.output_shape])], "")
+
+
+def _onnx() -> Any:
     try:
         import onnx
-        from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         raise ExportError("exporting needs the onnx package: pip install 'lamina[onnx]' (or "
                           "pip install onnx)") from None
-    graph = build_graph(network, loss)
-    nodes = [helper.make_node(op, inputs, [out], name=out, **attrs)
-             for op, inputs, out, attrs in graph.nodes]
+    return onnx
+
+
+def assemble(graph: OnnxGraph, inputs: list[tuple[str, list]], outputs: list[tuple[str, list]],
+             description: str) -> Any:
+    """The checked float32 ONNX model of ``graph`` with these (name, shape) inputs and
+    outputs."""
+    onnx = _onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node(op, node_inputs, [out], name=out, **attrs)
+             for op, node_inputs, out, attrs in graph.nodes]
     initializers = [numpy_helper.from_array(value, name)
                     for name, value in graph.constants.items()]
-    x = helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT,
-                                      ["N", *network.input_shape])
-    y = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT,
-                                      ["N", *network.output_shape])
+
+    def values(pairs: list[tuple[str, list]]) -> list:
+        return [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+                for name, shape in pairs]
+
     model = helper.make_model(
-        helper.make_graph(nodes, "lamina", [x], [y], initializers),
+        helper.make_graph(nodes, "lamina", values(inputs), values(outputs), initializers),
         opset_imports=[helper.make_opsetid("", graph.opset)],
         producer_name="lamina", doc_string=description)
     try:

@@ -22,6 +22,7 @@ from .checks_config import (
     check_config_rejects_invalid_values,
     check_config_strings_constrained,
 )
+from .checks_export import check_onnx_export
 from .checks_layer import (
     check_backward_before_forward,
     check_backward_twice,
@@ -118,6 +119,7 @@ __all__ = [
     "check_loss_unfused_reference",
     "check_max_selecting",
     "check_monotone_elementwise",
+    "check_onnx_export",
     "check_optimizer",
     "check_optimizer_dtype_preserved",
     "check_optimizer_in_place",

@@ -23,6 +23,7 @@ from .checks_config import (
     check_config_rejects_invalid_values,
     check_config_strings_constrained,
 )
+from .checks_export import check_onnx_export, onnx_runtime_available
 from .checks_layer import (
     check_backward_before_forward,
     check_backward_twice,
@@ -182,10 +183,16 @@ def check_examples(plugin: type, example: Any) -> None:
                  "Fix the spelling: an unknown key overrides nothing")
 
 
-def generate_checks(plugin: Any) -> Iterator[tuple[type, Any, Any]]:
-    """Yield (plugin class, example, check) for every check that applies to ``plugin``."""
+def generate_checks(plugin: Any, *, onnx: bool | None = None
+                    ) -> Iterator[tuple[type, Any, Any]]:
+    """Yield (plugin class, example, check) for every check that applies to ``plugin``.
+
+    ``onnx`` adds check_onnx_export for a layer that defines ``export_onnx``: True
+    always, False never, None (the default) when ONNX Runtime is installed."""
     cls = plugin_class(plugin)
     kind = plugin_kind(cls)
+    exports = kind == "layer" and hasattr(cls, "export_onnx") and (
+        onnx if onnx is not None else onnx_runtime_available())
     whole = _whole(kind)
     yield cls, whole, check_declarations
     yield cls, whole, check_examples
@@ -202,6 +209,8 @@ def generate_checks(plugin: Any) -> Iterator[tuple[type, Any, Any]]:
             yield cls, example, func
         for func in _KIND_CHECKS[kind](cls, example):
             yield cls, example, func
+        if exports:
+            yield cls, example, check_onnx_export
 
 
 def _reasons(plugin: Any, expected: ExpectedFailures | None) -> dict[str, str]:
@@ -226,10 +235,11 @@ def _declared_but_unknown(reasons: dict[str, str], cases: list[tuple[type, Any, 
     return sorted(set(reasons) - known)
 
 
-def _planned(plugin: Any, expected_failed_checks: ExpectedFailures | None):
+def _planned(plugin: Any, expected_failed_checks: ExpectedFailures | None,
+             onnx: bool | None = None):
     """The checks that apply to ``plugin`` and its declared failures; a declaration that
     names no check that runs is an error (a typo must not silently hide a failure)."""
-    cases = list(generate_checks(plugin))
+    cases = list(generate_checks(plugin, onnx=onnx))
     reasons = _reasons(plugin, expected_failed_checks)
     unknown = _declared_but_unknown(reasons, cases)
     if unknown:
@@ -239,9 +249,10 @@ def _planned(plugin: Any, expected_failed_checks: ExpectedFailures | None):
 
 
 def run_checks(plugin: Any, *, expected_failed_checks: ExpectedFailures | None = None,
-               ) -> list[CheckResult]:
-    """Run every check that applies to ``plugin`` (a layer, loss or optimizer)."""
-    cases, reasons = _planned(plugin, expected_failed_checks)
+               onnx: bool | None = None) -> list[CheckResult]:
+    """Run every check that applies to ``plugin`` (a layer, loss or optimizer); ``onnx``
+    as for :func:`generate_checks`."""
+    cases, reasons = _planned(plugin, expected_failed_checks, onnx)
     results = []
     for cls, example, func in cases:
         try:
@@ -299,7 +310,8 @@ class BoundCheck:
 
 
 def parametrize_with_checks(plugins: Iterable[Any], *,
-                            expected_failed_checks: ExpectedFailures | None = None):
+                            expected_failed_checks: ExpectedFailures | None = None,
+                            onnx: bool | None = None):
     """A ``pytest.mark.parametrize`` over (plugin, check), one test per check::
 
         @parametrize_with_checks([Swish])
@@ -309,13 +321,14 @@ def parametrize_with_checks(plugins: Iterable[Any], *,
     Test ids read ``swish-<example id>-check_gradient``, so ``-k`` selects them.
     ``expected_failed_checks`` maps a plugin (class or name) to ``{check: reason}``;
     those tests are strict xfails carrying the reason: reported, never skipped, and
-    an error once the check starts passing.
+    an error once the check starts passing. ``onnx`` as for :func:`generate_checks`
+    (by default a layer's ONNX export is certified when ONNX Runtime is installed).
     """
     import pytest  # only here: importing lamina must not need or touch pytest
 
     params = []
     for plugin in plugins:
-        cases, reasons = _planned(plugin, expected_failed_checks)
+        cases, reasons = _planned(plugin, expected_failed_checks, onnx)
         for cls, example, func in cases:
             reason = _reason_for(reasons, example, func)
             marks = [pytest.mark.xfail(strict=True, reason=reason, raises=ConformanceError)

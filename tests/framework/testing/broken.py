@@ -611,6 +611,16 @@ class AvgPoolDeclaredMaxSelecting(RefAvgPool):
     traits = LayerTraits(max_selecting=True)
 
 
+class ExportForgetsTheBias(RefDense):
+    """An ONNX export of y = x W + b that writes only the product."""
+
+    name = "export_forgets_the_bias"
+
+    def export_onnx(self, graph, inputs, name):
+        return graph.add("MatMul", [*inputs, graph.constant(
+            self._params["W"].astype(np.float32), f"{name}.W")], name)
+
+
 class FlagOnTheClass(RefDropout):
     """Declares stochastic the old way, as a class attribute lamina no longer reads."""
 

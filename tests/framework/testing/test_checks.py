@@ -15,7 +15,7 @@ from lamina.testing import (
     check_loss,
     run_checks,
 )
-from lamina.testing.runner import examples_of
+from lamina.testing.runner import examples_of, generate_checks
 
 # A bug that cannot help breaking two contracts lists both, with the reason here:
 # - dropout_in_eval: eval outputs that depend on the generator also differ between
@@ -56,6 +56,7 @@ BROKEN = {
     broken.ClassLevelCache: {"check_instances_independent"},
     broken.SwishDeclaredMonotone: {"check_monotone_elementwise"},
     broken.AvgPoolDeclaredMaxSelecting: {"check_max_selecting"},
+    broken.ExportForgetsTheBias: {"check_onnx_export"},
     broken.FlagOnTheClass: {"check_declarations"},
     broken.ExampleOverrideTypo: {"check_examples"},
     broken.LossOverflows: {"check_loss_finite_at_large_logits"},
@@ -191,3 +192,14 @@ def test_check_loss_rejects_a_layer_and_check_layer_a_loss():
         check_layer(broken.RefSoftmaxCrossEntropy)
     with pytest.raises(TypeError, match="use check_optimizer"):
         check_layer(broken.RefMomentumSGD)
+
+
+def test_the_onnx_export_check_runs_when_asked_or_available():
+    relu = lamina_builtin("relu")
+    names = {func.__name__ for _, _, func in generate_checks(relu, onnx=True)}
+    assert "check_onnx_export" in names
+    assert "check_onnx_export" not in {f.__name__ for _, _, f in generate_checks(relu,
+                                                                                  onnx=False)}
+    # a layer without export_onnx never gets it
+    dense = {f.__name__ for _, _, f in generate_checks(broken.RefDense, onnx=True)}
+    assert "check_onnx_export" not in dense
