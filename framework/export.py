@@ -53,7 +53,7 @@ class OnnxGraph:
     opset: int = OPSET
     taken: set[str] = field(default_factory=lambda: {INPUT_NAME, OUTPUT_NAME})
 
-    def _unique(self, name: str) -> str:
+    def unique(self, name: str) -> str:
         """``name``, or ``name_1``, ``name_2``... when taken; marks it taken."""
         candidate, n = name, 1
         while candidate in self.taken:
@@ -63,7 +63,7 @@ class OnnxGraph:
 
     def constant(self, value: np.ndarray, name: str) -> str:
         """Add a constant tensor (a weight) named after ``name``; returns its name."""
-        name = self._unique(name)
+        name = self.unique(name)
         self.constants[name] = np.ascontiguousarray(value)
         return name
 
@@ -71,7 +71,7 @@ class OnnxGraph:
         """Add the ONNX node ``op_type`` reading ``inputs`` (tensor names; "" for an
         omitted optional input) with ``attributes``; returns its output's name (``name``,
         or ``name`` with a suffix when that is taken)."""
-        name = self._unique(name)
+        name = self.unique(name)
         self.nodes.append((op_type, list(inputs), name, attributes))
         return name
 
@@ -119,7 +119,7 @@ def layer_to_onnx(layer, input_shapes: list[tuple[int, ...]]) -> Any:
     output ``y`` (N, *output_shape); what the conformance suite runs (check_onnx_export)."""
     _onnx()
     graph = OnnxGraph(taken={"y"})
-    names = [graph._unique(f"x{i}") for i in range(len(input_shapes))]
+    names = [graph.unique(f"x{i}") for i in range(len(input_shapes))]
     out = layer.export_onnx(graph, names, getattr(layer, "name", "layer"))
     graph.nodes.append(("Identity", [out], "y", {}))
     return assemble(graph, [(name, ["N", *shape]) for name, shape in

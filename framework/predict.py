@@ -34,7 +34,6 @@ from .errors import LaminaError
 #: are 314 MB of float32; Model.predict takes larger sets in batches)
 MAX_SAMPLES = 100_000
 INVERT = ("auto", "always", "never")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 class InputFileError(LaminaError):
