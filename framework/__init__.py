@@ -32,11 +32,24 @@ from .hookspecs import hookimpl, hookspec
 from .initializers import INITIALIZERS, initialize
 from .layer import Example, FreeText, Layer, LayerConfig, LayerTraits, ParamSpec, Shape
 from .loss import TARGET_FORMS, Loss, LossExample, LossTraits, as_target_rows
-from .model import InputError, Model
 from .optimizer import Optimizer, OptimizerConfig, OptimizerExample
 from .registry import Registry, load_registry
 
 __version__ = "0.1.0"
+
+#: names imported when first used: ``lamina.Model`` is for Python sessions, and the
+#: command line (which imports lamina at every start) need not compile it
+_LAZY = {"Model": ".model", "InputError": ".model"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "TARGET_FORMS",

@@ -233,8 +233,6 @@ def _positive_float(text: str) -> float:
 
 # -- parser ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from .predict import INVERT
-
     parser = argparse.ArgumentParser(
         prog="lamina",
         description="A plugin-based neural-network layer framework on NumPy.",
@@ -301,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=("last", "best"),
                    help="the last epoch's weights or the best epoch's (default: the run's "
                         "choice, as for evaluate)")
-    p.add_argument("--invert", choices=INVERT, default="auto",
+    p.add_argument("--invert", choices=("auto", "always", "never"), default="auto",
                    help="invert one-channel images: auto (when the border is light), always "
                         "or never")
 

@@ -33,7 +33,6 @@ from .errors import LaminaError
 #: the most samples one lamina predict reads, over all its files (100,000 MNIST images
 #: are 314 MB of float32; Model.predict takes larger sets in batches)
 MAX_SAMPLES = 100_000
-INVERT = ("auto", "always", "never")
 
 
 class InputFileError(LaminaError):
