@@ -47,17 +47,19 @@ class Model:
                  seed: int | None = None, registry: Registry | None = None,
                  distributed: str | None = None):
         from .plan import make_plan
+        from .runtime.distributed import check_shards
 
-        self.registry = registry if registry is not None else load_registry()
+        registry = registry if registry is not None else load_registry()
         overrides = {"seed": seed} if seed is not None else None
-        self._plan = make_plan(config, self.registry, training=overrides)
-        self._session = None
-        self._comm = _communicator(distributed)
-        if self._comm is not None and self._plan.config.training.shards < self._comm.size:
-            raise ConfigError([ConfigIssue("training.shards", (
-                f"{self._plan.config.training.shards} shards per batch cannot be split over "
-                f"{self._comm.size} MPI ranks, which each run at least one: set "
-                f"training.shards to at least {self._comm.size} in the config"))])
+        plan = make_plan(config, registry, training=overrides)
+        comm = _communicator(distributed)
+        check_shards(plan.config, comm)
+        self._set_up(registry, plan, None, comm)
+
+    def _set_up(self, registry: Registry, plan, session, comm) -> None:
+        """The model's state; the network is built (``session``) on first use."""
+        self.registry, self._plan, self._session, self._comm = registry, plan, session, comm
+        self._split_key = self._split_index = None  # the validation split, drawn once
 
     # -- construction -----------------------------------------------------------------
     @classmethod
@@ -72,10 +74,7 @@ class Model:
         registry = registry if registry is not None else load_registry()
         session = load_trained(path, registry, weights=weights)
         model = cls.__new__(cls)
-        model.registry = registry
-        model._plan = make_plan(session.config, registry)
-        model._session = session
-        model._comm = None
+        model._set_up(registry, make_plan(session.config, registry), session, None)
         return model
 
     @property
@@ -186,7 +185,7 @@ class Model:
 
         fraction = run.config.training.validation_split
         key = (len(x), fraction)
-        if getattr(self, "_split_key", None) != key:
+        if self._split_key != key:
             index = split_validation(run, np.arange(len(x)), np.arange(len(x)))
             self._split_key, self._split_index = key, (index.train_x, index.val_x)
         train, val = self._split_index

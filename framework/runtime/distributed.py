@@ -107,6 +107,22 @@ def init_mpi() -> Comm:
     return Comm(MPI.COMM_WORLD)
 
 
+def check_shards(config: Any, comm: Comm | None, *, resuming: bool = False) -> None:
+    """A ConfigError unless ``config`` (a NetworkConfig) has a shard for every rank."""
+    from ..errors import ConfigError, ConfigIssue
+
+    shards = config.training.shards
+    if comm is None or shards >= comm.size:
+        return
+    count = f"{shards} shard{'s' if shards != 1 else ''} per batch"
+    fix = (f"this run was trained with {count}: resume it on at most {shards} ranks"
+           if resuming else f"start at most {shards} ranks, or set training.shards (--shards) "
+           f"to {comm.size} or more")
+    raise ConfigError([ConfigIssue("training.shards", (
+        f"{count} cannot be split over {comm.size} MPI ranks, which each run at least one: "
+        f"{fix}"))], source=config.source)
+
+
 def on_root(comm: Comm | None, work: Callable[[], T]) -> T:
     """Run ``work`` on rank 0 and give its result to every rank; if it raises, rank 0
     raises it and the others raise PeerFailed (so no rank waits for the others)."""

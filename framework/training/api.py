@@ -30,6 +30,7 @@ from ..plan import Plan, make_plan
 from ..registry import Registry
 from ..runtime.distributed import (
     Comm,
+    check_shards,
     ending_every_rank_on_failure,
     on_every_rank,
     on_root,
@@ -118,7 +119,7 @@ def start_run(
         plan = make_plan(config_source, registry, training=overrides, lr=optimizer_lr)
         path = Path(run_dir) if run_dir is not None else default_run_dir(plan.config)
         runs.check_new_run_dir(path)
-        _check_ranks(plan, comm)
+        check_shards(plan.config, comm)
         checked_plan.append(plan)
         return plan.config.to_dict(), str(path)
 
@@ -165,7 +166,7 @@ def resume_run(
             _require_run_dir(path)
             stack.enter_context(RunLock(path))
             plan, ckpt = _checked_run(path, registry, epochs=epochs)
-            _check_ranks(plan, comm, resuming=True)
+            check_shards(plan.config, comm, resuming=True)
             if ckpt is not None and plan.config.training.restore_best:
                 ckpt = _with_best(path, ckpt, note)
             checked_plan.append(plan)
@@ -223,20 +224,6 @@ def _with_best(path: Path, ckpt: Checkpoint, note: Log) -> Checkpoint:
              "best epoch reached from here on")
         return ckpt
     return replace(ckpt, best_params=best)
-
-
-def _check_ranks(plan: Plan, comm: Comm | None, *, resuming: bool = False) -> None:
-    """A distributed run needs a shard for every rank."""
-    shards = plan.config.training.shards
-    if comm is None or shards >= comm.size:
-        return
-    count = f"{shards} shard{'s' if shards != 1 else ''} per batch"
-    fix = (f"this run was trained with {count}: resume it on at most {shards} ranks"
-           if resuming else f"start at most {shards} ranks, or pass --shards {comm.size} "
-           "(any count of at least the number of ranks)")
-    raise ConfigError([ConfigIssue("training.shards", (
-        f"{count} cannot be split over {comm.size} MPI ranks, which each run at least one: "
-        f"{fix}"))], source=plan.config.source)
 
 
 def _require_run_dir(path: Path) -> None:
