@@ -24,6 +24,7 @@ import numpy as np
 from .config import NetworkConfig
 from .errors import ConfigError, ConfigIssue, LaminaError
 from .registry import Registry, load_registry
+from .runtime.distributed import ending_every_rank_on_failure
 
 
 class InputError(LaminaError, ValueError):
@@ -169,8 +170,6 @@ class Model:
         progress = progress and root  # over MPI, rank 0 alone shows progress
         log = print if progress else silent
         loop = [EarlyStopping(log=log), *([EpochLog(log)] if progress else []), *callbacks]
-        from .runtime.distributed import ending_every_rank_on_failure
-
         try:
             with ending_every_rank_on_failure(self._comm):
                 return fit(run, data, callbacks=loop, quiet=not progress, log=log)
@@ -220,8 +219,6 @@ class Model:
         run = self._run
         x = self._inputs(x, "x")
         _check_batch_size(batch_size)
-        from .runtime.distributed import ending_every_rank_on_failure
-
         with run.step, ending_every_rank_on_failure(self._comm):
             parts = [run.loss.predict_proba(run.step.predict(x[i:i + batch_size]))
                      for i in range(0, len(x), batch_size)]
@@ -249,8 +246,6 @@ class Model:
         if len(names) != classes:
             raise InputError(f"class_names has {len(names)} names; the network has {classes} "
                              "classes")
-        from .runtime.distributed import ending_every_rank_on_failure
-
         with run.step, ending_every_rank_on_failure(self._comm):
             loss, predicted = evaluate_arrays(run, x, y, batch_size)
         return {"weights": self.weights, **classification_report(loss, predicted, y, names)}

@@ -111,8 +111,6 @@ def start_run(
     ``comm`` trains over MPI (lamina.runtime.distributed): rank 0 checks the config and
     writes the run directory, every rank trains its shards."""
     note = note if note is not None else to_stderr
-    root = comm is None or comm.rank == 0
-
     checked_plan: list[Plan] = []
 
     def checked() -> tuple[dict[str, Any], str]:
@@ -125,10 +123,7 @@ def start_run(
 
     config, where = on_root(comm, checked)
     path = Path(where)
-    # rank 0 keeps its plan (messages name the file); the others rebuild the checked config
-    session = on_every_rank(comm, lambda: make_session(
-        checked_plan[0] if root else make_plan(config, registry), registry,
-        path if root else None, comm=comm))
+    session = _session_on_ranks(comm, checked_plan, config, registry, path)
     data, files = _load_data_on_ranks(session, data_dir, note, download, comm)
     on_every_rank(comm, lambda: _preflight(session, data))
     with ExitStack() as stack:
@@ -157,7 +152,6 @@ def resume_run(
     checkpoint; a run resumes on any number of ranks that its shard count allows."""
     note = note if note is not None else to_stderr
     path = Path(run_dir)
-    root = comm is None or comm.rank == 0
     with ExitStack() as stack:
 
         checked_plan: list[Plan] = []
@@ -173,9 +167,7 @@ def resume_run(
             return plan.config.to_dict(), ckpt
 
         config, ckpt = on_root(comm, checked)
-        session = on_every_rank(comm, lambda: make_session(
-            checked_plan[0] if root else make_plan(config, registry), registry,
-            path if root else None, comm=comm))
+        session = _session_on_ranks(comm, checked_plan, config, registry, path)
         if ckpt is not None:
             on_every_rank(comm, lambda: _check_fits(session, ckpt, path))
         # Draws the split as the original run did.
@@ -205,6 +197,16 @@ def resume_run(
             "it again from its first epoch")
         _fit(session, data, quiet, log, note)
     return path
+
+
+def _session_on_ranks(comm: Comm | None, checked_plan: list[Plan], config: dict[str, Any],
+                      registry: Registry, path: Path) -> Session:
+    """The run's session on every rank: rank 0 keeps the plan it checked (messages name
+    its file), the others rebuild the checked ``config`` it sent; only rank 0 writes."""
+    root = comm is None or comm.rank == 0
+    return on_every_rank(comm, lambda: make_session(
+        checked_plan[0] if root else make_plan(config, registry), registry,
+        path if root else None, comm=comm))
 
 
 def _load_data_on_ranks(session: Session, data_dir: str | None, note: Log, download: bool,
