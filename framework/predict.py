@@ -2,18 +2,20 @@
 
 Each file becomes one or more samples of the network's input shape (C, H, W):
 
-- **PNG, JPEG** (and what else Pillow reads; Pillow is the optional extra
-  ``lamina[image]``): turned upright as its EXIF orientation says, 16-bit pixels scaled
-  to 8, a transparent background put on white, converted to grayscale for a
-  one-channel network (RGB for three channels), resized to (W, H) when its size
+- **PNG, JPEG** and nothing else, whatever a file is called, of at most
+  :data:`lamina.images.MAX_PIXELS` (:mod:`lamina.images` opens them with Pillow, the
+  optional extra ``lamina[image]``): turned upright as its EXIF orientation says,
+  16-bit pixels scaled to 8, a transparent background put on white, converted to
+  grayscale for a one-channel network (RGB for three channels), resized to (W, H) when its size
   differs, scaled from 0-255 to [0, 1], and, for one channel, inverted when its border
   is light (``--invert`` overrides): the training images (MNIST, Fashion-MNIST) are
   light on a dark background, while a digit drawn or photographed is usually dark on
   light. What was done to each file is reported.
 - **.npy**: one sample, (H, W) for a one-channel network or (C, H, W), or a batch
   (N, C, H, W) or, for one channel, (N, H, W); floats in [0, 1] as lamina loads images,
-  or uint8 pixels 0-255 (scaled). The file is mapped, not read, until its header has
-  been checked, and one command reads at most :data:`MAX_SAMPLES` samples.
+  or uint8 pixels 0-255 (scaled). Nothing of the file is read past its header until the
+  header has been checked (lamina.arrayfiles), and one command reads at most
+  :data:`MAX_SAMPLES` samples.
 
 No centring or cropping is done: an image should show one object filling most of the
 frame, as the training images do.
@@ -21,14 +23,17 @@ frame, as the training images do.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from .arrayfiles import BadArrayFile, NpyHeader, open_npy, read_payload
 from .config.files import shown
 from .errors import LaminaError
+from .images import ImageRefused, open_image
 
 #: the most samples one lamina predict reads, over all its files (100,000 MNIST images
 #: are 314 MB of float32; Model.predict takes larger sets in batches)
@@ -57,7 +62,7 @@ def read_samples(path: Path, input_shape: tuple[int, ...], note: Callable[[str],
 def _read_image(path: Path, input_shape: tuple[int, ...], note: Callable[[str], None],
                 invert: str) -> np.ndarray:
     try:
-        from PIL import Image, ImageOps, UnidentifiedImageError
+        import PIL  # noqa: F401  (lamina.images imports it; said here with the fix)
     except ImportError:
         raise InputFileError("reading images needs Pillow: pip install 'lamina[image]' (or "
                              "pip install Pillow); .npy arrays need nothing more") from None
@@ -66,34 +71,19 @@ def _read_image(path: Path, input_shape: tuple[int, ...], note: Callable[[str], 
                              "of one or three channels; give .npy arrays of that shape")
     channels, height, width = input_shape
     try:
-        with Image.open(path) as image:
-            image.load()
-            done = [f"{image.width}x{image.height} {image.mode}"]
-            if image.getexif().get(0x0112, 1) != 1:  # the EXIF orientation tag
-                image = ImageOps.exif_transpose(image)
-                done.append("turned as its EXIF orientation says")
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit: keep the precision
-                wide = np.asarray(image, dtype=np.float32)
-                image = Image.fromarray(np.rint(wide / max(float(wide.max()), 1.0) * 255)
-                                        .astype(np.uint8))
-                done.append("16-bit scaled to 8")
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                # a drawing with a transparent background: put it on white, as it is seen
-                rgba = image.convert("RGBA")
-                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(white, rgba).convert("RGB")
-                done.append("transparency on white")
-            mode = "L" if channels == 1 else "RGB"
-            if image.mode != mode:
-                image = image.convert(mode)
-                done.append("grayscale" if mode == "L" else "RGB")
-            if image.size != (width, height):
-                image = image.resize((width, height), Image.Resampling.LANCZOS)
-                done.append(f"resized to {width}x{height}")
-            pixels = np.asarray(image, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
-        raise InputFileError(f"cannot read {shown(path)} as an image ({exc}); give a PNG or "
-                             "JPEG file, or a .npy array") from None
+        image, warned = open_image(path)
+    except ImageRefused as exc:
+        raise InputFileError(str(exc)) from None
+    done = [f"{image.width}x{image.height} {image.format} {image.mode}"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # said in the file's note, not as raw warnings
+        try:
+            pixels = _converted(image, done, channels == 1, (width, height))
+        except (OSError, ValueError) as exc:
+            raise InputFileError(f"cannot convert {shown(path)} to the network's input "
+                                 f"({exc}); give an 8- or 16-bit grayscale or RGB PNG, or a "
+                                 "JPEG") from None
+    warned += [" ".join(str(w.message).split()) for w in caught]
     if channels == 1:
         border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
         if invert == "always" or (invert == "auto" and border.mean() > 0.5):
@@ -103,46 +93,96 @@ def _read_image(path: Path, input_shape: tuple[int, ...], note: Callable[[str], 
         sample = pixels[None]
     else:
         sample = pixels.transpose(2, 0, 1)
+    done += [f"the imaging library warned: {text}" for text in dict.fromkeys(warned)]
     note(f"{shown(path)}: {', '.join(done)}")
     return np.ascontiguousarray(sample)
+
+
+def _converted(image, done: list[str], gray: bool, size: tuple[int, int]) -> np.ndarray:
+    """The pixels of ``image`` in [0, 1], upright, on white, grayscale (or RGB) and of
+    ``size`` (W, H); each thing done is appended to ``done``."""
+    from PIL import Image, ImageOps
+
+    try:
+        orientation = image.getexif().get(0x0112, 1)  # the EXIF orientation tag
+    except (OSError, ValueError, SyntaxError):
+        orientation = 1
+        done.append("EXIF data unreadable, orientation not applied")
+    if orientation != 1:
+        image = ImageOps.exif_transpose(image)
+        done.append("turned as its EXIF orientation says")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit: keep the precision
+        wide = np.asarray(image, dtype=np.float32)
+        image = Image.fromarray(np.rint(wide / max(float(wide.max()), 1.0) * 255)
+                                .astype(np.uint8))
+        done.append("16-bit scaled to 8")
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        # a drawing with a transparent background: put it on white, as it is seen
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba).convert("RGB")
+        done.append("transparency on white")
+    mode = "L" if gray else "RGB"
+    if image.mode != mode:
+        image = image.convert(mode)
+        done.append("grayscale" if gray else "RGB")
+    if image.size != size:
+        # a box reduction first, to within 3x of the size: a 40-megapixel strip would
+        # otherwise need a Lanczos kernel of millions of taps per pixel
+        image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        done.append(f"resized to {size[0]}x{size[1]}")
+    return np.asarray(image, dtype=np.float32) / 255.0
 
 
 def _read_npy(path: Path, input_shape: tuple[int, ...], note: Callable[[str], None]
               ) -> list[tuple[str, np.ndarray]]:
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputFileError(f"cannot read {shown(path)} as a .npy array ({exc}); save it "
-                             "with numpy.save") from None
-    shape = tuple(array.shape)
+        with open_npy(path) as (handle, header):
+            return _npy_samples(path, handle, header, input_shape, note)
+    except BadArrayFile as exc:
+        raise InputFileError(f"{shown(path)} {exc}; save one array with numpy.save") from None
+    except OSError as exc:
+        raise InputFileError(f"cannot read {shown(path)} ({exc.strerror or exc})") from None
+
+
+def _npy_samples(path: Path, handle: BinaryIO, header: NpyHeader,
+                 input_shape: tuple[int, ...], note: Callable[[str], None]
+                 ) -> list[tuple[str, np.ndarray]]:
+    """The samples of the open ``.npy`` file ``handle``, read only once its header fits."""
+    shape = header.shape
     one_channel = input_shape[:1] == (1,)
     if shape == input_shape or (one_channel and shape == input_shape[1:]):
-        samples, single = array.reshape(1, *input_shape), True
+        batch, single = (1, *input_shape), True
     elif len(shape) == len(input_shape) + 1 and shape[1:] == input_shape:
-        samples, single = array, False
+        batch, single = shape, False
     elif one_channel and len(shape) == len(input_shape) and shape[1:] == input_shape[1:]:
-        samples, single = array.reshape(shape[0], *input_shape), False  # (N, H, W)
+        batch, single = (shape[0], *input_shape), False  # (N, H, W)
     else:
         dims = ", ".join(map(str, input_shape))
         raise InputFileError(f"{shown(path)} holds an array of shape {shape}; this network "
-                             f"takes one sample of shape {input_shape} or a batch (N, {dims})")
-    if not len(samples):
+                             f"takes one sample of shape {input_shape} or a batch (N, "
+                             f"{dims})")
+    if not batch[0]:
         raise InputFileError(f"{shown(path)} holds no samples (shape {shape})")
-    if len(samples) > MAX_SAMPLES:
-        raise InputFileError(f"{shown(path)} holds {len(samples):,} samples; lamina predict "
+    if batch[0] > MAX_SAMPLES:
+        raise InputFileError(f"{shown(path)} holds {batch[0]:,} samples; lamina predict "
                              f"reads at most {MAX_SAMPLES:,}: split it, or use "
                              "lamina.Model.predict")
+    if header.dtype != np.uint8 and header.dtype.kind != "f":
+        raise InputFileError(f"{shown(path)} holds {header.dtype} values; give floats in "
+                             "[0, 1] (as lamina loads images) or uint8 pixels 0-255")
+    array = read_payload(handle, header)  # only now, with shape and size checked
+    samples = array.reshape(batch)
     if array.dtype == np.uint8:
-        samples = np.asarray(samples, dtype=np.float32) / 255.0
+        samples = samples.astype(np.float32) / 255.0
         note(f"{shown(path)}: uint8 pixels scaled to [0, 1]")
-    elif array.dtype.kind == "f":
-        samples = np.asarray(samples, dtype=np.float32)
-        if not np.all(np.isfinite(samples)):
+    else:
+        # checked in the file's own precision: a cast of 1e300 to float32 would overflow
+        if not np.all(np.isfinite(samples)) or \
+                np.abs(samples).max() > np.finfo(np.float32).max:
             raise InputFileError(f"{shown(path)} holds NaN or infinite values (or values "
                                  "beyond float32's range); give finite numbers in [0, 1]")
-    else:
-        raise InputFileError(f"{shown(path)} holds {array.dtype} values; give floats in "
-                             "[0, 1] (as lamina loads images) or uint8 pixels 0-255")
+        samples = samples.astype(np.float32)
     if single:
         return [(str(path), samples[0])]
     return [(f"{path}[{i}]", sample) for i, sample in enumerate(samples)]

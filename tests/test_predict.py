@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 
@@ -13,6 +14,14 @@ from lamina.cli import main
 from lamina.predict import InputFileError, read_samples
 
 SHAPE = (1, 28, 28)
+
+
+def npy_header(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
+    """A .npy header declaring ``shape`` of ``descr``, whatever follows it."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False,
+                                                  "shape": shape})
+    return buffer.getvalue()
 
 
 def notes():
@@ -28,7 +37,7 @@ def test_a_light_on_dark_28x28_png_is_read_as_is(tmp_path):
     [(label, sample)] = read_samples(tmp_path / "one.png", SHAPE, note)
     assert label == str(tmp_path / "one.png") and sample.shape == SHAPE
     np.testing.assert_array_equal(sample[0], pixels / np.float32(255))
-    assert said == [f"{tmp_path / 'one.png'}: 28x28 L"]
+    assert said == [f"{tmp_path / 'one.png'}: 28x28 PNG L"]
 
 
 def test_a_dark_digit_on_white_in_colour_is_converted_inverted_and_resized(tmp_path):
@@ -39,7 +48,7 @@ def test_a_dark_digit_on_white_in_colour_is_converted_inverted_and_resized(tmp_p
     [(_, sample)] = read_samples(tmp_path / "photo.png", SHAPE, note)
     assert sample.shape == SHAPE and sample.dtype == np.float32
     assert sample[0, 0, 0] < 0.05 and sample[0, 14, 14] > 0.9  # light stroke on dark now
-    assert said == [f"{tmp_path / 'photo.png'}: 84x56 RGB, grayscale, resized to 28x28, "
+    assert said == [f"{tmp_path / 'photo.png'}: 84x56 PNG RGB, grayscale, resized to 28x28, "
                     "inverted (dark on light; the training images are light on dark)"]
 
 
@@ -63,12 +72,21 @@ def test_uint8_arrays_are_scaled_and_said_so(tmp_path):
 
 @pytest.mark.parametrize(("make", "message"), [
     (lambda p: None, "does not exist"),
-    (lambda p: p.write_bytes(b"not an image"), "cannot read .* as an image"),
+    (lambda p: p.write_bytes(b"not an image"), "is not a PNG or JPEG image"),
     (lambda p: np.save(p.with_suffix(".npy"), np.zeros((2, 27, 28))), "shape \\(2, 27, 28\\)"),
     (lambda p: np.save(p.with_suffix(".npy"), np.zeros((0, 1, 28, 28))), "holds no samples"),
     (lambda p: np.save(p.with_suffix(".npy"), np.full((28, 28), np.nan)), "NaN or infinite"),
     (lambda p: np.save(p.with_suffix(".npy"), np.zeros((28, 28), np.int64)), "int64 values"),
-    (lambda p: p.with_suffix(".npy").write_bytes(b"\x93NUMPY garbage"), "as a .npy array"),
+    (lambda p: p.with_suffix(".npy").write_bytes(b"\x93NUMPY garbage"), "format version"),
+    # an .npz archive renamed .npy: np.load would hand back an archive, not an array
+    (lambda p: np.savez(p.with_suffix(".npy.npz"), x=np.zeros(SHAPE))
+     or p.with_suffix(".npy.npz").rename(p.with_suffix(".npy")), "is an .npz archive"),
+    (lambda p: p.with_suffix(".npy").write_bytes(npy_header((-2, 28, 28)) + bytes(2 * 784 * 4)),
+     "negative dimension, shape \\(-2, 28, 28\\)"),
+    (lambda p: p.with_suffix(".npy").write_bytes(npy_header((9, 28, 28)) + bytes(2 * 784 * 4)),
+     "declares shape \\(9, 28, 28\\) of float32 .* but holds"),
+    (lambda p: np.save(p.with_suffix(".npy"), np.array([{"a": 1}], dtype=object)),
+     "holds object values"),
 ])
 def test_unreadable_inputs_are_one_clear_error(tmp_path, make, message):
     path = tmp_path / "input.png"
@@ -77,6 +95,34 @@ def test_unreadable_inputs_are_one_clear_error(tmp_path, make, message):
         else path.with_suffix(".npy")
     with pytest.raises(InputFileError, match=message):
         read_samples(target, SHAPE, lambda _: None)
+
+
+def test_values_beyond_float32_are_refused_without_a_raw_warning(tmp_path, recwarn):
+    np.save(tmp_path / "x.npy", np.full(SHAPE, 1e300))
+    with pytest.raises(InputFileError, match="beyond float32's range"):
+        read_samples(tmp_path / "x.npy", SHAPE, lambda _: None)
+    assert not recwarn.list  # no "overflow encountered in cast"
+
+
+def test_a_corrupt_exif_block_is_said_in_the_file_s_note(tmp_path, recwarn):
+    from tests.framework.test_images import corrupt_exif
+
+    Image.new("L", (28, 28)).save(tmp_path / "a.jpg", exif=corrupt_exif())
+    said, note = notes()
+    read_samples(tmp_path / "a.jpg", SHAPE, note)
+    assert len(said) == 1 and "the imaging library warned: " in said[0]
+    assert not recwarn.list
+
+
+def test_only_the_declared_samples_are_read(tmp_path):
+    """A batch larger than lamina predict reads is refused from its header alone."""
+    from lamina.predict import MAX_SAMPLES
+
+    path = tmp_path / "x.npy"
+    path.write_bytes(npy_header((MAX_SAMPLES + 1, 28, 28), "|u1")
+                     + bytes((MAX_SAMPLES + 1) * 784))
+    with pytest.raises(InputFileError, match=f"holds {MAX_SAMPLES + 1:,} samples"):
+        read_samples(path, SHAPE, lambda _: None)
 
 
 def test_without_pillow_images_say_how_to_install_it(tmp_path, monkeypatch):
@@ -130,17 +176,17 @@ def test_pngs_of_mnist_test_digits_get_lamina_s_own_predictions(trained, tmp_pat
     out, err = capsys.readouterr()
     assert out.splitlines()[0] == f"{run} (epoch 1 (last))"
     assert out.splitlines()[1].split() == ["file", "class", "probability"]
-    assert f"{files[0]}: 28x28 L" in err  # what was done goes to stderr
+    assert f"{files[0]}: 28x28 PNG L" in err  # what was done goes to stderr
 
 
 def test_predict_errors_are_one_line_without_traceback(trained, tmp_path, capsys):
     run, _ = trained
     (tmp_path / "bad.png").write_bytes(b"nope")
     for argv, message in [
-        (["predict", str(run), str(tmp_path / "bad.png")], "cannot read"),
+        (["predict", str(run), str(tmp_path / "bad.png")], "is not a PNG"),
         (["predict", str(tmp_path / "nowhere"), str(tmp_path / "bad.png")], "does not exist"),
         (["predict", str(run), str(tmp_path / "missing.npy")], "does not exist"),
-        (["predict", str(run), str(tmp_path / "bad.png"), "--weights", "best"], "cannot read"),
+        (["predict", str(run), str(tmp_path / "bad.png"), "--weights", "best"], "is not a PNG"),
     ]:
         assert main(argv) == 2
         err = capsys.readouterr().err
@@ -155,7 +201,7 @@ def test_a_jpeg_is_read_too(tmp_path):
     said, note = notes()
     [(_, sample)] = read_samples(tmp_path / "digit.jpg", SHAPE, note)
     assert sample.shape == SHAPE and sample[0, 14, 14] > 0.7 and sample[0, 0, 0] < 0.1
-    assert said == [f"{tmp_path / 'digit.jpg'}: 40x40 L, resized to 28x28"]
+    assert said == [f"{tmp_path / 'digit.jpg'}: 40x40 JPEG L, resized to 28x28"]
 
 
 def test_a_drawing_on_a_transparent_canvas_is_put_on_white_then_inverted(tmp_path):

@@ -15,7 +15,7 @@ import stat
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..errors import ConfigError, ConfigIssue
 
@@ -62,23 +62,39 @@ class NotARegularFile(ValueError):
     """A path that names a directory, device, pipe or socket, or an oversized file."""
 
 
-def read_regular_file(path: Path, limit: int) -> bytes:
-    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes.
+def open_regular_file(path: Path) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file (the caller closes it).
 
-    The type is checked before the file is opened: opening a FIFO blocks until a writer
-    comes, and a device such as /dev/zero never ends. Raises ``OSError`` (missing,
-    unreadable, a name too long) or :class:`NotARegularFile`."""
-    info = os.stat(path)
-    if stat.S_ISDIR(info.st_mode):
-        raise NotARegularFile("is a directory")
-    if not stat.S_ISREG(info.st_mode):
-        raise NotARegularFile("is not a regular file (a device, pipe or socket)")
-    if info.st_size > limit:
-        raise NotARegularFile(f"is {info.st_size:,} bytes, over the {limit:,} allowed")
-    with open(path, "rb") as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:  # it grew after stat()
-        raise NotARegularFile(f"is over the {limit:,} bytes allowed")
+    Opened without blocking and checked before anything is read: opening a FIFO would
+    wait for a writer, and a device such as /dev/zero never ends. Raises ``OSError``
+    (missing, unreadable, a name too long) or :class:`NotARegularFile`."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotARegularFile("is a directory" if stat.S_ISDIR(mode) else
+                              "is not a regular file (a device, pipe or socket)")
+    return os.fdopen(fd, "rb")
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes; raises
+    as :func:`open_regular_file` does, or NotARegularFile when it is larger."""
+    with open_regular_file(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > limit:
+            raise NotARegularFile(f"is {size:,} bytes, over the {limit:,} allowed")
+        # read(n) reserves n bytes before it reads: ask for the size the file has (one
+        # byte more, to notice growth), never for the bound, or a 2 KiB file needs 8 GiB
+        # of address space.
+        data = handle.read(size + 1)
+    if len(data) > size:
+        raise NotARegularFile("grew while it was read (another program is writing it); "
+                              "try again when it is finished")
     return data
 
 

@@ -34,6 +34,13 @@ def loops() -> ModuleType:
                 f"Numba could not set up lamina's compiled kernels: {error}. Fix: set "
                 "NUMBA_CACHE_DIR to a writable directory"
             ) from error
+        except OSError as error:  # LLVM's shared library could not be mapped or found
+            raise KernelError(
+                f"Numba's LLVM library could not be loaded ({_first_line(error)}). Fix: give "
+                "the process more memory if it runs under an address-space limit (ulimit -v; "
+                "docs/limits-and-guarantees.md gives lamina's minimum), else reinstall "
+                "llvmlite and numba (pip install --force-reinstall numba)"
+            ) from error
         _loops = module
     return _loops
 
@@ -45,9 +52,14 @@ def run(name: str, *args):
         return getattr(module, name)(*args)
     except module.NumbaError as error:
         types = ", ".join(str(getattr(a, "dtype", type(a).__name__)) for a in args)
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise KernelError(
-            f"Numba failed to compile lamina's kernel {name} for ({types}): {first}. Fix: "
+            f"Numba failed to compile lamina's kernel {name} for ({types}): "
+            f"{_first_line(error)}. Fix: "
             "pass float32 or float64 arrays; if they are, reinstall a Numba release that "
             "supports this NumPy (pip install -U numba) and report the error"
         ) from error
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -37,7 +37,6 @@ import json
 import os
 import re
 import uuid
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -45,6 +44,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..arrayfiles import BadArrayFile, read_npz
 from ..config.files import read_regular_file, shown
 from ..errors import CheckpointError
 
@@ -440,47 +440,8 @@ def _verified_npz(npz: Path, sha256: str, consequence: str) -> dict[str, np.ndar
         raise CheckpointError(f"checkpoint arrays {shown(npz)} are corrupt: their SHA-256 does "
                               f"not match the one recorded in {CHECKPOINT}; restore the file "
                               "or start a new run")
-    return read_npz(data, shown(npz))
-
-
-_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
-                (2, 0): np.lib.format.read_array_header_2_0}
-
-
-def read_npz(data: bytes, name: str) -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz`` archive as lamina writes it (uncompressed members of
-    numeric arrays), each header checked against the member's stored size before the
-    array is allocated: a member declaring a larger shape than it holds is refused."""
-    def corrupt(why: str) -> CheckpointError:
-        return CheckpointError(f"checkpoint arrays {name} cannot be used: {why}; restore the "
-                               "file or start a new run")
-
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        raise corrupt("the file is not an .npz archive (a zip of .npy arrays)")
-    arrays = {}
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            for info in archive.infolist():
-                if not info.filename.endswith(".npy") or info.compress_type != \
-                        zipfile.ZIP_STORED:
-                    raise corrupt(f"member {info.filename!r} is not a stored .npy array")
-                with archive.open(info) as member:
-                    read_header = _NPY_HEADERS.get(np.lib.format.read_magic(member))
-                    if read_header is None:
-                        raise corrupt(f"member {info.filename!r} has an unknown .npy version")
-                    shape, fortran, dtype = read_header(member, max_header_size=10_000)
-                    if dtype.hasobject or dtype.kind not in "biuf":
-                        raise corrupt(f"member {info.filename!r} holds {dtype}, not numbers")
-                    needed = member.tell() + int(np.prod(shape, dtype=object)) * dtype.itemsize
-                    if needed != info.file_size:
-                        raise corrupt(f"member {info.filename!r} declares shape {shape} of "
-                                      f"{dtype} ({needed:,} bytes with its header) but holds "
-                                      f"{info.file_size:,} bytes")
-                    values = np.frombuffer(member.read(), dtype=dtype)
-                arrays[info.filename[:-4]] = values.reshape(
-                    shape, order="F" if fortran else "C").copy()
-    except CheckpointError:
-        raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise corrupt(str(exc)[:200]) from exc
-    return arrays
+        return read_npz(data)
+    except BadArrayFile as exc:
+        raise CheckpointError(f"checkpoint arrays {shown(npz)} cannot be used ({npz.name} "
+                              f"{exc}); restore the file or start a new run") from None

@@ -9,8 +9,10 @@ each example damages a copy of it.
 from __future__ import annotations
 
 import gzip
+import io
 import shutil
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +70,75 @@ def test_a_damaged_idx_file_is_read_or_refused_with_a_data_error(data, expect_sh
     # Accepted: then the file really is an IDX array of that size (a flip in the pixels).
     assert array.nbytes <= len(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
     assert len(digest) == 64
+
+
+@st.composite
+def npy_files(draw):
+    """.npy files whose header declares any shape (negative, huge, empty) of any dtype,
+    followed by any number of bytes, sometimes with a byte of the header changed."""
+    shape = tuple(draw(st.lists(st.one_of(st.integers(-3, 40), st.integers(-2**63, 2**63 - 1)),
+                                max_size=5)))
+    descr = draw(st.sampled_from(["<f4", ">f8", "<f2", "|u1", "<i8", "|b1", "|O", "<U2",
+                                  "<c8", "|V4"]))
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order":
+                                                  draw(st.booleans()), "shape": shape})
+    data = bytearray(header.getvalue())
+    if draw(st.booleans()):
+        data[draw(st.integers(0, len(data) - 1))] ^= draw(st.integers(1, 255))
+    return bytes(data) + draw(st.binary(max_size=3200))
+
+
+@FUZZ
+@given(data=npy_files())
+def test_any_npy_file_gives_samples_or_an_input_error(data, tmp_path_factory, recwarn):
+    from lamina.predict import InputFileError, read_samples
+
+    path = tmp_path_factory.mktemp("npy") / "x.npy"
+    path.write_bytes(data)
+    with no_hang():
+        try:
+            samples = read_samples(path, (1, 28, 28), lambda _: None)
+        except InputFileError as exc:
+            assert str(path) in str(exc)
+            return
+        finally:
+            assert not recwarn.list, [str(w.message) for w in recwarn.list]
+    # Accepted: the samples were in the file (uint8 and float16 store fewer bytes each).
+    assert samples and len(samples) * 784 <= len(data)
+
+
+@FUZZ
+@given(width=st.one_of(st.integers(0, 64), st.integers(0, 2**31 - 1)),
+       height=st.one_of(st.integers(0, 64), st.integers(0, 2**31 - 1)),
+       colour=st.sampled_from([0, 2, 3, 4, 6]), depth=st.sampled_from([1, 8, 16]),
+       pixels=st.binary(max_size=512))
+def test_any_declared_png_size_is_decoded_within_budget_or_refused(width, height, colour, depth,
+                                                                   pixels, tmp_path_factory,
+                                                                   recwarn):
+    """PNG headers declaring any size over a few bytes of pixels: either an image within
+    the pixel budget is read, or an InputFileError says why; never a raw warning."""
+    from lamina.images import MAX_PIXELS
+    from lamina.predict import InputFileError, read_samples
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    path = tmp_path_factory.mktemp("png") / "x.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour,
+                                                  0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(pixels)) + chunk(b"IEND", b""))
+    with no_hang():
+        try:
+            [(_, sample)] = read_samples(path, (1, 28, 28), lambda _: None)
+        except InputFileError as exc:
+            assert str(path) in str(exc)
+            return
+        finally:
+            assert not recwarn.list, [str(w.message) for w in recwarn.list]
+    assert 0 < width * height <= MAX_PIXELS and sample.shape == (1, 28, 28)
 
 
 REGISTRY = load_registry(load_entry_points=False)

@@ -1,0 +1,141 @@
+"""Reading ``.npy`` and ``.npz`` files as untrusted input: headers first, arrays after.
+
+A checkpoint archive (``.npz``) and an array given to ``lamina predict`` (``.npy``) are
+read the same way. The ``.npy`` header is parsed and checked before a single value
+is allocated: a known format version, a numeric dtype (never objects, so never a
+pickle), dimensions that are whole numbers of at least 0, and a payload exactly as
+large as the shape says. Only then are exactly that many bytes read. A header that
+lies (a terabyte declared in a few bytes, a negative dimension), an archive given
+where one array is expected, or the reverse, is a :class:`BadArrayFile` saying
+which; each caller turns it into its own error with its own fix.
+
+NumPy's own ``np.load`` is not used for these files: it maps or reads first and
+leaves such headers to fail later (an ``OverflowError`` from ``mmap``, an
+``NpzFile`` where an array was expected).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .config.files import NotARegularFile, open_regular_file
+
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK"
+#: the largest .npy header read (NumPy writes under 200 bytes for a plain array)
+MAX_HEADER_BYTES = 10_000
+#: dtype kinds lamina reads: booleans, signed and unsigned integers, floats
+NUMERIC = "biuf"
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+
+
+class BadArrayFile(ValueError):
+    """A file (or archive member) that is not the array it claims to be; the message
+    says what was found, to follow the file's name."""
+
+
+@dataclass(frozen=True)
+class NpyHeader:
+    """What a ``.npy`` header declares, checked: its payload starts at ``offset``."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran: bool
+    offset: int
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=object)) * self.dtype.itemsize
+
+
+def read_npy_header(stream: BinaryIO, size: int, *, kinds: str = NUMERIC) -> NpyHeader:
+    """The checked header of the ``.npy`` data of ``size`` bytes that ``stream`` starts."""
+    start = stream.read(len(NPY_MAGIC))
+    if start.startswith(ZIP_MAGIC):
+        raise BadArrayFile("is an .npz archive (a zip of several arrays), not one .npy array")
+    if start != NPY_MAGIC:
+        raise BadArrayFile("is not a .npy array (it does not start as numpy.save writes one)")
+    version = tuple(stream.read(2))
+    reader = _HEADER_READERS.get(version)
+    if reader is None:
+        raise BadArrayFile(f"has .npy format version {'.'.join(map(str, version))}, which "
+                           "lamina does not read (it reads 1.0 and 2.0)")
+    try:
+        shape, fortran, dtype = reader(stream, max_header_size=MAX_HEADER_BYTES)
+    except Exception as exc:  # NumPy's parser raises half a dozen types (tokenize's too)
+        raise BadArrayFile(f"has a damaged .npy header ({_first_line(exc)})") from None
+    if dtype.hasobject or dtype.kind not in kinds or dtype.fields is not None:
+        raise BadArrayFile(f"holds {dtype} values, not numbers")
+    if any(d < 0 for d in shape):
+        raise BadArrayFile(f"declares a negative dimension, shape {shape}")
+    header = NpyHeader(tuple(int(d) for d in shape), dtype, bool(fortran), stream.tell())
+    if header.offset + header.nbytes != size:
+        raise BadArrayFile(f"declares shape {header.shape} of {dtype} "
+                           f"({header.offset + header.nbytes:,} bytes with its header) but "
+                           f"holds {size:,} bytes")
+    return header
+
+
+def read_payload(stream: BinaryIO, header: NpyHeader) -> np.ndarray:
+    """The array of a checked ``header``, read from ``stream`` right after it."""
+    values = np.empty(int(np.prod(header.shape, dtype=object)), dtype=header.dtype)
+    view, filled = memoryview(values).cast("B"), 0
+    while filled < header.nbytes:  # read straight into the array: no second copy
+        got = stream.readinto(view[filled:])
+        if not got:
+            raise BadArrayFile(f"ends {header.nbytes - filled:,} bytes before its array does")
+        filled += got
+    return values.reshape(header.shape, order="F" if header.fortran else "C")
+
+
+@contextmanager
+def open_npy(path: Path) -> Iterator[tuple[BinaryIO, NpyHeader]]:
+    """A regular ``.npy`` file open and positioned after its checked header; OSError
+    when it cannot be opened, BadArrayFile when it is no such file."""
+    try:
+        handle = open_regular_file(path)
+    except NotARegularFile as exc:
+        raise BadArrayFile(str(exc)) from None
+    with handle:
+        yield handle, read_npy_header(handle, os.fstat(handle.fileno()).st_size)
+
+
+def read_npz(data: bytes) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive as lamina writes them (uncompressed members of
+    numeric arrays), each member's header checked before its array is allocated."""
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise BadArrayFile("is not an .npz archive (a zip of .npy arrays)")
+    arrays = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy") or \
+                        info.compress_type != zipfile.ZIP_STORED:
+                    raise BadArrayFile(f"member {info.filename!r} is not a stored .npy array")
+                with archive.open(info) as member:
+                    try:
+                        header = read_npy_header(member, info.file_size)
+                        arrays[info.filename[:-4]] = read_payload(member, header)
+                    except BadArrayFile as exc:
+                        raise BadArrayFile(f"member {info.filename!r} {exc}") from None
+    except BadArrayFile:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, NotImplementedError) as exc:
+        raise BadArrayFile(f"is a damaged archive ({_first_line(exc)})") from exc
+    return arrays
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
