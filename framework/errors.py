@@ -53,6 +53,17 @@ class TrainingError(LaminaError):
     """Training cannot go on (for example the loss became NaN or infinite)."""
 
 
+#: what passes untouched through lamina's guards around plugin code: its own errors,
+#: running out of memory and Ctrl-C. Anything else a plugin raises, ``SystemExit``
+#: included, is a bug in the plugin and becomes a PluginError naming it::
+#:
+#:     except PASSED_THROUGH:
+#:         raise
+#:     except BaseException as exc:
+#:         raise node.plugin_failed("forward()", exc) from exc
+PASSED_THROUGH = (LaminaError, MemoryError, KeyboardInterrupt)
+
+
 @dataclass(frozen=True)
 class ConfigIssue:
     """One mistake in a config: where it is, what was received, what was expected."""

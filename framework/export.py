@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .config import INPUT
-from .errors import LaminaError
+from .errors import PASSED_THROUGH, LaminaError, PluginError
 
 #: the ONNX operator set the exported models use (ONNX Runtime 1.14 and later run it)
 OPSET = 17
@@ -77,32 +77,53 @@ class OnnxGraph:
 
 
 def build_graph(network, loss) -> OnnxGraph:
-    """Every node's export, in the network's order, then the loss's probabilities."""
+    """Every node's export, in the network's order, then the loss's probabilities. Every
+    layer that cannot be exported is named in one error."""
+    missing = [node for node in network.nodes if getattr(node.layer, "export_onnx", None) is None]
+    if missing:
+        names = "; ".join(f"{node.config.path} {node.name!r} ({node.provider.module}, from "
+                          f"{node.provider})" for node in missing)
+        raise ExportError(
+            f"{len(missing)} layer{'s' if len(missing) != 1 else ''} of this network cannot be "
+            f"exported to ONNX (no export_onnx() method): {names}. Add the method "
+            "(docs/export.md) or ask the plugin's author to")
     graph = OnnxGraph()
     tensors = {INPUT: INPUT_NAME}
     for node in network.nodes:
-        method = getattr(node.layer, "export_onnx", None)
-        if method is None:
-            raise ExportError(
-                f"{node.config.path} {node.name!r} (type {node.config.type}, "
-                f"{node.provider.module}, from {node.provider}) cannot be exported to ONNX: "
-                "its class defines no export_onnx() method. Add one (docs/export.md) or ask "
-                "the plugin's author to")
         inputs = [tensors[ref] for ref in node.inputs]
         try:
-            tensors[node.name] = method(graph, inputs, node.name)
-        except LaminaError:
+            out = node.layer.export_onnx(graph, inputs, node.name)
+        except PASSED_THROUGH:
             raise
-        except Exception as exc:
+        except BaseException as exc:
             raise node.plugin_failed("export_onnx()", exc) from exc
+        tensors[node.name] = _exported(out, graph, f"{node.config.path} {node.name!r} "
+                                       f"({node.provider.module}, from {node.provider})")
     method = getattr(loss, "export_onnx", None)
+    who = f"the {loss.name} loss ({type(loss).__module__})"
     if method is None:
-        raise ExportError(f"the {loss.name} loss ({type(loss).__module__}) cannot be exported "
-                          "to ONNX: it defines no export_onnx() method for its "
-                          "probabilities (docs/export.md)")
-    probabilities = method(graph, tensors[network.output])
-    graph.nodes.append(("Identity", [probabilities], OUTPUT_NAME, {}))
+        raise ExportError(f"{who} cannot be exported to ONNX: it defines no export_onnx() "
+                          "method for its probabilities (docs/export.md)")
+    try:
+        probabilities = method(graph, tensors[network.output])
+    except PASSED_THROUGH:
+        raise
+    except BaseException as exc:
+        raise PluginError(f"{who} raised {type(exc).__name__} in export_onnx(): {exc}. This is "
+                          "a bug in the plugin; report it to its author") from exc
+    graph.nodes.append(("Identity", [_exported(probabilities, graph, who)], OUTPUT_NAME, {}))
     return graph
+
+
+def _exported(name: Any, graph: OnnxGraph, who: str) -> str:
+    """The tensor name an export_onnx() returned, checked: a plugin returning anything
+    else (None, a node, a list) is named, rather than failing inside onnx."""
+    if not isinstance(name, str) or name not in graph.taken:
+        raise PluginError(f"{who}: export_onnx() returned {name!r}; it must return the name "
+                          "(a str) of the tensor it added, as graph.add() and "
+                          "graph.constant() return it. This is a bug in the plugin; report it "
+                          "to its author")
+    return name
 
 
 def to_onnx(network, loss, *, description: str = "") -> Any:
@@ -121,7 +142,7 @@ def layer_to_onnx(layer, input_shapes: list[tuple[int, ...]]) -> Any:
     graph = OnnxGraph(taken={"y"})
     names = [graph.unique(f"x{i}") for i in range(len(input_shapes))]
     out = layer.export_onnx(graph, names, getattr(layer, "name", "layer"))
-    graph.nodes.append(("Identity", [out], "y", {}))
+    graph.nodes.append(("Identity", [_exported(out, graph, type(layer).__name__)], "y", {}))
     return assemble(graph, [(name, ["N", *shape]) for name, shape in
                             zip(names, input_shapes, strict=True)],
                     [("y", ["N", *layer.output_shape])], "")
@@ -133,6 +154,12 @@ def _onnx() -> Any:
     except ImportError:
         raise ExportError("exporting needs the onnx package: pip install 'lamina[onnx]' (or "
                           "pip install onnx)") from None
+    except PASSED_THROUGH:
+        raise
+    except BaseException as exc:  # installed but broken: its import itself raised
+        raise ExportError(f"the onnx package is installed but cannot be imported "
+                          f"({type(exc).__name__}: {exc}); reinstall it: pip install "
+                          "--force-reinstall onnx") from None
     return onnx
 
 
@@ -143,10 +170,17 @@ def assemble(graph: OnnxGraph, inputs: list[tuple[str, list]], outputs: list[tup
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
-    nodes = [helper.make_node(op, node_inputs, [out], name=out, **attrs)
-             for op, node_inputs, out, attrs in graph.nodes]
-    initializers = [numpy_helper.from_array(value, name)
-                    for name, value in graph.constants.items()]
+    try:
+        nodes = [helper.make_node(op, node_inputs, [out], name=out, **attrs)
+                 for op, node_inputs, out, attrs in graph.nodes]
+        initializers = [numpy_helper.from_array(value, name)
+                        for name, value in graph.constants.items()]
+    except PASSED_THROUGH:
+        raise
+    except Exception as exc:  # a plugin recorded a node or constant onnx cannot hold
+        raise ExportError(f"a node or constant a plugin's export_onnx() added cannot be "
+                          f"written as ONNX ({type(exc).__name__}: {exc}); check its "
+                          "attributes and constants (docs/export.md)") from exc
 
     def values(pairs: list[tuple[str, list]]) -> list:
         return [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .config import INPUT, NetworkConfig, NodeConfig, readers_of, topological_order
-from .errors import LaminaError, PluginError, ShapeError, StateError
+from .errors import PASSED_THROUGH, PluginError, ShapeError, StateError
 from .layer import ParamSpec, Shape, infer_output_shape
 from .registry import Provider, Registry
 
@@ -61,13 +61,28 @@ class Node:
         """The name of the value this node produces (its own name)."""
         return self.config.name
 
-    def plugin_failed(self, what: str, exc: Exception) -> PluginError:
+    def plugin_failed(self, what: str, exc: BaseException) -> PluginError:
         """The error for an unexpected exception raised by this node's plugin code."""
         return PluginError(
             f"{self.config.path} {self.name!r}: the {self.config.type} plugin "
             f"({self.provider.module}, from {self.provider}) raised "
             f"{type(exc).__name__} in {what}: {exc}. This is a bug in the plugin; report it "
             "to its author, or use another layer"
+        )
+
+
+    def plugin_returned(self, what: str, value: Any, expected: tuple[int, ...] | str
+                        ) -> PluginError:
+        """The error for a plugin method that returned something other than the array
+        the runner needs (the next layer would otherwise be blamed for it)."""
+        got = (f"an array of shape {value.shape}" if isinstance(value, np.ndarray)
+               else f"a {type(value).__name__}")
+        needed = expected if isinstance(expected, str) else f"an array of shape {expected}"
+        return PluginError(
+            f"{self.config.path} {self.name!r}: the {self.config.type} plugin "
+            f"({self.provider.module}, from {self.provider}) returned {got} from {what}; "
+            f"the runner needs {needed}. This is a bug in the plugin; report it to its "
+            "author, or use another layer"
         )
 
 
@@ -104,9 +119,9 @@ class Architecture:
             node = Node(node_config, cls, provider)
             try:
                 node.layer = cls(node_config.config)
-            except LaminaError:
+            except PASSED_THROUGH:
                 raise
-            except Exception as exc:
+            except BaseException as exc:
                 raise node.plugin_failed("its constructor", exc) from exc
             self.nodes.append(node)
         by_name = {node.name: node for node in self.nodes}
@@ -129,9 +144,9 @@ class Architecture:
                     f"{node.config.path} {node.name!r} cannot take its input "
                     f"(from {came_from}): {exc}"
                 ) from exc
-            except LaminaError:
+            except PASSED_THROUGH:
                 raise
-            except Exception as exc:
+            except BaseException as exc:
                 raise node.plugin_failed("its shape inference", exc) from exc
             shapes[node.name] = node.output_shape
 
@@ -214,12 +229,15 @@ class Network:
         for node in self.order:
             try:
                 node.layer.build(node.input_shape, rng, dtype=dtype)
-            except (LaminaError, MemoryError):
+            except PASSED_THROUGH:
                 raise
-            except Exception as exc:
+            except BaseException as exc:
                 raise node.plugin_failed("build()", exc) from exc
         self.steps = self._plan()
         self._readers = readers_of(self.steps)  # how many steps read each value
+        # the per-sample shape of every value the steps pass on, to check what layers return
+        self._shapes = {INPUT: self.input_shape,
+                        **{step.output: step.nodes[0].output_shape for step in self.steps}}
 
     def _plan(self) -> list[Step]:
         """The execution order: ``self.order`` with commuting pairs swapped into one step."""
@@ -266,14 +284,17 @@ class Network:
                 if remaining[ref] == 0 and ref != self.output:
                     del values[ref]
             value = args if step.nodes[0].layer.traits.multi_input else args[0]
+            expected = (len(x), *self._shapes[step.output])
             for node in step.nodes:
                 started = time.perf_counter()
                 try:
                     value = node.layer.forward(value, training=training)
-                except (LaminaError, MemoryError):
+                except PASSED_THROUGH:
                     raise
-                except Exception as exc:
+                except BaseException as exc:
                     raise node.plugin_failed("forward()", exc) from exc
+                if not isinstance(value, np.ndarray) or value.shape != expected:
+                    raise node.plugin_returned("forward()", value, expected)
                 if timings is not None:
                     timings[node.name] = time.perf_counter() - started
             values[step.output] = value
@@ -294,15 +315,18 @@ class Network:
                 started = time.perf_counter()
                 try:
                     grad = node.layer.backward(grad, input_grad=wanted if node is first else True)
-                except (LaminaError, MemoryError):
+                except PASSED_THROUGH:
                     raise
-                except Exception as exc:
+                except BaseException as exc:
                     raise node.plugin_failed("backward()", exc) from exc
                 if timings is not None:
                     timings[node.name] = time.perf_counter() - started
             if not wanted:
                 continue
             d_ins = grad if first.layer.traits.multi_input else [grad]
+            if not isinstance(d_ins, list | tuple) or len(d_ins) != len(step.inputs):
+                raise first.plugin_returned("backward()", d_ins, f"a list of {len(step.inputs)} "
+                                            "arrays, the gradient of each of its inputs")
             for ref, d_in in zip(step.inputs, d_ins, strict=True):
                 if d_in is None:
                     raise PluginError(
@@ -310,6 +334,9 @@ class Network:
                         "from backward() for an input gradient the runner needs; return "
                         "None only when called with input_grad=False"
                     )
+                expected = (len(dy), *self._shapes[ref])
+                if not isinstance(d_in, np.ndarray) or d_in.shape != expected:
+                    raise first.plugin_returned("backward()", d_in, expected)
                 # A fan-out sums its consumers' gradients. ``+`` makes a new array, so a
                 # buffer a layer reuses across calls is never written through.
                 pending[ref] = pending[ref] + d_in if ref in pending else d_in

@@ -94,24 +94,79 @@ class NoExport(lamina.Layer):
         return [lamina.Example(config={}, input_shape=(3,))]
 
 
-def test_a_layer_without_export_onnx_is_named_with_its_provider(capsys):
+class ReturnsNothing(NoExport):
+    """An identity layer whose export_onnx adds a node but returns None."""
+
+    name = "returns_nothing"
+
+    def export_onnx(self, graph, inputs, name):
+        graph.add("Identity", inputs, name)
+
+
+class ExitsInExport(NoExport):
+    """An export_onnx that calls sys.exit()."""
+
+    name = "exits_in_export"
+
+    def export_onnx(self, graph, inputs, name):
+        raise SystemExit(5)
+
+
+def acme(*layers) -> lamina.Model:
     from lamina.registry import Provider
 
     class Plugin:
         @lamina.hookimpl
         def lamina_register_layers(self):
-            return [NoExport]
+            return [NoExport, ReturnsNothing, ExitsInExport]
 
     registry = load_registry(load_entry_points=False, extra_plugins=(
         (Plugin(), Provider("acme-layers", "1.0", "acme.layers")),))
-    model = lamina.Model({
-        "model": {"input_shape": [4], "layers": [{"type": "no_export"},
+    return lamina.Model({
+        "model": {"input_shape": [4], "layers": [*({"type": t} for t in layers),
                                                  {"type": "dense", "units": 3}]},
         "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"type": "sgd", "lr": 0.1},
     }, registry=registry)
-    with pytest.raises(ExportError, match=r"'no_export_1' \(type no_export, acme.layers, "
-                                          r"from acme-layers 1.0\) cannot be exported to "
-                                          r"ONNX: its class defines no export_onnx\(\)"):
+
+
+def test_every_layer_without_export_onnx_is_named_at_once_with_its_provider():
+    model = acme("no_export", "no_export")
+    with pytest.raises(ExportError, match=r"2 layers of this network cannot be exported to "
+                                          r"ONNX \(no export_onnx\(\) method\): "
+                                          r"model.layers\[0\] \(no_export\) 'no_export_1' "
+                                          r"\(acme.layers, from acme-layers 1.0\); "
+                                          r"model.layers\[1\] \(no_export\) 'no_export_2'"):
+        to_onnx(model.network, model.loss)
+
+
+@pytest.mark.parametrize(("layer", "message"), [
+    ("returns_nothing", r"'returns_nothing_1' \(acme.layers, from acme-layers 1.0\): "
+                        r"export_onnx\(\) returned None; it must return the name"),
+    ("exits_in_export", r"raised SystemExit in export_onnx\(\): 5. This is a bug in the plugin"),
+])
+def test_a_plugin_export_that_misbehaves_is_named(layer, message):
+    from lamina.errors import PluginError
+
+    model = acme(layer)
+    with pytest.raises(PluginError, match=message):
+        to_onnx(model.network, model.loss)
+
+
+def test_a_broken_onnx_install_is_one_error(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def broken(name, *args, **kwargs):
+        if name == "onnx":
+            raise AttributeError("module 'google.protobuf' has no attribute 'x'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.delitem(__import__("sys").modules, "onnx", raising=False)
+    monkeypatch.setattr(builtins, "__import__", broken)
+    model = lamina.Model("mnist_cnn")
+    with pytest.raises(ExportError, match=r"onnx package is installed but cannot be imported "
+                                          r"\(AttributeError: .*pip install --force-reinstall"):
         to_onnx(model.network, model.loss)
 
 

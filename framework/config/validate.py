@@ -42,8 +42,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import ConfigError, ConfigIssue
-from ..registry import Registry
+from ..errors import PASSED_THROUGH, ConfigError, ConfigIssue
+from ..registry import Entry, Registry
 from .dag import graph_issues
 from .files import check_depth, read_config
 from .issues import pydantic_issues
@@ -152,14 +152,9 @@ def _validate_nodes(
                                                                                 keys.type)))
             typed.append((i, keys, None, None))
             continue
-        cls = registry.layer(keys.type)
+        entry = registry.entry("layer", keys.type)
         settings = {k: v for k, v in table.items() if k not in ("type", "name", "inputs")}
-        try:
-            config = cls.Config.model_validate(settings)
-        except ValidationError as exc:
-            issues.extend(pydantic_issues(exc, label, cls.Config))
-            config = None
-        typed.append((i, keys, cls, config))
+        typed.append((i, keys, entry.cls, _plugin_settings(entry, settings, label, issues)))
 
     # Names: explicit ones kept, the rest numbered per type as Keras does (conv2d_1, ...).
     names: dict[str, int] = {}
@@ -235,10 +230,26 @@ def _validate_plugin(
     if kind_type not in registry.table(kind):
         issues.append(ConfigIssue(f"{kind}.type", registry.unknown_message(kind, kind_type)))
         return None
-    cls = registry.entry(kind, kind_type).cls
+    entry = registry.entry(kind, kind_type)
     settings = {k: v for k, v in table.items() if k != "type"}
+    config = _plugin_settings(entry, settings, f"{kind} ({kind_type})", issues)
+    return PluginConfig(kind_type, config) if config is not None else None
+
+
+def _plugin_settings(entry: Entry, settings: dict[str, Any], label: str,
+                     issues: list[ConfigIssue]) -> BaseModel | None:
+    """``settings`` validated by the plugin's own ``Config``; each mistake becomes an issue.
+    A validator of the plugin's that breaks (raises anything but a ValidationError, such
+    as a TypeError) is a bug in the plugin, reported as an issue naming it."""
     try:
-        return PluginConfig(kind_type, cls.Config.model_validate(settings))
+        return entry.cls.Config.model_validate(settings)
     except ValidationError as exc:
-        issues.extend(pydantic_issues(exc, f"{kind} ({kind_type})", cls.Config))
-        return None
+        issues.extend(pydantic_issues(exc, label, entry.cls.Config))
+    except PASSED_THROUGH:
+        raise
+    except BaseException as exc:
+        issues.append(ConfigIssue(label, (
+            f"the {entry.name} plugin's config validation raised {type(exc).__name__}: {exc}. "
+            f"This is a bug in the plugin ({entry.provider.module}, from {entry.provider}); "
+            f"report it to its author, or use another {entry.kind}")))
+    return None

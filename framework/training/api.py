@@ -159,6 +159,7 @@ def resume_run(
         def checked() -> tuple[dict[str, Any], Checkpoint | None]:
             _require_run_dir(path)
             stack.enter_context(RunLock(path))
+            runs.check_run_files(path)
             plan, ckpt = _checked_run(path, registry, epochs=epochs)
             check_shards(plan.config, comm, resuming=True)
             if ckpt is not None and plan.config.training.restore_best:

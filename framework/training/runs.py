@@ -30,6 +30,7 @@ directory while a process trains in it).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -42,10 +43,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..arrayfiles import BadArrayFile, read_npz
 from ..config.files import read_regular_file, shown
+from ..config.run import MAX_EPOCHS
 from ..errors import CheckpointError
 
 CHECKPOINT = "checkpoint.json"
@@ -175,6 +177,23 @@ class RunLock:
             self._fd = None
 
 
+def check_run_files(run_dir: Path) -> None:
+    """Refuse a run directory where something lamina writes or replaces is not a regular
+    file (a folder called ``best-e0001.npz``, a device): training would stop at its first
+    write there with the run already changed. Called before any write."""
+    run_dir = Path(run_dir)
+    ours = {CHECKPOINT, CONFIG, METRICS, METRICS_CSV, PROVENANCE}
+    for path in run_dir.iterdir():
+        if not (path.name in ours or re.match(_NPZ_NAME, path.name)
+                or re.match(_BEST_NAME, path.name)):
+            continue
+        if not path.is_file():
+            what = "a folder" if path.is_dir() else "not a regular file"
+            raise CheckpointError(
+                f"{shown(path)} is {what}, where lamina keeps a file of the run; move it out "
+                "of the run directory (lamina removes only what it wrote), then try again")
+
+
 def remove_leftovers(run_dir: Path) -> list[str]:
     """Delete what a killed process left (temporary files, an ``.npz`` that no
     ``checkpoint.json`` names); call it holding the directory's :class:`RunLock`."""
@@ -201,22 +220,29 @@ def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
     atomic_write(run_dir / METRICS_CSV, buffer.getvalue().encode())
 
 
-# -- checkpoints ----------------------------------------------------------------------
+# -- checkpoints ---------------------------------------------------------------------
+# One rule for every number read back from a run directory: it lies within what lamina
+# could have written. Counts of epochs are whole numbers (never floats, strings or
+# bools) from 0 to the config's own limit, MAX_EPOCHS; measurements are finite floats
+# (a non-finite loss is never saved). A number outside that was edited or damaged, and
+# is refused with the file's name before anything uses it (an epoch of 10**30 once
+# reached range() and ended in an OverflowError).
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-Count = Annotated[int, Field(strict=True, ge=0)]
+Count = Annotated[int, Field(strict=True, ge=0, le=MAX_EPOCHS)]
+EpochNumber = Annotated[int, Field(strict=True, ge=1, le=MAX_EPOCHS)]
 
 
 class EpochRecord(BaseModel):
     """One epoch of a run's history (``metrics.json`` and ``checkpoint.json``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    epoch: Annotated[int, Field(strict=True, ge=1)]
-    lr: float
-    train_loss: float
-    train_accuracy: float
-    val_loss: float | None
-    val_accuracy: float | None
-    seconds: float
+    epoch: EpochNumber
+    lr: Finite
+    train_loss: Finite
+    train_accuracy: Annotated[float, Field(ge=0.0, le=1.0)]
+    val_loss: Finite | None
+    val_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] | None
+    seconds: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
 
 class RunExtra(BaseModel):
@@ -224,15 +250,23 @@ class RunExtra(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     best_val_loss: Finite | None = None
-    best_epoch: Annotated[int, Field(strict=True, ge=1)] | None = None
+    best_epoch: EpochNumber | None = None
     stale_epochs: Count = 0
+
+    @model_validator(mode="after")
+    def _best_epoch_with_its_loss(self) -> RunExtra:
+        if (self.best_epoch is None) != (self.best_val_loss is None):
+            raise ValueError(f"best_epoch and best_val_loss are kept together (both set, or "
+                             f"neither), received best_epoch={self.best_epoch} and "
+                             f"best_val_loss={self.best_val_loss}")
+        return self
 
 
 class BestWeights(BaseModel):
     """Where ``checkpoint.json`` keeps the weights of the best epoch so far."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    epoch: Annotated[int, Field(strict=True, ge=1)]
+    epoch: EpochNumber
     arrays: Annotated[str, Field(pattern=_BEST_NAME)]
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
@@ -330,9 +364,12 @@ def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> Path:
                 "no earlier checkpoint exists")
         raise CheckpointError(f"cannot write the checkpoint of epoch {ckpt.epoch} to "
                               f"{shown(run_dir)}: {exc.strerror or exc}; {kept}") from exc
+    # The new checkpoint is complete now that checkpoint.json names it: a replaced file
+    # that cannot be removed is a leftover for the next process, not a failure.
     for old in (previous, previous_best):
         if old and old not in (name, best and best["arrays"]):
-            (run_dir / old).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                (run_dir / old).unlink(missing_ok=True)
     return run_dir / name
 
 
@@ -389,13 +426,13 @@ def load_index(run_dir: Path) -> CheckpointIndex | None:
         raise CheckpointError(f"{shown(run_dir / CHECKPOINT)}: checkpoint of epoch "
                               f"{index.epoch} with a history of epochs {numbers[:10]}; expected "
                               f"epochs 1 to {index.epoch}: the file was edited or damaged")
-    if index.best is not None and (index.best.epoch > index.epoch
-                                   or index.best.epoch != index.extra.best_epoch):
+    best_epoch = index.extra.best_epoch
+    if (best_epoch is not None and best_epoch > index.epoch) or (
+            index.best is not None and index.best.epoch != best_epoch):
         raise CheckpointError(f"{shown(run_dir / CHECKPOINT)}: its best epoch "
-                              f"({index.best.epoch}) is not a finished epoch of its own record "
-                              "(best_epoch "
-                              f"{index.extra.best_epoch}, {index.epoch} epochs): the file was "
-                              "edited or damaged")
+                              f"({best_epoch}) is not a finished epoch of its own record "
+                              f"(best weights of epoch {index.best and index.best.epoch}, "
+                              f"{index.epoch} epochs): the file was edited or damaged")
     return index
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..config import NetworkConfig
-from ..errors import LaminaError, PluginError, StateError, TrainingError
+from ..errors import PASSED_THROUGH, PluginError, StateError, TrainingError
 from ..graph import Network
 from ..plan import Plan
 from ..registry import Registry
@@ -77,11 +77,25 @@ def make_session(plan: Plan, registry: Registry, run_dir: Path | None, *,
     config = plan.config
     rng = np.random.default_rng(config.training.seed)
     network = Network(config, registry, rng)
-    loss = registry.loss(config.loss.type)(config.loss.config)
-    optimizer = registry.optimizer(config.optimizer.type)(config.optimizer.config)
+    loss = _constructed(registry.entry("loss", config.loss.type), config.loss.config)
+    optimizer = _constructed(registry.entry("optimizer", config.optimizer.type),
+                             config.optimizer.config)
     step = ShardedStep(network, loss, rng, shards=config.training.shards, comm=comm)
     return Session(config, network, loss, optimizer, rng,
                    Path(run_dir) if run_dir is not None else None, step)
+
+
+def _constructed(entry: Any, config: Any) -> Any:
+    """An instance of a loss or optimizer plugin; its constructor's failure names it."""
+    try:
+        return entry.cls(config)
+    except PASSED_THROUGH:
+        raise
+    except BaseException as exc:
+        raise PluginError(f"the {entry.name} {entry.kind} plugin ({entry.provider.module}, from "
+                          f"{entry.provider}) raised {type(exc).__name__} in its constructor: "
+                          f"{exc}. This is a bug in the plugin; report it to its author, or use "
+                          "another one") from exc
 
 
 def split_validation(session: Session, x: np.ndarray, y: np.ndarray) -> Data:
@@ -177,7 +191,12 @@ def evaluate_arrays(session: Session, x: np.ndarray, y: np.ndarray,
     total, predictions = 0.0, []
     for start in range(0, len(x), batch_size):
         logits = session.step.predict(x[start:start + batch_size])
-        total += session.loss.forward(logits, y[start:start + batch_size]) * len(logits)
+        try:
+            total += session.loss.forward(logits, y[start:start + batch_size]) * len(logits)
+        except PASSED_THROUGH:
+            raise
+        except BaseException as exc:
+            raise plugin_failed(session.loss, "loss", exc) from exc
         predictions.append(np.argmax(logits, axis=1))
     return total / max(len(x), 1), np.concatenate(predictions) if predictions else y[:0]
 
@@ -194,9 +213,9 @@ def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, 
         xb, yb = data.train_x[index], data.train_y[index]
         try:
             loss, logits = session.step.train_step(xb, yb)
-        except (LaminaError, MemoryError):
+        except PASSED_THROUGH:
             raise  # a layer's own failure arrives as a PluginError naming it
-        except Exception as exc:
+        except BaseException as exc:
             raise plugin_failed(session.loss, "loss", exc) from exc
         if not math.isfinite(loss):
             raise stopped(session, f"the loss became {loss} at epoch {session.epoch + 1}, "
@@ -205,9 +224,9 @@ def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, 
         # layers hold now, whatever a layer did with them since the last step.
         try:
             opt.step(network.params(), network.grads())
-        except (LaminaError, MemoryError):
+        except PASSED_THROUGH:
             raise
-        except Exception as exc:
+        except BaseException as exc:
             raise plugin_failed(opt, "optimizer", exc) from exc
         seen += len(index)
         correct += int(np.sum(np.argmax(logits, axis=1) == yb))
@@ -218,7 +237,7 @@ def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, 
     return loss_sum / seen, correct / seen
 
 
-def plugin_failed(plugin: Any, kind: str, exc: Exception) -> PluginError:
+def plugin_failed(plugin: Any, kind: str, exc: BaseException) -> PluginError:
     """The error for an unexpected exception from a loss or optimizer plugin."""
     return PluginError(f"the {getattr(plugin, 'name', '?')} {kind} plugin "
                        f"({type(plugin).__module__}) raised {type(exc).__name__}: {exc}. This "

@@ -200,3 +200,98 @@ def test_devices_pipes_and_odd_names_are_refused(tmp_path):
         capture_output=True, timeout=120)
     assert undecodable.returncode == 2
     assert b"Traceback" not in undecodable.stderr and b"\\udcff.toml" in undecodable.stderr
+
+
+ROGUE = """
+import sys
+from pydantic import field_validator
+from lamina import Example, Layer, LayerConfig, hookimpl
+
+class Rogue(Layer):
+    name = "rogue"
+
+    class Config(LayerConfig):
+        mode: str = "fine"
+
+        @field_validator("mode")
+        @classmethod
+        def _mode(cls, value):
+            if value == "typeerror":
+                raise TypeError("unhashable type: 'list'")
+            return value
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def forward(self, x, *, training):
+        if self.config.mode == "exit":
+            sys.exit(5)
+        self.cache = x.shape
+        return x
+
+    def backward(self, dy, *, input_grad=True):
+        self.cached()
+        return dy
+
+    @classmethod
+    def examples(cls):
+        return [Example({}, (3,))]
+
+@hookimpl
+def lamina_register_layers():
+    return [Rogue]
+"""
+
+
+def rogue_config(tmp_path: Path, mode: str) -> str:
+    path = tmp_path / f"{mode}.toml"
+    path.write_text(f"""
+[model]
+input_shape = [1, 28, 28]
+[[model.layers]]
+type = "rogue"
+mode = "{mode}"
+[[model.layers]]
+type = "flatten"
+[[model.layers]]
+type = "dense"
+units = 10
+[loss]
+type = "softmax_cross_entropy"
+[optimizer]
+type = "sgd"
+lr = 0.1
+""")
+    return str(path)
+
+
+def test_a_plugin_s_config_validator_that_breaks_is_named_by_validate(tmp_path, fake_dist,
+                                                                     capsys):
+    fake_dist("lamina-rogue", "0.1.0", "lamina_rogue", ROGUE)
+    assert main(["validate", rogue_config(tmp_path, "typeerror")]) == 2
+    err = capsys.readouterr().err
+    assert "model.layers[0] (rogue): the rogue plugin's config validation raised TypeError: " \
+           "unhashable type: 'list'. This is a bug in the plugin (lamina_rogue = lamina_rogue, " \
+           "from lamina-rogue 0.1.0)" in err
+    assert "Traceback" not in err
+
+
+def test_a_plugin_calling_sys_exit_is_a_plugin_error_not_an_exit(tmp_path, fake_dist, capsys):
+    """Before: lamina train ended with the plugin's exit status 5 and no message."""
+    fake_dist("lamina-rogue", "0.1.0", "lamina_rogue", ROGUE)
+    config = rogue_config(tmp_path, "exit")
+    assert main(["bench", config, "--steps", "1", "--warmup", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "the rogue plugin (lamina_rogue = lamina_rogue, from lamina-rogue 0.1.0) raised " \
+           "SystemExit in forward(): 5. This is a bug in the plugin" in err
+
+
+def test_lamina_train_survives_a_plugin_calling_sys_exit(tmp_path, fake_dist, capsys,
+                                                        mnist_root):
+    fake_dist("lamina-rogue", "0.1.0", "lamina_rogue", ROGUE)
+    argv = ["train", rogue_config(tmp_path, "exit"), "--epochs", "1", "--limit", "64",
+            "--data-dir", mnist_root, "--run-dir", str(tmp_path / "run"), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "raised SystemExit in forward(): 5" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # train's first pass ran before anything was made

@@ -237,8 +237,10 @@ def test_shapes_and_parameter_counts_come_from_the_config_alone(registry):
     assert "Total params: 1,685,774,663,680" in architecture.summary()
 
 
+@pytest.mark.parametrize("raised", [ZeroDivisionError("division by zero"), SystemExit(3)])
 @pytest.mark.parametrize("where", ["__init__", "compute_output_shape", "param_specs", "build"])
-def test_a_plugin_raising_while_the_network_is_made_is_named_with_its_provider(registry, where):
+def test_a_plugin_raising_while_the_network_is_made_is_named_with_its_provider(registry, where,
+                                                                              raised):
     import dataclasses
 
     from lamina.registry import Entry
@@ -249,7 +251,7 @@ def test_a_plugin_raising_while_the_network_is_made_is_named_with_its_provider(r
         pass
 
     def boom(self, *args, **kwargs):
-        raise ZeroDivisionError("division by zero")
+        raise raised
 
     setattr(Broken, where, boom)
     patched = dataclasses.replace(registry, layers={**registry.layers, "dense": Entry(
@@ -261,17 +263,20 @@ def test_a_plugin_raising_while_the_network_is_made_is_named_with_its_provider(r
     message = str(info.value)
     assert message.startswith("model.layers[0] (dense) 'dense_1': the dense plugin "
                               "(lamina.plugins.dense, from lamina 0.1.0) raised "
-                              "ZeroDivisionError in ")
+                              f"{type(raised).__name__} in ")
     assert "This is a bug in the plugin; report it to its author" in message
 
 
+@pytest.mark.parametrize("raised", [IndexError("index 7 is out of bounds"), SystemExit(5)])
 @pytest.mark.parametrize("method", ["forward", "backward"])
-def test_a_plugin_raising_while_training_is_named_with_its_provider(registry, method):
+def test_a_plugin_raising_while_training_is_named_with_its_provider(registry, method, raised):
+    """Whatever it raises: a plugin calling sys.exit() in forward once ended lamina train
+    with its exit status and no word."""
     net = build(registry, [{"type": "dense", "units": 3}, {"type": "relu", "name": "act"}])
     layer = net.nodes[1].layer
 
     def boom(*args, **kwargs):
-        raise IndexError("index 7 is out of bounds")
+        raise raised
 
     setattr(layer, method, boom)
     with pytest.raises(PluginError) as info:
@@ -279,5 +284,27 @@ def test_a_plugin_raising_while_training_is_named_with_its_provider(registry, me
         net.backward(np.ones((2, 3)))
     message = str(info.value)
     assert message.startswith(f"model.layers[1] (relu) 'act': the relu plugin "
-                              f"(lamina.plugins.relu, from lamina 0.1.0) raised IndexError in "
-                              f"{method}(): index 7 is out of bounds")
+                              f"(lamina.plugins.relu, from lamina 0.1.0) raised "
+                              f"{type(raised).__name__} in {method}(): {raised}")
+
+
+@pytest.mark.parametrize(("method", "returned", "said"), [
+    ("forward", None, "returned a NoneType from forward(); the runner needs an array of "
+                      "shape (2, 3)"),
+    ("forward", np.ones((2, 4)), "returned an array of shape (2, 4) from forward(); the runner "
+                                 "needs an array of shape (2, 3)"),
+    ("forward", np.ones((1, 3)), "returned an array of shape (1, 3) from forward()"),
+    ("backward", [1.0, 2.0], "returned a list from backward(); the runner needs an array of "
+                             "shape (2, 3)"),
+    ("backward", np.ones((2, 2)), "returned an array of shape (2, 2) from backward()"),
+])
+def test_a_plugin_returning_the_wrong_thing_is_named_not_the_next_layer(registry, method,
+                                                                      returned, said):
+    net = build(registry, [{"type": "dense", "units": 3}, {"type": "relu", "name": "act"},
+                           {"type": "dense", "units": 2}])
+    setattr(net.nodes[1].layer, method, lambda *args, **kwargs: returned)
+    with pytest.raises(PluginError) as info:
+        net.forward(np.ones((2, 4)), training=True)
+        net.backward(np.ones((2, 2)))
+    assert str(info.value).startswith("model.layers[1] (relu) 'act': the relu plugin")
+    assert said in str(info.value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import shutil
 import struct
 import zlib
@@ -152,8 +153,26 @@ def run_dir(tmp_path_factory, synthetic_run) -> Path:
 FILES = ["checkpoint.json", "config.json", "checkpoint-e0001.npz", "metrics.json"]
 
 
+#: where checkpoint.json and config.json hold integers, and integers at the edges of
+#: what a reader could mistake them for (int64, uint64, a C ssize_t, far beyond)
+INTEGER_FIELDS = [("checkpoint.json", ("epoch",)), ("checkpoint.json", ("extra", "best_epoch")),
+                  ("checkpoint.json", ("extra", "stale_epochs")),
+                  ("checkpoint.json", ("history", 0, "epoch")),
+                  ("checkpoint.json", ("best", "epoch")),
+                  ("checkpoint.json", ("rng_state", "uinteger")),
+                  ("checkpoint.json", ("rng_state", "state", "inc")),
+                  ("config.json", ("training", "epochs")), ("config.json", ("training", "seed")),
+                  ("config.json", ("training", "batch_size"))]
+EDGES = st.one_of(st.sampled_from([-2**63 - 1, -2**63, -1, 0, 1, 2, 2**31 - 1, 2**31,
+                                   2**63 - 1, 2**63, 2**64, 10**30, 10**4000]),
+                  st.integers(-2**70, 2**70))
+
+
 @st.composite
 def damage(draw):
+    if draw(st.integers(0, 3)) == 0:
+        name, where = draw(st.sampled_from(INTEGER_FIELDS))
+        return name, "integer", where, draw(EDGES)
     name = draw(st.sampled_from(FILES))
     action = draw(st.sampled_from(["flip", "cut", "extend", "replace", "delete"]))
     return name, action, draw(st.integers(0, 10**9)), draw(st.binary(max_size=64))
@@ -170,6 +189,14 @@ def test_a_damaged_run_directory_is_refused_and_left_as_it_was(change, run_dir,
     name, action, at, blob = change
     path = copy / name
     data = bytearray(path.read_bytes())
+    if action == "integer":  # ``at`` is where in the document, ``blob`` the integer
+        document = json.loads(data)
+        inner = document
+        for key in at[:-1]:
+            inner = inner[key]
+        inner[at[-1]] = blob
+        data = bytearray(json.dumps(document).encode())
+        at = 0
     at = at % max(len(data), 1)
     if action == "flip" and data:
         data[at] ^= blob[0] if blob and blob[0] else 0x55

@@ -84,6 +84,22 @@ def edit_index(key, value):
     return edit
 
 
+def edit_extra(**values):
+    def edit(run_dir: Path) -> None:
+        index = json.loads((run_dir / runs.CHECKPOINT).read_text())
+        index["extra"].update(values)
+        (run_dir / runs.CHECKPOINT).write_text(json.dumps(index))
+    return edit
+
+
+def edit_history(**values):
+    def edit(run_dir: Path) -> None:
+        index = json.loads((run_dir / runs.CHECKPOINT).read_text())
+        index["history"][-1].update(values)
+        (run_dir / runs.CHECKPOINT).write_text(json.dumps(index))
+    return edit
+
+
 def bare_npy(run_dir: Path) -> None:
     index = json.loads((run_dir / runs.CHECKPOINT).read_text())
     buffer = io.BytesIO()
@@ -112,6 +128,14 @@ CORRUPTIONS = {
         d, lambda a: a["param/dense_1.b"].__setitem__(0, np.nan)), "NaN or infinite"),
     "config.json invalid": (lambda d: (d / runs.CONFIG).write_text('{"model": 3}'),
                             "config.json"),
+    # One bound for every number read back: what lamina could have written.
+    "an epoch of 10**30": (edit_index("epoch", 10**30), "less than or equal to 100000"),
+    "an epoch at int64's edge": (edit_index("epoch", 2**63 - 1), "less than or equal"),
+    "an epoch written as a float": (edit_index("epoch", 1.0), "valid integer"),
+    "a negative early-stopping count": (edit_extra(stale_epochs=-(2**63)), "greater than"),
+    "a best epoch without its loss": (edit_extra(best_val_loss=None), "kept together"),
+    "a best epoch after the last": (edit_extra(best_epoch=7), "not a finished epoch"),
+    "a loss that is not finite": (edit_history(train_loss=float("inf")), "finite number"),
 }
 
 
@@ -126,6 +150,41 @@ def test_a_damaged_run_directory_is_refused_and_left_as_it_was(trained, mnist_di
             command()
         assert expected in str(info.value)
     assert snapshot(trained) == before
+
+
+def test_a_folder_where_a_run_file_belongs_stops_resume_before_any_change(trained, mnist_dir):
+    """Before: the best weights' file replaced by a folder let the resume train, write
+    epoch 2's checkpoint and delete epoch 1's, then fail saying nothing had changed."""
+    best = trained / json.loads((trained / runs.CHECKPOINT).read_text())["best"]["arrays"]
+    best.unlink()
+    best.mkdir()
+    before = snapshot(trained)
+    with pytest.raises(CheckpointError, match=f"{best.name} is a folder, where lamina keeps"):
+        resume_run(trained, REGISTRY, epochs=2, **quiet(mnist_dir))
+    assert snapshot(trained) == before and best.is_dir()
+    assert load_trained(trained, REGISTRY).epoch == 1  # the last weights still serve
+
+
+def test_a_replaced_file_that_cannot_be_removed_is_a_leftover_not_a_failure(
+        trained, mnist_dir, monkeypatch):
+    """Once checkpoint.json names the new checkpoint the run has moved on; removing the
+    one it replaced is tidying, and its failure must not fail the run."""
+    from pathlib import Path
+
+    real = Path.unlink
+
+    def refused(self, missing_ok=False):
+        if self.name.startswith("checkpoint-e0001"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    resume_run(trained, REGISTRY, epochs=2, **quiet(mnist_dir))
+    monkeypatch.undo()
+    assert load_checkpoint(trained).epoch == 2
+    assert (trained / "checkpoint-e0001.npz").exists()
+    resume_run(trained, REGISTRY, epochs=3, **quiet(mnist_dir))  # the next one tidies up
+    assert not (trained / "checkpoint-e0001.npz").exists()
 
 
 def test_a_resume_that_fails_on_its_data_changes_nothing(trained, tmp_path, monkeypatch):
