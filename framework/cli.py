@@ -3,13 +3,17 @@
 Every mistake a user can make (a bad config, a missing data file, a corrupt
 checkpoint, a broken plugin) arrives here as a :class:`LaminaError` and is
 printed as a message without a traceback. Exit codes: 0 success, 1 a failed
-run or check, 2 invalid input (argparse uses 2 for bad arguments as well).
+run or check, 2 invalid input (argparse uses 2 for bad arguments as well). A
+Python warning raised during a command (by NumPy, the imaging library or a plugin)
+is printed as one line, ``warning: ...``, as lamina prints its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from .errors import LaminaError
@@ -131,11 +135,10 @@ def _on_ranks(comm, run: Callable[[Callable[[str], None], Callable[[str], None]]
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from .runtime.distributed import init_mpi
     from .training import evaluate_run, format_evaluation
 
-    comm = init_mpi() if args.distributed == "mpi" else None
-    registry = _registry(args)
+    comm = _communicator(args)
+    registry = _registry(args, comm)
     result = _on_ranks(comm, lambda log, note: evaluate_run(
         args.run_dir, registry, data_dir=args.data_dir, note=note, weights=args.weights,
         comm=comm))
@@ -348,6 +351,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .runtime.allocator import tune_allocator
 
     tune_allocator()  # process-wide, so only the command does it, never an import
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        return _run(args)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning raised during a command (by NumPy, Pillow, a plugin), said as
+    lamina says its own: one line on stderr, without the source line."""
+    text = " ".join(str(message).split())
+    origin = category.__module__.split(".")[0] if category.__module__ != "builtins" else ""
+    print(f"warning: {text}" + (f" ({origin})" if origin and origin != "lamina" else ""),
+          file=sys.stderr, flush=True)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except LaminaError as exc:
@@ -367,6 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except OSError as exc:  # the system refused (a full disk, a permission): no traceback
         where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP):  # the name given is the mistake
+            print(f"error: {exc.strerror}{where}; give a shorter path", file=sys.stderr)
+            return EXIT_INVALID
         print(f"error: {exc.strerror or exc}{where}; nothing lamina saved before this was "
               "changed", file=sys.stderr)
         return EXIT_FAILED

@@ -223,10 +223,19 @@ def check_target(out: Path, force: bool) -> None:
 
     if out.suffix.lower() != ".onnx":
         raise ExportError(f"{shown(out)}: give the output file the .onnx extension")
-    if out.is_dir():
+    try:
+        is_dir, exists = out.is_dir(), out.exists()
+        parent_is_dir, parent_exists = out.parent.is_dir(), out.parent.exists()
+    except (OSError, ValueError) as exc:  # a name too long for the system, a NUL byte
+        raise ExportError(f"{shown(out)} cannot be written "
+                          f"({getattr(exc, 'strerror', None) or exc}); give another "
+                          "path") from None
+    if is_dir:
         raise ExportError(f"{shown(out)} is a directory; give a file name ending in .onnx")
-    if not out.parent.is_dir():
-        raise ExportError(f"the folder {shown(out.parent)} does not exist; create it first")
-    if out.exists() and not force:
+    if not parent_is_dir:
+        raise ExportError(f"{shown(out.parent)} is a file, not a folder; give a path in a "
+                          "folder" if parent_exists else
+                          f"the folder {shown(out.parent)} does not exist; create it first")
+    if exists and not force:
         raise ExportError(f"{shown(out)} exists; choose another name, or pass --force to "
                           "replace it")

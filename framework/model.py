@@ -22,13 +22,17 @@ from typing import Any
 import numpy as np
 
 from .config import NetworkConfig
-from .errors import ConfigError, ConfigIssue, LaminaError
+from .errors import PASSED_THROUGH, ConfigError, ConfigIssue, LaminaError
 from .registry import Registry, load_registry
-from .runtime.distributed import ending_every_rank_on_failure
+from .runtime.distributed import ending_every_rank_on_failure, on_every_rank, on_root
 
 
-class InputError(LaminaError, ValueError):
-    """Arrays given to a :class:`Model` do not fit its network (shape, dtype, labels)."""
+class InputError(LaminaError, ValueError, TypeError):
+    """An argument given to a :class:`Model` does not fit: arrays that do not fit its
+    network (shape, dtype, labels), or an argument of the wrong type (a config that is
+    neither a name, a path nor a dict; a callback that is not a Callback). It is both a
+    ``ValueError`` and a ``TypeError``, as NumPy's ``AxisError`` is both, so either
+    ``except`` catches it."""
 
 
 class Model:
@@ -50,12 +54,20 @@ class Model:
         from .plan import make_plan
         from .runtime.distributed import check_shards
 
-        registry = registry if registry is not None else load_registry()
+        if not isinstance(config, str | Path | dict):
+            raise InputError(f"config must be a shipped config's name (such as 'mnist_cnn'), a "
+                             f"path to a .toml or .json file, or a dict of the same structure; "
+                             f"received {_received(config)}")
+        registry = _checked_registry(registry)
         overrides = {"seed": seed} if seed is not None else None
-        plan = make_plan(config, registry, training=overrides)
         comm = _communicator(distributed)
-        check_shards(plan.config, comm)
-        self._set_up(registry, plan, None, comm)
+
+        def checked():  # on every rank: one rank's mistake stops them all, none waits
+            plan = make_plan(config, registry, training=overrides)
+            check_shards(plan.config, comm)
+            return plan
+
+        self._set_up(registry, on_every_rank(comm, checked), None, comm)
 
     def _set_up(self, registry: Registry, plan, session, comm) -> None:
         """The model's state; the network is built (``session``) on first use."""
@@ -72,7 +84,10 @@ class Model:
         from .plan import make_plan
         from .training import load_trained
 
-        registry = registry if registry is not None else load_registry()
+        if not isinstance(path, str | Path):
+            raise InputError(f"path must be a run directory's path (a str or pathlib.Path), "
+                             f"received {_received(path)}")
+        registry = _checked_registry(registry)
         session = load_trained(path, registry, weights=weights)
         model = cls.__new__(cls)
         model._set_up(registry, make_plan(session.config, registry), session, None)
@@ -139,31 +154,39 @@ class Model:
         from .training.callbacks import EarlyStopping, EpochLog, silent
         from .training.trainer import Data, fit
 
-        if seed is not None:
-            self._reseed(seed)
         training = {key: value for key, value in (
             ("batch_size", batch_size), ("validation_split", validation_split),
             ("shards", shards), ("early_stopping_patience", early_stopping_patience),
             ("restore_best", restore_best)) if value is not None}
-        run = self._run
-        x = self._inputs(x, "x")
-        y = self._labels(y, len(x), "y")
-        more = epochs if epochs is not None else self._plan.config.training.epochs
-        if not isinstance(more, int) or isinstance(more, bool) or more < 1:
-            raise ConfigError([ConfigIssue("epochs", f"expected a whole number >= 1, received "
-                                                     f"{more!r}")])
-        run.config = run.config.with_training(**training, epochs=run.epoch + more)
+
+        def checked():
+            """Every argument, on every rank, before the model changes at all."""
+            if seed is not None:
+                self._reseed(seed)
+            run = self._run
+            xs, val = self._inputs(x, "x"), None
+            ys = self._labels(y, len(xs), "y")
+            more = epochs if epochs is not None else self._plan.config.training.epochs
+            self._plan.config.with_training(epochs=more)  # the rule a config's epochs obey
+            config = run.config.with_training(**training, epochs=run.epoch + more)
+            if validation_data is not None:
+                if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+                    raise InputError(f"validation_data must be a pair (x_val, y_val), received "
+                                     f"{_received(validation_data)}")
+                vx = self._inputs(validation_data[0], "validation_data[0]")
+                val = (vx, self._labels(validation_data[1], len(vx), "validation_data[1]"))
+            return run, config, xs, ys, val, _checked_callbacks(callbacks), \
+                _checked_flag(progress, "progress")
+
+        run, config, x, y, val, callbacks, progress = on_every_rank(self._comm, checked)
+        self._same_on_every_rank("fit", x.shape, y.shape, config.to_dict(),
+                                 None if val is None else (val[0].shape, val[1].shape))
+        # Checked: from here on the model changes.
+        run.config = config
         self._use_shards(run)
         # Each call counts early stopping's patience afresh (the best epoch is kept).
         run.extra["stale_epochs"] = 0
-        if validation_data is not None:
-            if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
-                raise InputError("validation_data must be a pair (x_val, y_val)")
-            vx = self._inputs(validation_data[0], "validation_data[0]")
-            data = Data(x, y, vx, self._labels(validation_data[1], len(vx),
-                                               "validation_data[1]"))
-        else:
-            data = self._split(run, x, y)
+        data = Data(x, y, *val) if val is not None else self._split(run, x, y)
         if not len(data.train_x):
             raise InputError("x holds no training samples; pass at least one")
         root = self._comm is None or self._comm.rank == 0
@@ -175,6 +198,18 @@ class Model:
                 return fit(run, data, callbacks=loop, quiet=not progress, log=log)
         finally:
             run.step.close()
+
+    def _same_on_every_rank(self, call: str, *arguments: Any) -> None:
+        """Over MPI, an InputError on every rank unless every rank passed arguments of the
+        same shapes and settings: ranks that disagree would wait for each other forever."""
+        if self._comm is None:
+            return
+        seen = self._comm.gather_all(arguments)
+        odd = next((rank for rank, theirs in enumerate(seen) if theirs != seen[0]), None)
+        if odd is not None:
+            raise InputError(f"{call}() was called with other arguments on rank {odd} than on "
+                             f"rank 0 ({_brief(seen[odd])} against {_brief(seen[0])}); under "
+                             "MPI every rank calls it with the same arrays and settings")
 
     def _split(self, run, x: np.ndarray, y: np.ndarray):
         """The seeded validation split, drawn once (from the run's generator, right after
@@ -216,11 +251,14 @@ class Model:
     # -- using a trained model ----------------------------------------------------------
     def predict(self, x: np.ndarray, *, batch_size: int = 250) -> np.ndarray:
         """Class probabilities (N, classes) for ``x`` (N, *input_shape), in eval mode."""
-        run = self._run
-        x = self._inputs(x, "x")
-        _check_batch_size(batch_size)
+        def checked():
+            _check_batch_size(batch_size)
+            return self._run, self._inputs(x, "x")
+
+        run, x = on_every_rank(self._comm, checked)
+        self._same_on_every_rank("predict", x.shape, batch_size)
         with run.step, ending_every_rank_on_failure(self._comm):
-            parts = [run.loss.predict_proba(run.step.predict(x[i:i + batch_size]))
+            parts = [_probabilities(run.loss, run.step.predict(x[i:i + batch_size]))
                      for i in range(0, len(x), batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, *run.network.output_shape))
 
@@ -235,17 +273,18 @@ class Model:
         from .training.api import classification_report
         from .training.trainer import evaluate_arrays
 
-        run = self._run
-        x = self._inputs(x, "x")
-        y = self._labels(y, len(x), "y")
-        _check_batch_size(batch_size)
-        if not len(x):
-            raise InputError("x holds no samples; there is nothing to evaluate")
-        classes = run.network.output_shape[0]
-        names = [str(i) for i in range(classes)] if class_names is None else list(class_names)
-        if len(names) != classes:
-            raise InputError(f"class_names has {len(names)} names; the network has {classes} "
-                             "classes")
+        def checked():
+            run = self._run
+            xs = self._inputs(x, "x")
+            ys = self._labels(y, len(xs), "y")
+            _check_batch_size(batch_size)
+            if not len(xs):
+                raise InputError("x holds no samples; there is nothing to evaluate")
+            return run, xs, ys, _checked_class_names(class_names,
+                                                     run.network.output_shape[0])
+
+        run, x, y, names = on_every_rank(self._comm, checked)
+        self._same_on_every_rank("evaluate", x.shape, y.shape, batch_size)
         with run.step, ending_every_rank_on_failure(self._comm):
             loss, predicted = evaluate_arrays(run, x, y, batch_size)
         return {"weights": self.weights, **classification_report(loss, predicted, y, names)}
@@ -254,13 +293,21 @@ class Model:
         """Write the model as a run directory at ``path`` (a new or empty folder): its
         config, weights, optimizer state, generator state and history, in the format of
         ``lamina train``'s (JSON and ``.npz``), so ``lamina evaluate`` reads it too."""
+
+        if not isinstance(path, str | Path):
+            raise InputError(f"path must be a folder's path (a str or pathlib.Path), received "
+                             f"{_received(path)}")
+        run = self._run
+        path = Path(path)
+        # Over MPI rank 0 writes (every rank holds the same model); if it fails, every
+        # rank raises.
+        on_root(self._comm, lambda: self._write(run, path))
+        return path
+
+    def _write(self, run, path: Path) -> None:
         from .training import runs
         from .training.runs import Checkpoint
 
-        run = self._run
-        path = Path(path)
-        if self._comm is not None and self._comm.rank != 0:
-            return path  # over MPI rank 0 writes; every rank holds the same model
         runs.check_new_run_dir(path)
         runs.create_run_dir(path)
         runs.write_json(path / runs.CONFIG, run.config.to_dict())
@@ -275,7 +322,6 @@ class Model:
             best_params=run.best_state if best is not None else None,
         ))
         runs.write_metrics(path, run.history)
-        return path
 
     def export(self, path: str | Path, *, force: bool = False) -> Path:
         """Write the model's inference graph as ONNX to ``path`` (x -> probabilities, as
@@ -284,10 +330,18 @@ class Model:
         from .export import check_target, to_onnx
         from .training.runs import atomic_write
 
+        if not isinstance(path, str | Path):
+            raise InputError(f"path must be a file's path ending in .onnx (a str or "
+                             f"pathlib.Path), received {_received(path)}")
         path = Path(path)
-        check_target(path, force)
-        model = to_onnx(self.network, self.loss, description=f"lamina model, {self.weights}")
-        atomic_write(path, model.SerializeToString())
+
+        def write() -> None:  # over MPI rank 0 writes; if it fails, every rank raises
+            check_target(path, force)
+            model = to_onnx(self.network, self.loss,
+                            description=f"lamina model, {self.weights}")
+            atomic_write(path, model.SerializeToString())
+
+        on_root(self._comm, write)
         return path
 
     # -- checking arrays --------------------------------------------------------------
@@ -375,9 +429,77 @@ class Model:
 
 
 def _check_batch_size(batch_size: Any) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) \
-            or batch_size < 1:
-        raise InputError(f"batch_size must be a whole number >= 1, received {batch_size!r}")
+    if type(batch_size) is not int or batch_size < 1:
+        raise InputError(f"batch_size must be a whole number >= 1 (an int), received "
+                         f"{_received(batch_size)}")
+
+
+def _checked_flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False, received {_received(value)}")
+    return value
+
+
+def _checked_callbacks(callbacks: Any) -> list:
+    from .training.callbacks import Callback
+
+    if isinstance(callbacks, Callback) or not isinstance(callbacks, Sequence) \
+            or isinstance(callbacks, str):
+        raise InputError(f"callbacks must be a list of lamina.training.callbacks.Callback "
+                         f"objects, received {_received(callbacks)}")
+    for i, callback in enumerate(callbacks):
+        if not isinstance(callback, Callback):
+            raise InputError(
+                f"callbacks[{i}] is {_received(callback)}, not a Callback: subclass "
+                "lamina.training.callbacks.Callback and override the hooks you need "
+                "(on_train_begin(run), on_epoch_end(run, record), on_train_end(run))")
+    return list(callbacks)
+
+
+def _checked_class_names(names: Any, classes: int) -> list[str]:
+    if names is None:
+        return [str(i) for i in range(classes)]
+    if isinstance(names, str) or not isinstance(names, Sequence) \
+            or not all(isinstance(name, str) for name in names):
+        raise InputError(f"class_names must be a list of {classes} strings, one per class, "
+                         f"received {_received(names)}")
+    if len(names) != classes:
+        raise InputError(f"class_names has {len(names)} names; the network has {classes} "
+                         "classes")
+    return list(names)
+
+
+def _checked_registry(registry: Any) -> Registry:
+    if registry is None:
+        return load_registry()
+    if not isinstance(registry, Registry):
+        raise InputError(f"registry must be a lamina.registry.Registry (from "
+                         f"lamina.load_registry()), received {_received(registry)}")
+    return registry
+
+
+def _probabilities(loss: Any, logits: np.ndarray) -> np.ndarray:
+    """The loss plugin's ``predict_proba``, its failures named as the plugin's."""
+    from .training.trainer import plugin_failed
+
+    try:
+        return loss.predict_proba(logits)
+    except PASSED_THROUGH:
+        raise
+    except BaseException as exc:
+        raise plugin_failed(loss, "loss", exc) from exc
+
+
+def _received(value: Any) -> str:
+    """A value for a message: its type, and its repr cut short."""
+    text = repr(value)
+    text = text if len(text) <= 60 else f"{text[:60]}..."
+    return f"{type(value).__name__} {text}"
+
+
+def _brief(arguments: tuple) -> str:
+    text = repr(arguments)
+    return text if len(text) <= 120 else f"{text[:120]}..."
 
 
 def _communicator(distributed: str | None):

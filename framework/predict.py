@@ -23,6 +23,7 @@ frame, as the training images do.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,8 +51,14 @@ def read_samples(path: Path, input_shape: tuple[int, ...], note: Callable[[str],
     ``invert`` (images of one channel): "auto" inverts a light-bordered image, "always"
     and "never" do as they say."""
     path = Path(path)
-    if not path.is_file():
-        what = "does not exist" if not path.exists() else "is not a regular file"
+    try:
+        found, regular = os.path.lexists(path), path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long for the system, a NUL byte
+        raise InputFileError(f"{shown(path)} cannot be a file here "
+                             f"({getattr(exc, 'strerror', None) or exc}); give image files "
+                             "(PNG, JPEG) or .npy arrays") from None
+    if not regular:
+        what = "does not exist" if not found else "is not a regular file"
         raise InputFileError(f"{shown(path)} {what}; give image files (PNG, JPEG) or .npy "
                              "arrays")
     if path.suffix.lower() == ".npy":

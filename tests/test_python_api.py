@@ -178,3 +178,54 @@ def test_more_inputs_that_would_give_bare_numpy_errors_get_input_errors():
             call()
     with pytest.warns(UserWarning, match="looks like 0-255 pixels"):
         model.predict(x * 255)
+
+
+def test_arguments_of_the_wrong_type_are_input_errors_not_bare_type_errors(tmp_path):
+    """Each of these ended in a raw TypeError or AttributeError from deep inside."""
+    from lamina.training.callbacks import Callback
+
+    model = lamina.Model(TINY)
+    x, y = tiny_data(6)
+    cases = [
+        (lambda: lamina.Model(5), "config must be a shipped config's name .* received int 5"),
+        (lambda: lamina.Model(None), "received NoneType None"),
+        (lambda: lamina.Model.load(5), "path must be a run directory's path .* received int 5"),
+        (lambda: lamina.Model(TINY, registry="mine"), "registry must be a lamina.registry"),
+        (lambda: model.evaluate(x, y, class_names=5), "class_names must be a list of 10 "
+                                                      "strings"),
+        (lambda: model.evaluate(x, y, class_names=["a"] * 9), "class_names has 9 names"),
+        (lambda: model.fit(x, y, callbacks=[object()], progress=False),
+         r"callbacks\[0\] is object .*, not a Callback: subclass"),
+        (lambda: model.fit(x, y, callbacks=Callback(), progress=False),
+         "callbacks must be a list"),
+        (lambda: model.fit(x, y, progress="no"), "progress must be True or False"),
+        (lambda: model.predict(x, batch_size=np.int64(3)), r"an int\), received int64"),
+        (lambda: model.save(5), "path must be a folder's path"),
+        (lambda: model.export(None), "path must be a file's path ending in .onnx"),
+    ]
+    for call, message in cases:
+        with pytest.raises(lamina.InputError, match=message):
+            call()
+    with pytest.raises(TypeError):  # an InputError is a TypeError too, as wrong types are
+        lamina.Model(5)
+    assert model.history == []  # nothing of the refused fit() calls happened
+
+
+@pytest.mark.parametrize(("where", "value"), [("batch_size", "32"), ("epochs", "2"),
+                                              ("seed", "1"), ("seed", 1.0), ("seed", True),
+                                              ("restore_best", "yes"),
+                                              ("validation_split", "0.1")])
+def test_one_rule_for_settings_wherever_they_come_from(where, value):
+    """A string is never a number, a number never a bool: in a config, in Model() and
+    in fit() alike (before: batch_size="32" passed in a config and in fit(), epochs="2"
+    was refused, seed="1" passed)."""
+    message = rf"training\.{where}: Input should be a valid"
+    config = {**TINY, "training": {where: value}}
+    with pytest.raises(lamina.ConfigError, match=message):
+        lamina.Model(config)
+    x, y = tiny_data(6)
+    with pytest.raises(lamina.ConfigError, match=message):
+        if where == "seed":
+            lamina.Model(TINY, seed=value)
+        else:
+            lamina.Model(TINY).fit(x, y, **{where: value}, progress=False)

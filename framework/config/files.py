@@ -44,14 +44,14 @@ def read_config(source: str | Path) -> tuple[dict[str, Any], str]:
         folder = resources.files("lamina") / SHIPPED_CONFIGS
         for suffix in (".toml", ".json"):
             candidate = folder / f"{source}{suffix}"
-            if candidate.is_file():
+            if _exists(candidate):  # a name too long to be a file is not a shipped config
                 return _parse(candidate.read_text(encoding="utf-8"), suffix, source)
     text = read_text(path, "config", MAX_CONFIG_BYTES, hint=(
         f"give a path to a .toml or .json file, or one of: {', '.join(shipped_configs())}"))
     return _parse(text, path.suffix.lower(), str(path))
 
 
-def _exists(path: Path) -> bool:
+def _exists(path: Any) -> bool:
     try:
         return path.exists()
     except (OSError, ValueError):  # a name too long, or with a NUL byte

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ConfigError
-from .issues import pydantic_issues
 from .run import TrainingConfig
+from .strict import validate_settings
 
 #: the name of the network input among the layers' ``inputs``
 INPUT = "input"
@@ -120,21 +120,18 @@ class NetworkConfig:
 
     def with_training(self, **overrides: Any) -> NetworkConfig:
         """A copy with some training settings replaced (validated like the file's)."""
-        merged = {**self.training.model_dump(), **overrides}
-        try:
-            training = TrainingConfig.model_validate(merged)
-        except ValidationError as exc:
-            raise ConfigError(pydantic_issues(exc, "training"), source=self.source) from exc
+        merged = {**self.training.model_dump(mode="json"), **overrides}
+        training, issues = validate_settings(TrainingConfig, merged, "training")
+        if training is None:
+            raise ConfigError(issues, source=self.source)
         return replace(self, training=training)
 
     def with_optimizer(self, **overrides: Any) -> NetworkConfig:
         """A copy with some optimizer settings replaced (``lr``), validated by the
         optimizer's own model."""
-        model = type(self.optimizer.config)
-        merged = {**self.optimizer.config.model_dump(), **overrides}
-        try:
-            config = model.model_validate(merged)
-        except ValidationError as exc:
-            raise ConfigError(pydantic_issues(exc, f"optimizer ({self.optimizer.type})", model),
-                              source=self.source) from exc
+        merged = {**self.optimizer.config.model_dump(mode="json"), **overrides}
+        config, issues = validate_settings(type(self.optimizer.config), merged,
+                                           f"optimizer ({self.optimizer.type})")
+        if config is None:
+            raise ConfigError(issues, source=self.source)
         return replace(self, optimizer=PluginConfig(self.optimizer.type, config))

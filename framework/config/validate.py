@@ -49,6 +49,7 @@ from .files import check_depth, read_config
 from .issues import pydantic_issues
 from .run import TrainingConfig, cross_section_issues, schedule_of
 from .schema import INPUT, ModelSection, NetworkConfig, NodeConfig, NodeKeys, PluginConfig, Sections
+from .strict import validate_settings
 
 
 @dataclass
@@ -121,11 +122,9 @@ def validate_document(raw: Any, registry: Registry, *, source: str = "<dict>") -
         result.all_nodes_valid = len(issues) == before and result.input_shape is not None
     loss = _validate_plugin("loss", sections.loss, registry, issues)
     optimizer = _validate_plugin("optimizer", sections.optimizer, registry, issues)
-    try:
-        training = result.training = TrainingConfig.model_validate(sections.training)
-    except ValidationError as exc:
-        issues.extend(pydantic_issues(exc, "training", TrainingConfig))
-        training = None
+    training, found = validate_settings(TrainingConfig, sections.training, "training")
+    result.training = training
+    issues.extend(found)
     schedule = schedule_of(training, sections.training)
     if schedule is not None and optimizer is not None:
         issues.extend(cross_section_issues(schedule, optimizer.config))
@@ -242,9 +241,7 @@ def _plugin_settings(entry: Entry, settings: dict[str, Any], label: str,
     A validator of the plugin's that breaks (raises anything but a ValidationError, such
     as a TypeError) is a bug in the plugin, reported as an issue naming it."""
     try:
-        return entry.cls.Config.model_validate(settings)
-    except ValidationError as exc:
-        issues.extend(pydantic_issues(exc, label, entry.cls.Config))
+        config, found = validate_settings(entry.cls.Config, settings, label)
     except PASSED_THROUGH:
         raise
     except BaseException as exc:
@@ -252,4 +249,6 @@ def _plugin_settings(entry: Entry, settings: dict[str, Any], label: str,
             f"the {entry.name} plugin's config validation raised {type(exc).__name__}: {exc}. "
             f"This is a bug in the plugin ({entry.provider.module}, from {entry.provider}); "
             f"report it to its author, or use another {entry.kind}")))
-    return None
+        return None
+    issues.extend(found)
+    return config

@@ -14,9 +14,12 @@ that really takes any text says so with :data:`lamina.FreeText`. Cross-field rul
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+
+from lamina.config.strict import validate_settings
 
 from .base import ConformanceError, check, fail
 
@@ -186,14 +189,22 @@ def check_config_strings_constrained(plugin: type, example: Any) -> None:
 
 @check
 def check_config_json_roundtrip(plugin: type, example: Any) -> None:
+    """The example's settings, and the config's own JSON, validate as a config file's do
+    (lamina.config.strict: JSON, strictly), and come back equal."""
     config = _validate(plugin, dict(example.config))
+    as_written, issues = validate_settings(plugin.Config, dict(example.config), "")
+    if as_written is None:
+        fail("the example's settings to validate as a config file's settings do (JSON, "
+             "strictly: no string for a number, no number for a bool)",
+             "; ".join(str(issue) for issue in issues),
+             "Give the field the type its settings have in a config file, or write the "
+             "example as a config file would")
     text = config.model_dump_json()
-    try:
-        again = plugin.Config.model_validate_json(text)
-    except ValidationError as exc:
+    again, issues = validate_settings(plugin.Config, json.loads(text), "")
+    if again is None:
         raise ConformanceError(
-            f"expected the config's own JSON {text} to validate again; received {exc}"
-        ) from None
+            f"expected the config's own JSON {text} to validate again as a config file's "
+            f"settings; received {'; '.join(str(issue) for issue in issues)}")
     if again != config:
         fail(f"{config!r} back from its JSON {text}", repr(again),
              "Make every field's type serialise to JSON and back (tuples, enums, numbers)")

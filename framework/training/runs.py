@@ -427,11 +427,10 @@ def load_index(run_dir: Path) -> CheckpointIndex | None:
                               f"{index.epoch} with a history of epochs {numbers[:10]}; expected "
                               f"epochs 1 to {index.epoch}: the file was edited or damaged")
     best_epoch = index.extra.best_epoch
-    if (best_epoch is not None and best_epoch > index.epoch) or (
-            index.best is not None and index.best.epoch != best_epoch):
-        raise CheckpointError(f"{shown(run_dir / CHECKPOINT)}: its best epoch "
-                              f"({best_epoch}) is not a finished epoch of its own record "
-                              f"(best weights of epoch {index.best and index.best.epoch}, "
+    named = index.best.epoch if index.best is not None else best_epoch
+    if (best_epoch is not None and best_epoch > index.epoch) or named != best_epoch:
+        raise CheckpointError(f"{shown(run_dir / CHECKPOINT)}: its best epoch ({named}) is not "
+                              f"a finished epoch of its own record (best_epoch {best_epoch}, "
                               f"{index.epoch} epochs): the file was edited or damaged")
     return index
 

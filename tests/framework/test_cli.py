@@ -202,6 +202,50 @@ def test_devices_pipes_and_odd_names_are_refused(tmp_path):
     assert b"Traceback" not in undecodable.stderr and b"\\udcff.toml" in undecodable.stderr
 
 
+def test_names_too_long_are_input_mistakes_in_every_command(tmp_path, synthetic_run, capsys):
+    """Exit 2 (bad input), not 1 (a failed run), and no traceback."""
+    run_dir = synthetic_run(tmp_path)
+    long = "x" * 300
+    (tmp_path / "a.png").write_bytes(b"")
+    for argv in (["validate", long], ["summary", long], ["train", f"{long}.toml"],
+                 ["predict", str(run_dir), f"{long}.png"],
+                 ["predict", str(run_dir), str(tmp_path / f"{long}.npy")],
+                 ["export", str(run_dir), f"{long}.onnx"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "File name too long" in err and "Traceback" not in err, (argv, err)
+        assert "framework/configs" not in err  # the shipped configs were never the point
+
+
+def test_an_export_target_inside_a_file_says_so(tmp_path, synthetic_run, capsys):
+    run_dir = synthetic_run(tmp_path)
+    (tmp_path / "notes.txt").write_text("")
+    assert main(["export", str(run_dir), str(tmp_path / "notes.txt" / "model.onnx")]) == 2
+    assert f"{tmp_path / 'notes.txt'} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_python_warnings_during_a_command_are_one_line(tmp_path, synthetic_run, capsys,
+                                                      monkeypatch):
+    import warnings
+
+    import lamina.predict
+
+    real = lamina.predict.read_samples
+
+    def noisy(*args, **kwargs):
+        warnings.warn("overflow encountered\n   in cast", RuntimeWarning, stacklevel=1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lamina.predict, "read_samples", noisy)
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", np.zeros((1, 28, 28), np.float32))
+    assert main(["predict", str(synthetic_run(tmp_path)), str(tmp_path / "x.npy")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: overflow encountered in cast\n" in err
+    assert "RuntimeWarning" not in err and "warnings.warn" not in err
+
+
 ROGUE = """
 import sys
 from pydantic import field_validator

@@ -248,3 +248,56 @@ def test_a_rank_failing_before_training_stops_every_rank(tmp_path, tiny_config, 
     said = run.stdout + run.stderr
     assert said.count(message) == 1, said
     assert "Traceback" not in said
+
+
+MODEL_ODD_RANK = """
+import os, sys
+import numpy as np
+import lamina
+
+rank = int(os.environ.get("PMI_RANK", "0"))
+rng = np.random.default_rng(0)
+x, y = rng.random((64, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 64)
+model = lamina.Model(sys.argv[1], seed=5, distributed="mpi")
+odd = sys.argv[2]
+if rank == 1 and odd == "malformed":
+    x = x[:, 0]  # no channel axis: an InputError on this rank only
+elif rank == 1 and odd == "fewer":
+    x, y = x[:32], y[:32]  # valid, but not what rank 0 passed
+try:
+    model.fit(x, y, epochs=1, batch_size=32, progress=False)
+except lamina.LaminaError as error:
+    print(f"rank {rank}: {type(error).__name__}: {error}")
+    sys.exit(3)
+"""
+
+
+@needs_mpi
+@pytest.mark.parametrize(("odd", "said"), [
+    ("malformed", ["rank 1: InputError: x has shape (64, 28, 28): no channel axis",
+                   "rank 0: PeerFailed: rank 1 of 2: x has shape (64, 28, 28)"]),
+    ("fewer", ["rank 0: InputError: fit() was called with other arguments on rank 1",
+               "rank 1: InputError: fit() was called with other arguments on rank 1"]),
+])
+def test_a_model_call_one_rank_gets_wrong_fails_on_every_rank(tmp_path, tiny_config, odd, said):
+    """Before: rank 1 reported its InputError and rank 0 waited in the first all-reduce
+    forever. Now every rank's call raises, and the script decides what to do."""
+    started = time.monotonic()
+    run = mpi(2, sys.executable, "-c", MODEL_ODD_RANK, str(tiny_config), odd, timeout=90)
+    assert time.monotonic() - started < 60, "a rank waited for one that had failed"
+    assert run.returncode == 3, run.stdout + run.stderr
+    for line in said:
+        assert line in run.stdout, run.stdout + run.stderr
+
+
+@needs_mpi
+def test_evaluate_under_a_launcher_without_the_flag_is_warned_about(tmp_path, tiny_config, env):
+    run = tmp_path / "run"
+    assert subprocess.run([*LAMINA, "train", str(tiny_config), "--epochs", "1", "--limit",
+                           "100", "--quiet", "--run-dir", str(run)], env=env,
+                          capture_output=True).returncode == 0
+    two = mpi(2, *LAMINA, "evaluate", str(run), env=env)
+    assert two.returncode == 0, two.stderr
+    assert two.stderr.count("warning: this is one of 2 processes an MPI launcher started, "
+                            "but --distributed mpi was not given: each runs the whole "
+                            "evaluate alone") == 1
