@@ -376,7 +376,8 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     except MemoryError:
         print("error: out of memory; use a smaller --batch-size or a smaller network (lamina "
-              "bench shows what a step needs)", file=sys.stderr)
+              "bench shows what a step needs), or give the process more memory: lamina needs "
+              "about 1 GiB of address space (docs/limits-and-guarantees.md)", file=sys.stderr)
         return EXIT_FAILED
     except BrokenPipeError:  # e.g. `lamina evaluate RUN | head`: the reader left early
         import os

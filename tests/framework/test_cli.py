@@ -246,6 +246,39 @@ def test_python_warnings_during_a_command_are_one_line(tmp_path, synthetic_run, 
     assert "RuntimeWarning" not in err and "warnings.warn" not in err
 
 
+#: the address space the tests hold every command that reads a run to
+#: (docs/limits-and-guarantees.md: measured need ~570-620 MiB on 2 cores)
+ADDRESS_SPACE = 1 << 30
+
+
+def capped(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``lamina ARGS`` with its address space (RLIMIT_AS) capped at 1 GiB."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+
+    return subprocess.run([sys.executable, "-m", "lamina.cli", *args], capture_output=True,
+                          text=True, timeout=300, preexec_fn=cap, env=env)
+
+
+def test_commands_reading_a_run_work_in_1_gib_of_address_space(tmp_path, synthetic_run,
+                                                               mnist_root):
+    """Before: a bounded read reserved its bound (8 GiB for a checkpoint) up front, so
+    every command reading a run needed more than 8 GiB of address space."""
+    import numpy as np
+
+    run_dir = synthetic_run(tmp_path)
+    np.save(tmp_path / "x.npy", np.zeros((2, 1, 28, 28), np.float32))
+    env = {**os.environ, "LAMINA_DATA": mnist_root}
+    for args in (["evaluate", str(run_dir)], ["predict", str(run_dir), str(tmp_path / "x.npy")],
+                 ["export", str(run_dir), str(tmp_path / "model.onnx")],
+                 ["train", "--resume", str(run_dir), "--epochs", "2", "--quiet"]):
+        result = capped(*args, env=env)
+        assert result.returncode == 0, (args, result.stderr)
+        no_traceback(result)
+
+
 ROGUE = """
 import sys
 from pydantic import field_validator
