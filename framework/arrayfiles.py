@@ -67,14 +67,17 @@ def read_npy_header(stream: BinaryIO, size: int, *, kinds: str = NUMERIC) -> Npy
     if start != NPY_MAGIC:
         raise BadArrayFile("is not a .npy array (it does not start as numpy.save writes one)")
     version = tuple(stream.read(2))
+    if len(version) < 2:
+        raise BadArrayFile("ends inside its .npy header")
     reader = _HEADER_READERS.get(version)
     if reader is None:
         raise BadArrayFile(f"has .npy format version {'.'.join(map(str, version))}, which "
                            "lamina does not read (it reads 1.0 and 2.0)")
     try:
         shape, fortran, dtype = reader(stream, max_header_size=MAX_HEADER_BYTES)
-    except Exception as exc:  # NumPy's parser raises half a dozen types (tokenize's too)
-        raise BadArrayFile(f"has a damaged .npy header ({_first_line(exc)})") from None
+    except Exception:  # NumPy's parser raises half a dozen types (tokenize's too)
+        raise BadArrayFile("has a damaged .npy header (not the dictionary of descr, "
+                           "fortran_order and shape that numpy.save writes)") from None
     if dtype.hasobject or dtype.kind not in kinds or dtype.fields is not None:
         raise BadArrayFile(f"holds {dtype} values, not numbers")
     if any(d < 0 for d in shape):
@@ -97,6 +100,19 @@ def read_payload(stream: BinaryIO, header: NpyHeader) -> np.ndarray:
             raise BadArrayFile(f"ends {header.nbytes - filled:,} bytes before its array does")
         filled += got
     return values.reshape(header.shape, order="F" if header.fortran else "C")
+
+
+def read_flat(stream: BinaryIO, header: NpyHeader, count: int) -> Iterator[np.ndarray]:
+    """The values of a checked C-order ``header``'s array, read from ``stream`` in flat
+    pieces of at most ``count`` values: a large array converted piece by piece never
+    needs a second copy of itself."""
+    if header.fortran:
+        raise ValueError("a Fortran-order array is read whole, with read_payload()")
+    left = int(np.prod(header.shape, dtype=object))
+    while left:
+        piece = min(left, count)
+        yield read_payload(stream, NpyHeader((piece,), header.dtype, False, header.offset))
+        left -= piece
 
 
 @contextmanager
@@ -123,6 +139,11 @@ def read_npz(data: bytes) -> dict[str, np.ndarray]:
                 if not info.filename.endswith(".npy") or \
                         info.compress_type != zipfile.ZIP_STORED:
                     raise BadArrayFile(f"member {info.filename!r} is not a stored .npy array")
+                # A stored member is its bytes: sizes the zip directory states beyond the
+                # archive are lies, refused before an array of that size is allocated.
+                if info.file_size != info.compress_size or info.file_size > len(data):
+                    raise BadArrayFile(f"member {info.filename!r} declares {info.file_size:,} "
+                                       f"bytes; the whole archive holds {len(data):,}")
                 with archive.open(info) as member:
                     try:
                         header = read_npy_header(member, info.file_size)

@@ -375,9 +375,12 @@ def _run(args: argparse.Namespace) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except MemoryError:
-        print("error: out of memory; use a smaller --batch-size or a smaller network (lamina "
-              "bench shows what a step needs), or give the process more memory: lamina needs "
-              "about 1 GiB of address space (docs/limits-and-guarantees.md)", file=sys.stderr)
+        fix = {"train": "use a smaller --batch-size or a smaller network (lamina bench "
+                        "shows what a step needs), or ",
+               "bench": "use a smaller --batch-size or a smaller network, or ",
+               "predict": "give fewer or smaller files, or "}.get(args.command, "")
+        print(f"error: out of memory; {fix}give the process more memory: lamina needs about "
+              "1 GiB of address space (docs/limits-and-guarantees.md)", file=sys.stderr)
         return EXIT_FAILED
     except BrokenPipeError:  # e.g. `lamina evaluate RUN | head`: the reader left early
         import os

@@ -75,8 +75,9 @@ class Node:
                         ) -> PluginError:
         """The error for a plugin method that returned something other than the array
         the runner needs (the next layer would otherwise be blamed for it)."""
-        got = (f"an array of shape {value.shape}" if isinstance(value, np.ndarray)
-               else f"a {type(value).__name__}")
+        got = (f"an array of shape {value.shape} and dtype {value.dtype}"
+               if isinstance(value, np.ndarray) else
+               "None" if value is None else f"a {type(value).__name__}")
         needed = expected if isinstance(expected, str) else f"an array of shape {expected}"
         return PluginError(
             f"{self.config.path} {self.name!r}: the {self.config.type} plugin "
@@ -137,7 +138,7 @@ class Architecture:
             try:
                 node.input_shape, node.output_shape = infer_output_shape(
                     node.layer, tuple(in_shapes) if multi else in_shapes[0])
-                node.specs = dict(node.layer.param_specs(node.input_shape))
+                specs = node.layer.param_specs(node.input_shape)
             except ShapeError as exc:
                 came_from = ", ".join(f"{ref} {shapes[ref]}" for ref in node.inputs)
                 raise ShapeError(
@@ -148,6 +149,11 @@ class Architecture:
                 raise
             except BaseException as exc:
                 raise node.plugin_failed("its shape inference", exc) from exc
+            if not isinstance(specs, dict) or not all(
+                    isinstance(k, str) and isinstance(v, ParamSpec) for k, v in specs.items()):
+                raise node.plugin_returned("param_specs()", specs,
+                                           "a dict of lamina.ParamSpec by key")
+            node.specs = dict(specs)
             shapes[node.name] = node.output_shape
 
     @property
@@ -293,8 +299,10 @@ class Network:
                     raise
                 except BaseException as exc:
                     raise node.plugin_failed("forward()", exc) from exc
-                if not isinstance(value, np.ndarray) or value.shape != expected:
-                    raise node.plugin_returned("forward()", value, expected)
+                if not isinstance(value, np.ndarray) or value.shape != expected \
+                        or value.dtype.kind != "f":
+                    raise node.plugin_returned("forward()", value,
+                                               f"a floating-point array of shape {expected}")
                 if timings is not None:
                     timings[node.name] = time.perf_counter() - started
             values[step.output] = value
@@ -328,15 +336,12 @@ class Network:
                 raise first.plugin_returned("backward()", d_ins, f"a list of {len(step.inputs)} "
                                             "arrays, the gradient of each of its inputs")
             for ref, d_in in zip(step.inputs, d_ins, strict=True):
-                if d_in is None:
-                    raise PluginError(
-                        f"layer {first.name!r} ({type(first.layer).__name__}) returned None "
-                        "from backward() for an input gradient the runner needs; return "
-                        "None only when called with input_grad=False"
-                    )
                 expected = (len(dy), *self._shapes[ref])
                 if not isinstance(d_in, np.ndarray) or d_in.shape != expected:
-                    raise first.plugin_returned("backward()", d_in, expected)
+                    raise first.plugin_returned(
+                        "backward()", d_in, f"an array of shape {expected}, the gradient of "
+                        "an input the runner needs (None only when called with "
+                        "input_grad=False)")
                 # A fan-out sums its consumers' gradients. ``+`` makes a new array, so a
                 # buffer a layer reuses across calls is never written through.
                 pending[ref] = pending[ref] + d_in if ref in pending else d_in
@@ -344,14 +349,28 @@ class Network:
 
     # -- parameters and state ---------------------------------------------------------
     def params(self) -> dict[str, np.ndarray]:
-        return {f"{n.name}.{k}": v for n in self.nodes for k, v in n.layer.params().items()}
+        return self._arrays("params")
 
     def grads(self) -> dict[str, np.ndarray]:
-        return {f"{n.name}.{k}": v for n in self.nodes for k, v in n.layer.grads().items()}
+        return self._arrays("grads")
 
     def state(self) -> dict[str, np.ndarray]:
         """Non-trainable arrays (running statistics), saved with the params."""
-        return {f"{n.name}.{k}": v for n in self.nodes for k, v in n.layer.state().items()}
+        return self._arrays("state")
+
+    def _arrays(self, which: str) -> dict[str, np.ndarray]:
+        """Every layer's ``params()``, ``grads()`` or ``state()`` under dotted names; a
+        layer whose method fails is named (not the optimizer or loss that asked)."""
+        arrays = {}
+        for node in self.nodes:
+            try:
+                own = getattr(node.layer, which)()
+                arrays.update((f"{node.name}.{k}", v) for k, v in own.items())
+            except PASSED_THROUGH:
+                raise
+            except BaseException as exc:
+                raise node.plugin_failed(f"{which}()", exc) from exc
+        return arrays
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every parameter and non-trainable array, by dotted name."""

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .config import NetworkConfig
-from .errors import PASSED_THROUGH, ConfigError, ConfigIssue, LaminaError
+from .errors import PASSED_THROUGH, ConfigError, ConfigIssue, LaminaError, PluginError
 from .registry import Registry, load_registry
 from .runtime.distributed import ending_every_rank_on_failure, on_every_rank, on_root
 
@@ -84,9 +84,7 @@ class Model:
         from .plan import make_plan
         from .training import load_trained
 
-        if not isinstance(path, str | Path):
-            raise InputError(f"path must be a run directory's path (a str or pathlib.Path), "
-                             f"received {_received(path)}")
+        path = _checked_path(path, "a run directory's path")
         registry = _checked_registry(registry)
         session = load_trained(path, registry, weights=weights)
         model = cls.__new__(cls)
@@ -181,14 +179,15 @@ class Model:
         run, config, x, y, val, callbacks, progress = on_every_rank(self._comm, checked)
         self._same_on_every_rank("fit", x.shape, y.shape, config.to_dict(),
                                  None if val is None else (val[0].shape, val[1].shape))
+        data = on_every_rank(self._comm, lambda: Data(x, y, *val) if val is not None
+                             else self._split(run, config, x, y))
+        if not len(data.train_x):
+            raise InputError("x holds no training samples; pass at least one")
         # Checked: from here on the model changes.
         run.config = config
         self._use_shards(run)
         # Each call counts early stopping's patience afresh (the best epoch is kept).
         run.extra["stale_epochs"] = 0
-        data = Data(x, y, *val) if val is not None else self._split(run, x, y)
-        if not len(data.train_x):
-            raise InputError("x holds no training samples; pass at least one")
         root = self._comm is None or self._comm.rank == 0
         progress = progress and root  # over MPI, rank 0 alone shows progress
         log = print if progress else silent
@@ -211,17 +210,26 @@ class Model:
                              f"rank 0 ({_brief(seen[odd])} against {_brief(seen[0])}); under "
                              "MPI every rank calls it with the same arrays and settings")
 
-    def _split(self, run, x: np.ndarray, y: np.ndarray):
-        """The seeded validation split, drawn once (from the run's generator, right after
-        initialisation, as ``lamina train`` draws it) and reused by later ``fit`` calls on
-        as many samples, so ``fit(epochs=1)`` twice is ``fit(epochs=2)``."""
-        from .training.trainer import Data, split_validation
+    def _split(self, run, config: NetworkConfig, x: np.ndarray, y: np.ndarray):
+        """The seeded validation split of ``config`` (the one ``fit`` is about to train
+        with), drawn once (from the run's generator, right after initialisation, as
+        ``lamina train`` draws it) and reused by later ``fit`` calls on as many samples,
+        so ``fit(epochs=1)`` twice is ``fit(epochs=2)``. A split that cannot be made
+        changes nothing."""
+        from .data import split
+        from .training.trainer import Data
 
-        fraction = run.config.training.validation_split
+        fraction = config.training.validation_split
         key = (len(x), fraction)
         if self._split_key != key:
-            index = split_validation(run, np.arange(len(x)), np.arange(len(x)))
-            self._split_key, self._split_index = key, (index.train_x, index.val_x)
+            if fraction == 0:
+                index = (np.arange(len(x)), np.arange(0))
+            else:
+                (train, _), (val, _) = split(np.arange(len(x)), np.arange(len(x)),
+                                             fraction=fraction, rng=run.rng,
+                                             name="validation_split")
+                index = (train, val)
+            self._split_key, self._split_index = key, index
         train, val = self._split_index
         return Data(x[train], y[train], x[val], y[val])
 
@@ -246,7 +254,8 @@ class Model:
         if run.step.shards != run.config.training.shards:
             run.step.close()
             run.step = ShardedStep(run.network, run.loss, run.rng,
-                                   shards=run.config.training.shards, comm=self._comm)
+                                   shards=run.config.training.shards, comm=self._comm,
+                                   loss_who=run.who.get("loss"))
 
     # -- using a trained model ----------------------------------------------------------
     def predict(self, x: np.ndarray, *, batch_size: int = 250) -> np.ndarray:
@@ -258,7 +267,7 @@ class Model:
         run, x = on_every_rank(self._comm, checked)
         self._same_on_every_rank("predict", x.shape, batch_size)
         with run.step, ending_every_rank_on_failure(self._comm):
-            parts = [_probabilities(run.loss, run.step.predict(x[i:i + batch_size]))
+            parts = [_probabilities(run, run.step.predict(x[i:i + batch_size]))
                      for i in range(0, len(x), batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, *run.network.output_shape))
 
@@ -294,13 +303,10 @@ class Model:
         config, weights, optimizer state, generator state and history, in the format of
         ``lamina train``'s (JSON and ``.npz``), so ``lamina evaluate`` reads it too."""
 
-        if not isinstance(path, str | Path):
-            raise InputError(f"path must be a folder's path (a str or pathlib.Path), received "
-                             f"{_received(path)}")
+        # Checked on every rank first (a collective step), then rank 0 writes (every
+        # rank holds the same model); if it fails, every rank raises.
+        path = on_every_rank(self._comm, lambda: _checked_path(path, "a folder's path"))
         run = self._run
-        path = Path(path)
-        # Over MPI rank 0 writes (every rank holds the same model); if it fails, every
-        # rank raises.
         on_root(self._comm, lambda: self._write(run, path))
         return path
 
@@ -330,10 +336,8 @@ class Model:
         from .export import check_target, to_onnx
         from .training.runs import atomic_write
 
-        if not isinstance(path, str | Path):
-            raise InputError(f"path must be a file's path ending in .onnx (a str or "
-                             f"pathlib.Path), received {_received(path)}")
-        path = Path(path)
+        path = on_every_rank(self._comm, lambda: _checked_path(
+            path, "a file's path ending in .onnx"))
 
         def write() -> None:  # over MPI rank 0 writes; if it fails, every rank raises
             check_target(path, force)
@@ -388,10 +392,11 @@ class Model:
             raise InputError(f"{name} holds NaN or infinite values "
                              f"({int(np.sum(~np.isfinite(x)))} of {x.size}); pass finite numbers")
         limit = float(np.finfo(dtype).max)
-        if x.size and float(np.abs(x).max()) > limit:
+        largest = max(float(x.max()), -float(x.min())) if x.size else 0.0  # no |x| copy
+        if largest > limit:
             raise InputError(f"{name} holds values beyond {dtype.name}'s range (up to "
-                             f"{float(np.abs(x).max()):.3g}); pass values the network's "
-                             f"{dtype.name} can hold")
+                             f"{largest:.3g}); pass values the network's {dtype.name} can "
+                             "hold")
         x = x.astype(dtype, copy=False)
         if x.size and float(x.max()) > 2.0 and float(x.min()) >= 0.0 and float(x.max()) <= 255:
             warnings.warn(f"{name} looks like 0-255 pixels (max {float(x.max()):g}); lamina "
@@ -469,6 +474,16 @@ def _checked_class_names(names: Any, classes: int) -> list[str]:
     return list(names)
 
 
+def _checked_path(path: Any, what: str) -> Path:
+    if not isinstance(path, str | Path):
+        raise InputError(f"path must be {what} (a str or pathlib.Path), received "
+                         f"{_received(path)}")
+    if "\x00" in str(path):
+        raise InputError(f"path {str(path)!r} holds a NUL byte, which no file name can; "
+                         f"give {what}")
+    return Path(path)
+
+
 def _checked_registry(registry: Any) -> Registry:
     if registry is None:
         return load_registry()
@@ -478,16 +493,24 @@ def _checked_registry(registry: Any) -> Registry:
     return registry
 
 
-def _probabilities(loss: Any, logits: np.ndarray) -> np.ndarray:
-    """The loss plugin's ``predict_proba``, its failures named as the plugin's."""
+def _probabilities(run: Any, logits: np.ndarray) -> np.ndarray:
+    """The loss plugin's ``predict_proba``, its failures and what it returns checked."""
     from .training.trainer import plugin_failed
 
     try:
-        return loss.predict_proba(logits)
+        probabilities = run.loss.predict_proba(logits)
     except PASSED_THROUGH:
         raise
     except BaseException as exc:
-        raise plugin_failed(loss, "loss", exc) from exc
+        raise plugin_failed(run.who["loss"], exc, "in predict_proba()") from exc
+    if not isinstance(probabilities, np.ndarray) or probabilities.shape != logits.shape:
+        got = (f"an array of shape {probabilities.shape}"
+               if isinstance(probabilities, np.ndarray) else type(probabilities).__name__)
+        raise PluginError(f"{run.who['loss']} returned {got} from predict_proba(); "
+                          f"expected an array of shape {logits.shape}, one row of "
+                          "probabilities per sample. This is a bug in the plugin; report it "
+                          "to its author, or use another one")
+    return probabilities
 
 
 def _received(value: Any) -> str:

@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .arrayfiles import BadArrayFile, NpyHeader, open_npy, read_payload
+from .arrayfiles import BadArrayFile, NpyHeader, open_npy, read_flat, read_payload
 from .config.files import shown
 from .errors import LaminaError
 from .images import ImageRefused, open_image
@@ -50,6 +50,13 @@ def read_samples(path: Path, input_shape: tuple[int, ...], note: Callable[[str],
     """(label, sample) pairs from one file, each sample of ``input_shape`` in float32.
     ``invert`` (images of one channel): "auto" inverts a light-bordered image, "always"
     and "never" do as they say."""
+    labels, samples = read_file(path, input_shape, note, invert=invert)
+    return list(zip(labels, samples, strict=True))
+
+
+def read_file(path: Path, input_shape: tuple[int, ...], note: Callable[[str], None], *,
+              invert: str = "auto") -> tuple[list[str], np.ndarray]:
+    """The samples of one file as one float32 array (k, *input_shape), with a label each."""
     path = Path(path)
     try:
         found, regular = os.path.lexists(path), path.is_file()
@@ -63,7 +70,7 @@ def read_samples(path: Path, input_shape: tuple[int, ...], note: Callable[[str],
                              "arrays")
     if path.suffix.lower() == ".npy":
         return _read_npy(path, input_shape, note)
-    return [(str(path), _read_image(path, input_shape, note, invert))]
+    return [str(path)], _read_image(path, input_shape, note, invert)[None]
 
 
 def _read_image(path: Path, input_shape: tuple[int, ...], note: Callable[[str], None],
@@ -82,10 +89,12 @@ def _read_image(path: Path, input_shape: tuple[int, ...], note: Callable[[str], 
     except ImageRefused as exc:
         raise InputFileError(str(exc)) from None
     done = [f"{image.width}x{image.height} {image.format} {image.mode}"]
+    handed = [image]  # handed over, so the decoded image is freed as soon as it is converted
+    del image
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # said in the file's note, not as raw warnings
         try:
-            pixels = _converted(image, done, channels == 1, (width, height))
+            pixels = _converted(handed, done, channels == 1, (width, height))
         except (OSError, ValueError) as exc:
             raise InputFileError(f"cannot convert {shown(path)} to the network's input "
                                  f"({exc}); give an 8- or 16-bit grayscale or RGB PNG, or a "
@@ -105,11 +114,15 @@ def _read_image(path: Path, input_shape: tuple[int, ...], note: Callable[[str], 
     return np.ascontiguousarray(sample)
 
 
-def _converted(image, done: list[str], gray: bool, size: tuple[int, int]) -> np.ndarray:
-    """The pixels of ``image`` in [0, 1], upright, on white, grayscale (or RGB) and of
-    ``size`` (W, H); each thing done is appended to ``done``."""
+def _converted(handed: list, done: list[str], gray: bool, size: tuple[int, int]
+               ) -> np.ndarray:
+    """The pixels of the image in ``handed`` (taken from it) in [0, 1]: upright, on white,
+    grayscale (or RGB) and of ``size`` (W, H); each thing done is appended to ``done``.
+    Each step lets go of the step before, so a 40-megapixel image costs a few copies of
+    one channel beyond itself."""
     from PIL import Image, ImageOps
 
+    image = handed.pop()
     try:
         orientation = image.getexif().get(0x0112, 1)  # the EXIF orientation tag
     except (OSError, ValueError, SyntaxError):
@@ -120,16 +133,27 @@ def _converted(image, done: list[str], gray: bool, size: tuple[int, int]) -> np.
         done.append("turned as its EXIF orientation says")
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit: keep the precision
         wide = np.asarray(image, dtype=np.float32)
-        image = Image.fromarray(np.rint(wide / max(float(wide.max()), 1.0) * 255)
-                                .astype(np.uint8))
+        del image
+        wide *= 255 / max(float(wide.max()), 1.0)  # in place: one copy of the pixels
+        image = Image.fromarray(np.rint(wide, out=wide).astype(np.uint8))
+        del wide
         done.append("16-bit scaled to 8")
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        # a drawing with a transparent background: put it on white, as it is seen
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba).convert("RGB")
-        done.append("transparency on white")
     mode = "L" if gray else "RGB"
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        # a drawing with a transparent background: put it on white, as it is seen,
+        # c * alpha + white * (1 - alpha), in the colours the network takes
+        coloured = image.mode not in ("L", "LA")
+        if image.mode not in ("RGBA", "LA"):  # a palette's or a colour key's transparency
+            image = image.convert("RGBA")
+        if image.mode != ("LA" if gray else "RGBA"):
+            image = image.convert("LA" if gray else "RGBA")
+        alpha, colour = image.getchannel("A"), image.convert(mode)
+        image = Image.new(mode, image.size, "white")
+        image.paste(colour, mask=alpha)
+        del alpha, colour
+        done.append("transparency on white")
+        if gray and coloured:
+            done.append("grayscale")
     if image.mode != mode:
         image = image.convert(mode)
         done.append("grayscale" if gray else "RGB")
@@ -142,7 +166,7 @@ def _converted(image, done: list[str], gray: bool, size: tuple[int, int]) -> np.
 
 
 def _read_npy(path: Path, input_shape: tuple[int, ...], note: Callable[[str], None]
-              ) -> list[tuple[str, np.ndarray]]:
+              ) -> tuple[list[str], np.ndarray]:
     try:
         with open_npy(path) as (handle, header):
             return _npy_samples(path, handle, header, input_shape, note)
@@ -154,7 +178,7 @@ def _read_npy(path: Path, input_shape: tuple[int, ...], note: Callable[[str], No
 
 def _npy_samples(path: Path, handle: BinaryIO, header: NpyHeader,
                  input_shape: tuple[int, ...], note: Callable[[str], None]
-                 ) -> list[tuple[str, np.ndarray]]:
+                 ) -> tuple[list[str], np.ndarray]:
     """The samples of the open ``.npy`` file ``handle``, read only once its header fits."""
     shape = header.shape
     one_channel = input_shape[:1] == (1,)
@@ -178,21 +202,25 @@ def _npy_samples(path: Path, handle: BinaryIO, header: NpyHeader,
     if header.dtype != np.uint8 and header.dtype.kind != "f":
         raise InputFileError(f"{shown(path)} holds {header.dtype} values; give floats in "
                              "[0, 1] (as lamina loads images) or uint8 pixels 0-255")
-    array = read_payload(handle, header)  # only now, with shape and size checked
-    samples = array.reshape(batch)
-    if array.dtype == np.uint8:
-        samples = samples.astype(np.float32) / 255.0
-        note(f"{shown(path)}: uint8 pixels scaled to [0, 1]")
-    else:
-        # checked in the file's own precision: a cast of 1e300 to float32 would overflow
-        if not np.all(np.isfinite(samples)) or \
-                np.abs(samples).max() > np.finfo(np.float32).max:
+    # Only now, with the shape and size checked, are the values read: straight into
+    # float32, a piece at a time (a float64 file is never held whole beside them).
+    samples = np.empty(batch, np.float32)
+    flat = samples.reshape(-1)
+    pieces = (read_flat(handle, header, 1 << 20) if not header.fortran
+              else [read_payload(handle, header).ravel(order="C")])
+    done = 0
+    for piece in pieces:
+        if header.dtype != np.uint8 and (not np.all(np.isfinite(piece)) or (
+                piece.size and np.abs(piece).max() > np.finfo(np.float32).max)):
+            # checked in the file's own precision: a cast of 1e300 would overflow
             raise InputFileError(f"{shown(path)} holds NaN or infinite values (or values "
                                  "beyond float32's range); give finite numbers in [0, 1]")
-        samples = samples.astype(np.float32)
-    if single:
-        return [(str(path), samples[0])]
-    return [(f"{path}[{i}]", sample) for i, sample in enumerate(samples)]
+        flat[done:done + piece.size] = piece
+        done += piece.size
+    if header.dtype == np.uint8:
+        samples /= 255.0
+        note(f"{shown(path)}: uint8 pixels scaled to [0, 1]")
+    return ([str(path)] if single else [f"{path}[{i}]" for i in range(len(samples))]), samples
 
 
 def predict_files(run_dir: str | Path, files: Sequence[str | Path], registry, *,
@@ -207,20 +235,25 @@ def predict_files(run_dir: str | Path, files: Sequence[str | Path], registry, *,
     note = note if note is not None else to_stderr
     model = Model.load(run_dir, weights=weights, registry=registry)
     input_shape = tuple(model.config.input_shape)
-    samples: list[tuple[str, np.ndarray]] = []
+    labels: list[str] = []
+    arrays: list[np.ndarray] = []
     for path in files:
-        samples += read_samples(Path(path), input_shape, note, invert=invert)
-        if len(samples) > MAX_SAMPLES:
+        found, array = read_file(Path(path), input_shape, note, invert=invert)
+        labels += found
+        arrays.append(array)
+        if len(labels) > MAX_SAMPLES:
             raise InputFileError(f"the files hold more than {MAX_SAMPLES:,} samples; lamina "
                                  "predict reads at most that many at once: give fewer, or "
                                  "use lamina.Model.predict")
-    probabilities = model.predict(np.stack([sample for _, sample in samples]))
+    # one file's samples are one array already: predicted as they are, not copied
+    probabilities = model.predict(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
+    del arrays
     spec = DATASETS.get(model.config.training.dataset)
     classes = probabilities.shape[1]
     names = (list(spec.class_names) if spec is not None and len(spec.class_names) == classes
              else [str(i) for i in range(classes)])
     rows = []
-    for (label, _), p in zip(samples, probabilities, strict=True):
+    for label, p in zip(labels, probabilities, strict=True):
         best = int(np.argmax(p))
         rows.append({"file": label, "class": best, "class_name": names[best],
                      "probability": float(p[best]),

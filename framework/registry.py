@@ -90,6 +90,12 @@ class Entry:
     cls: type
     provider: Provider
 
+    @property
+    def who(self) -> str:
+        """The plugin as messages name it: "the adam optimizer plugin
+        (lamina.plugins.adam, from lamina 0.1.0)"."""
+        return f"the {self.name} {self.kind} plugin ({self.provider.module}, from {self.provider})"
+
 
 @dataclass(frozen=True)
 class PluginProblem:

@@ -229,3 +229,20 @@ def test_one_rule_for_settings_wherever_they_come_from(where, value):
             lamina.Model(TINY, seed=value)
         else:
             lamina.Model(TINY).fit(x, y, **{where: value}, progress=False)
+
+
+@pytest.mark.parametrize("shape", [["1", 8, 8], [True, 8, 8], [1.0, 8, 8]])
+def test_the_input_shape_follows_the_rule_too(shape):
+    with pytest.raises(lamina.ConfigError, match=r"model.input_shape\[0\]: Input should be a "
+                                                 r"valid integer"):
+        lamina.Model({**TINY, "model": {**TINY["model"], "input_shape": shape}})
+
+
+def test_a_fit_that_is_refused_changes_nothing():
+    """Before: the settings of a refused fit (epochs, batch size) stayed in the model."""
+    model = lamina.Model(TINY, seed=1)
+    before = model.config.to_dict()
+    x, y = tiny_data(5)
+    with pytest.raises(lamina.ConfigError, match="validation_split: a fraction of 0.1 of 1 "):
+        model.fit(x[:1], y[:1], epochs=5, batch_size=7, progress=False)
+    assert model.config.to_dict() == before and model.history == []

@@ -105,11 +105,8 @@ def validate_document(raw: Any, registry: Registry, *, source: str = "<dict>") -
         return result
 
     issues = result.issues
-    try:
-        model = ModelSection.model_validate(sections.model)
-    except ValidationError as exc:
-        issues.extend(pydantic_issues(exc, "model"))
-        model = None
+    model, found = validate_settings(ModelSection, sections.model, "model")
+    issues.extend(found)
     if model is not None:
         if any(d < 1 for d in model.input_shape):
             issues.append(ConfigIssue("model.input_shape", (

@@ -143,25 +143,28 @@ def _to_float(images: np.ndarray) -> np.ndarray:
 
 
 def split(
-    x: np.ndarray, y: np.ndarray, *, fraction: float = 0.1, rng: np.random.Generator
+    x: np.ndarray, y: np.ndarray, *, fraction: float = 0.1, rng: np.random.Generator,
+    name: str = "fraction",
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Split ``(x, y)`` into ``(train, validation)`` pairs at random.
 
     ``round(fraction * N)`` samples, picked by a permutation drawn from ``rng``, go
     to validation; both parts keep the original order of their samples.
-    ``fraction = 0`` gives an empty validation set. x: (N, ...), y: (N, ...).
+    ``fraction = 0`` gives an empty validation set. x: (N, ...), y: (N, ...). ``name``
+    is the setting a message names (``training.validation_split`` for a run); nothing
+    is drawn from ``rng`` when the split cannot be made.
     """
     n = len(x)
     if len(y) != n:
         raise DataError(f"expected as many targets as inputs, received {len(y)} and {n}")
     if not 0 <= fraction < 1:
         raise ConfigError([ConfigIssue(
-            "validation_fraction", f"expected 0 <= fraction < 1, received {fraction}"
+            name, f"expected 0 <= fraction < 1, received {fraction}"
         )])
     n_val = round(fraction * n)
     if n - n_val < 1 or (fraction > 0 and n_val == 0):
         raise ConfigError([ConfigIssue(
-            "validation_fraction",
+            name,
             f"a fraction of {fraction} of {n} samples leaves {n_val} for validation and "
             f"{n - n_val} for training; each needs at least one (use 0 for no validation)",
         )])

@@ -35,12 +35,14 @@ def loops() -> ModuleType:
                 "NUMBA_CACHE_DIR to a writable directory"
             ) from error
         except OSError as error:  # LLVM's shared library could not be mapped or found
-            raise KernelError(
-                f"Numba's LLVM library could not be loaded ({_first_line(error)}). Fix: give "
-                "the process more memory if it runs under an address-space limit (ulimit -v; "
-                "docs/limits-and-guarantees.md gives lamina's minimum), else reinstall "
-                "llvmlite and numba (pip install --force-reinstall numba)"
-            ) from error
+            limit = _address_space_limit()
+            fix = (f"this process may use {limit >> 20:,} MiB of address space (ulimit -v), "
+                   "too little to map it: lamina needs about 1 GiB "
+                   "(docs/limits-and-guarantees.md); raise the limit"
+                   if limit is not None else "reinstall llvmlite and numba (pip install "
+                   "--force-reinstall numba)")
+            raise KernelError(f"Numba's LLVM library could not be loaded "
+                              f"({_first_line(error)}). Fix: {fix}") from error
         _loops = module
     return _loops
 
@@ -63,3 +65,13 @@ def run(name: str, *args):
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def _address_space_limit() -> int | None:
+    """The process's address-space limit in bytes (RLIMIT_AS), None when unlimited."""
+    try:
+        import resource
+    except ImportError:  # not a POSIX system
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return None if soft == resource.RLIM_INFINITY else soft

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import PluginError
 from ..graph import Network
 from .blas import blas_threads, find_blas
 
@@ -74,10 +75,14 @@ class ShardedStep:
     """
 
     def __init__(self, network: Network, loss: Any, rng: np.random.Generator, *,
-                 shards: int = 1, threads: int | None = None, comm: Any = None):
+                 shards: int = 1, threads: int | None = None, comm: Any = None,
+                 loss_who: str | None = None):
         if shards < 1:
             raise ValueError(f"shards must be at least 1, got {shards}")
         self.network, self.loss, self.rng = network, loss, rng
+        #: how messages name the loss plugin (lamina.registry.Entry.who)
+        self.loss_who = loss_who or f"the {getattr(loss, 'name', '?')} loss plugin " \
+            f"({type(loss).__module__})"
         self.shards = shards
         # Over MPI (lamina.runtime.distributed) this process runs its range of the shards.
         self.comm = comm
@@ -127,7 +132,7 @@ class ShardedStep:
         if self.shards == 1:
             logits = self.network.forward(x, training=True)
             value = self.loss.forward(logits, y)
-            self.network.backward(self.loss.backward())
+            self.network.backward(self._loss_gradient(self.loss, logits))
             return value, logits
         bounds = shard_bounds(len(x), self.shards)
         # this process's shards: global indices (a short batch may have fewer shards)
@@ -142,7 +147,7 @@ class ShardedStep:
             start, stop = bounds[mine[k]]
             logits = network.forward(x[start:stop], training=True)
             value = loss.forward(logits, y[start:stop])
-            network.backward(loss.backward())
+            network.backward(self._loss_gradient(loss, logits))
             return value, logits
 
         results = self._map(run, len(mine))
@@ -161,6 +166,19 @@ class ShardedStep:
             value = self._sum_over_ranks(value)
             logits = [part for parts in self.comm.gather_all(logits) for part in parts]
         return float(value), np.concatenate(logits)
+
+    def _loss_gradient(self, loss: Any, logits: np.ndarray) -> np.ndarray:
+        """The loss's ``backward()``, checked: anything but an array like ``logits`` is
+        the loss's mistake, not that of the layer it would reach."""
+        dz = loss.backward()
+        if not isinstance(dz, np.ndarray) or dz.shape != logits.shape:
+            got = f"an array of shape {dz.shape}" if isinstance(dz, np.ndarray) \
+                else type(dz).__name__
+            raise PluginError(f"{self.loss_who} returned {got} from backward(); expected "
+                              f"the gradient of the logits, an array of shape "
+                              f"{logits.shape}. This is a bug in the plugin; report it to its "
+                              "author, or use another one")
+        return dz
 
     def _sum_over_ranks(self, value: float) -> float:
         """Sum the gradients (one all-reduce of all of them) and ``value`` over the ranks."""

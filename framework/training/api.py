@@ -294,7 +294,9 @@ def _checked_run(path: Path, registry: Registry, *, epochs: int | None = None
         # Written before lamina split batches into shards: those runs ran whole.
         raw = {**raw, "training": {**training, "shards": 1}}
     try:
-        plan = make_plan(raw, registry, training={"epochs": epochs} if epochs else None)
+        plan = make_plan(raw, registry)  # the file as it is: an override hides no damage
+        if epochs:
+            plan = make_plan(plan.config, registry, training={"epochs": epochs})
     except ConfigError as exc:
         raise ConfigError(exc.issues, source=str(path / runs.CONFIG)) from None
     return plan, runs.load_checkpoint(path)

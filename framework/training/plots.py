@@ -28,11 +28,14 @@ def _pyplot():
 
 def _history(run_dir: Path) -> list[dict]:
     """metrics.json, checked like the history in checkpoint.json."""
+    import json
+
     from pydantic import TypeAdapter, ValidationError
 
     raw = runs.read_json(run_dir / runs.METRICS, "metrics history")
-    try:
-        records = TypeAdapter(list[runs.EpochRecord]).validate_python(raw)
+    try:  # strictly, as checkpoint.json's history (lamina.config.strict)
+        records = TypeAdapter(list[runs.EpochRecord]).validate_json(json.dumps(raw),
+                                                                     strict=True)
     except ValidationError as exc:
         raise LaminaError(f"{runs.shown(run_dir / runs.METRICS)} is not a lamina metrics "
                           f"history ({exc.error_count()} problems, the first: "

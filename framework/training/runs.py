@@ -43,11 +43,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..arrayfiles import BadArrayFile, read_npz
 from ..config.files import read_regular_file, shown
 from ..config.run import MAX_EPOCHS
+from ..config.strict import validate_settings
 from ..errors import CheckpointError
 
 CHECKPOINT = "checkpoint.json"
@@ -291,7 +292,8 @@ class CheckpointIndex(BaseModel):
     """``checkpoint.json``: what the latest checkpoint is, checked before it is used."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    format: Literal[1]
+    # an int, not Literal[1], which would take true and 1.0 even when strict
+    format: Annotated[int, Field(strict=True, ge=FORMAT_VERSION, le=FORMAT_VERSION)]
     epoch: Count
     arrays: Annotated[str, Field(pattern=_NPZ_NAME)]
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -411,16 +413,15 @@ def load_index(run_dir: Path) -> CheckpointIndex | None:
         if all(name.endswith("-e0001.npz") for name in archives):
             return None
     raw = read_json(run_dir / CHECKPOINT, "checkpoint index")
-    try:
-        index = CheckpointIndex.model_validate(raw)
-    except ValidationError as exc:
-        from ..config.issues import pydantic_issues
-
-        problems = "; ".join(str(i) for i in pydantic_issues(exc, "")[:5])
+    # strictly, as lamina wrote it: "0.001" is not a learning rate, nor true a format
+    index, issues = validate_settings(CheckpointIndex, raw, "") if isinstance(raw, dict) \
+        else (None, ["the file holds no JSON object"])
+    if index is None:
+        problems = "; ".join(str(i) for i in issues[:5])
         raise CheckpointError(f"{shown(run_dir / CHECKPOINT)} does not hold a valid lamina "
                               f"checkpoint index ({problems}): it was edited, damaged or "
                               "written by another program; restore it or start a new "
-                              "run") from None
+                              "run")
     numbers = [record.epoch for record in index.history]
     if numbers != list(range(1, index.epoch + 1)):
         raise CheckpointError(f"{shown(run_dir / CHECKPOINT)}: checkpoint of epoch "
@@ -445,7 +446,7 @@ def load_checkpoint(run_dir: Path, *, best: bool = False) -> Checkpoint | None:
     if index is None:
         return None
     arrays = _verified_npz(run_dir / index.arrays, index.sha256,
-                           "the run cannot be resumed from it")
+                           "the run's last checkpoint cannot be used")
     params = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("param/")}
     optim = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("optim/")}
     best_params = load_best_params(run_dir, index) if best and index.best is not None else None

@@ -64,6 +64,8 @@ class Session:
     weights: str | None = None  # which trained weights it holds, when not the last epoch's
     #: the last epoch's state, kept when training ended with the best epoch's instead
     last_state: dict[str, np.ndarray] | None = None
+    #: how messages name the loss and optimizer plugins, with their providers (by kind)
+    who: dict[str, str] = field(default_factory=dict)
 
 
 def make_session(plan: Plan, registry: Registry, run_dir: Path | None, *,
@@ -77,12 +79,15 @@ def make_session(plan: Plan, registry: Registry, run_dir: Path | None, *,
     config = plan.config
     rng = np.random.default_rng(config.training.seed)
     network = Network(config, registry, rng)
-    loss = _constructed(registry.entry("loss", config.loss.type), config.loss.config)
-    optimizer = _constructed(registry.entry("optimizer", config.optimizer.type),
-                             config.optimizer.config)
-    step = ShardedStep(network, loss, rng, shards=config.training.shards, comm=comm)
+    entries = {"loss": registry.entry("loss", config.loss.type),
+               "optimizer": registry.entry("optimizer", config.optimizer.type)}
+    loss = _constructed(entries["loss"], config.loss.config)
+    optimizer = _constructed(entries["optimizer"], config.optimizer.config)
+    step = ShardedStep(network, loss, rng, shards=config.training.shards, comm=comm,
+                       loss_who=entries["loss"].who)
     return Session(config, network, loss, optimizer, rng,
-                   Path(run_dir) if run_dir is not None else None, step)
+                   Path(run_dir) if run_dir is not None else None, step,
+                   who={kind: entry.who for kind, entry in entries.items()})
 
 
 def _constructed(entry: Any, config: Any) -> Any:
@@ -92,10 +97,7 @@ def _constructed(entry: Any, config: Any) -> Any:
     except PASSED_THROUGH:
         raise
     except BaseException as exc:
-        raise PluginError(f"the {entry.name} {entry.kind} plugin ({entry.provider.module}, from "
-                          f"{entry.provider}) raised {type(exc).__name__} in its constructor: "
-                          f"{exc}. This is a bug in the plugin; report it to its author, or use "
-                          "another one") from exc
+        raise plugin_failed(entry.who, exc, "in its constructor") from exc
 
 
 def split_validation(session: Session, x: np.ndarray, y: np.ndarray) -> Data:
@@ -105,7 +107,8 @@ def split_validation(session: Session, x: np.ndarray, y: np.ndarray) -> Data:
     fraction = session.config.training.validation_split
     if fraction == 0:
         return Data(x, y, x[:0], y[:0])
-    (tx, ty), (vx, vy) = split(x, y, fraction=fraction, rng=session.rng)
+    (tx, ty), (vx, vy) = split(x, y, fraction=fraction, rng=session.rng,
+                               name="training.validation_split")
     return Data(tx, ty, vx, vy)
 
 
@@ -196,7 +199,7 @@ def evaluate_arrays(session: Session, x: np.ndarray, y: np.ndarray,
         except PASSED_THROUGH:
             raise
         except BaseException as exc:
-            raise plugin_failed(session.loss, "loss", exc) from exc
+            raise plugin_failed(session.who["loss"], exc) from exc
         predictions.append(np.argmax(logits, axis=1))
     return total / max(len(x), 1), np.concatenate(predictions) if predictions else y[:0]
 
@@ -216,7 +219,7 @@ def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, 
         except PASSED_THROUGH:
             raise  # a layer's own failure arrives as a PluginError naming it
         except BaseException as exc:
-            raise plugin_failed(session.loss, "loss", exc) from exc
+            raise plugin_failed(session.who["loss"], exc) from exc
         if not math.isfinite(loss):
             raise stopped(session, f"the loss became {loss} at epoch {session.epoch + 1}, "
                                    f"batch {start // batch_size + 1}")
@@ -227,7 +230,7 @@ def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, 
         except PASSED_THROUGH:
             raise
         except BaseException as exc:
-            raise plugin_failed(opt, "optimizer", exc) from exc
+            raise plugin_failed(session.who["optimizer"], exc) from exc
         seen += len(index)
         correct += int(np.sum(np.argmax(logits, axis=1) == yb))
         loss_sum += loss * len(index)
@@ -237,11 +240,12 @@ def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, 
     return loss_sum / seen, correct / seen
 
 
-def plugin_failed(plugin: Any, kind: str, exc: BaseException) -> PluginError:
-    """The error for an unexpected exception from a loss or optimizer plugin."""
-    return PluginError(f"the {getattr(plugin, 'name', '?')} {kind} plugin "
-                       f"({type(plugin).__module__}) raised {type(exc).__name__}: {exc}. This "
-                       "is a bug in the plugin; report it to its author, or use another one")
+def plugin_failed(who: str, exc: BaseException, where: str = "") -> PluginError:
+    """The error for an unexpected exception from a loss or optimizer plugin, ``who``
+    naming it with its provider (:attr:`lamina.registry.Entry.who`)."""
+    return PluginError(f"{who} raised {type(exc).__name__}{' ' + where if where else ''}: "
+                       f"{exc}. This is a bug in the plugin; report it to its author, or use "
+                       "another one")
 
 
 def stopped(session: Session, what: str) -> TrainingError:

@@ -51,6 +51,7 @@ def test_what_numpy_saves_reads_back_equal(array):
     (header((2,), "<U3") + bytes(24), "not numbers"),
     (header((2,), [("a", "<f4")]) + bytes(8), "not numbers"),
     (b"\x93NUMPY\x03\x00" + bytes(60), "format version 3.0"),
+    (b"\x93NUMPY", "ends inside its .npy header"),
     (b"\x93NUMPY\x01\x00\xff\x7f{'descr'", "damaged .npy header"),
     (b"\x93NUMPY\x01\x00\x10\x00{'descr': __import__('os')}", "damaged .npy header"),
     (b"PK\x03\x04" + bytes(30), "is an .npz archive"),
@@ -113,3 +114,19 @@ def test_an_npz_as_numpy_writes_it_reads_back():
 def test_a_damaged_archive_is_refused(data, message):
     with pytest.raises(BadArrayFile, match=message):
         read_npz(data)
+
+
+@pytest.mark.parametrize("both", [False, True])
+def test_a_member_whose_zip_entry_lies_about_its_size_is_refused_unallocated(both):
+    """The zip directory's sizes are the archive's word, not its bytes: a 300-byte
+    archive stating a 4 GiB member once reached an allocation of that size."""
+    data = bytearray(npz({"a.npy": header((4,)) + bytes(16)}))
+    lie = (2**32 - 16).to_bytes(4, "little")
+    for signature, sizes in ((b"PK\x03\x04", 18), (b"PK\x01\x02", 20)):
+        at = data.index(signature)
+        data[at + sizes + 4:at + sizes + 8] = lie  # the uncompressed size
+        if both:
+            data[at + sizes:at + sizes + 4] = lie  # and the stored size
+    with pytest.raises(BadArrayFile, match="member 'a.npy' declares 4,294,967,280 bytes; "
+                                           "the whole archive holds"):
+        read_npz(bytes(data))

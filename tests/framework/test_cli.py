@@ -230,13 +230,13 @@ def test_python_warnings_during_a_command_are_one_line(tmp_path, synthetic_run, 
 
     import lamina.predict
 
-    real = lamina.predict.read_samples
+    real = lamina.predict.read_file
 
     def noisy(*args, **kwargs):
         warnings.warn("overflow encountered\n   in cast", RuntimeWarning, stacklevel=1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lamina.predict, "read_samples", noisy)
+    monkeypatch.setattr(lamina.predict, "read_file", noisy)
     import numpy as np
 
     np.save(tmp_path / "x.npy", np.zeros((1, 28, 28), np.float32))
@@ -267,11 +267,17 @@ def test_commands_reading_a_run_work_in_1_gib_of_address_space(tmp_path, synthet
     """Before: a bounded read reserved its bound (8 GiB for a checkpoint) up front, so
     every command reading a run needed more than 8 GiB of address space."""
     import numpy as np
+    from PIL import Image
+
+    from lamina.images import MAX_PIXELS
 
     run_dir = synthetic_run(tmp_path)
     np.save(tmp_path / "x.npy", np.zeros((2, 1, 28, 28), np.float32))
+    # an image at the pixel budget, with transparency: the costliest conversion
+    Image.new("LA", (MAX_PIXELS // 5000, 5000)).save(tmp_path / "big.png")
     env = {**os.environ, "LAMINA_DATA": mnist_root}
     for args in (["evaluate", str(run_dir)], ["predict", str(run_dir), str(tmp_path / "x.npy")],
+                 ["predict", str(run_dir), str(tmp_path / "big.png")],
                  ["export", str(run_dir), str(tmp_path / "model.onnx")],
                  ["train", "--resume", str(run_dir), "--epochs", "2", "--quiet"]):
         result = capped(*args, env=env)

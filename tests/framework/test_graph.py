@@ -289,14 +289,18 @@ def test_a_plugin_raising_while_training_is_named_with_its_provider(registry, me
 
 
 @pytest.mark.parametrize(("method", "returned", "said"), [
-    ("forward", None, "returned a NoneType from forward(); the runner needs an array of "
-                      "shape (2, 3)"),
-    ("forward", np.ones((2, 4)), "returned an array of shape (2, 4) from forward(); the runner "
-                                 "needs an array of shape (2, 3)"),
-    ("forward", np.ones((1, 3)), "returned an array of shape (1, 3) from forward()"),
+    ("forward", None, "returned None from forward(); the runner needs a floating-point "
+                      "array of shape (2, 3)"),
+    ("forward", np.ones((2, 4)), "returned an array of shape (2, 4) and dtype float64 from "
+                                 "forward(); the runner needs a floating-point array of "
+                                 "shape (2, 3)"),
+    ("forward", np.ones((1, 3)), "returned an array of shape (1, 3) and dtype float64 from "
+                                 "forward()"),
+    ("forward", np.ones((2, 3), object), "returned an array of shape (2, 3) and dtype object"),
     ("backward", [1.0, 2.0], "returned a list from backward(); the runner needs an array of "
                              "shape (2, 3)"),
-    ("backward", np.ones((2, 2)), "returned an array of shape (2, 2) from backward()"),
+    ("backward", np.ones((2, 2)), "returned an array of shape (2, 2) and dtype float64 from "
+                                  "backward()"),
 ])
 def test_a_plugin_returning_the_wrong_thing_is_named_not_the_next_layer(registry, method,
                                                                       returned, said):
@@ -308,3 +312,38 @@ def test_a_plugin_returning_the_wrong_thing_is_named_not_the_next_layer(registry
         net.backward(np.ones((2, 2)))
     assert str(info.value).startswith("model.layers[1] (relu) 'act': the relu plugin")
     assert said in str(info.value)
+
+
+def test_a_plugin_s_param_specs_of_the_wrong_kind_is_named(registry):
+    import dataclasses
+
+    from lamina.registry import Entry
+
+    dense = registry.layers["dense"]
+
+    class Broken(dense.cls):
+        def param_specs(self, input_shape):
+            return {"w": 5}
+
+    patched = dataclasses.replace(registry, layers={**registry.layers, "dense": Entry(
+        "layer", "dense", Broken, dense.provider)})
+    config = load_config({"model": {"input_shape": [4], "layers": [{"type": "dense",
+                                                                     "units": 2}]}}, registry)
+    with pytest.raises(PluginError, match=r"'dense_1': the dense plugin \(lamina.plugins.dense, "
+                                          r"from lamina 0.1.0\) returned a dict from "
+                                          r"param_specs\(\); the runner needs a dict of "
+                                          r"lamina.ParamSpec by key"):
+        Network(config, patched, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("which", ["params", "grads", "state"])
+def test_a_layer_whose_arrays_cannot_be_listed_is_named_not_the_optimizer(registry, which):
+    net = build(registry, [{"type": "dense", "units": 3}, {"type": "relu", "name": "act"}])
+
+    def boom():
+        raise ValueError("params boom")
+
+    setattr(net.nodes[1].layer, which, boom)
+    with pytest.raises(PluginError, match=rf"'act': the relu plugin .* raised ValueError in "
+                                          rf"{which}\(\): params boom"):
+        getattr(net, which)()

@@ -131,3 +131,30 @@ def test_a_fifo_or_folder_is_refused_without_waiting(tmp_path):
         open_image(tmp_path / "fifo.png")
     with pytest.raises(ImageRefused, match="is a directory"):
         open_image(tmp_path)
+
+
+def test_a_chunk_the_library_would_hold_whole_is_refused_unread(tmp_path):
+    """An unknown PNG chunk is read whole by the imaging library (a sparse 1.5 GB one took
+    3.1 GB and 12 s); a chunk other than pixel data beyond 16 MiB is refused first."""
+    from lamina.images import MAX_PNG_CHUNK
+
+    good = png_declaring(28, 28)
+    path = tmp_path / "chunky.png"
+    with open(path, "wb") as handle:
+        handle.write(good[:33])  # the signature and the IHDR chunk
+        handle.write((MAX_PNG_CHUNK + 1).to_bytes(4, "big") + b"zzXz")
+        handle.truncate(33 + 8 + MAX_PNG_CHUNK + 1 + 4)  # sparse: nothing written
+    with pytest.raises(ImageRefused, match=f"holds a 'zzXz' chunk of {MAX_PNG_CHUNK + 1:,} "
+                                           "bytes"):
+        open_image(path)
+
+
+def test_an_image_file_over_the_size_bound_is_refused_unread(tmp_path):
+    from lamina.images import MAX_FILE_BYTES
+
+    path = tmp_path / "huge.jpg"
+    with open(path, "wb") as handle:
+        handle.write(b"\xff\xd8\xff")
+        handle.truncate(MAX_FILE_BYTES + 1)  # sparse
+    with pytest.raises(ImageRefused, match=f"is {MAX_FILE_BYTES + 1:,} bytes; lamina reads"):
+        open_image(path)

@@ -301,3 +301,32 @@ def test_evaluate_under_a_launcher_without_the_flag_is_warned_about(tmp_path, ti
     assert two.stderr.count("warning: this is one of 2 processes an MPI launcher started, "
                             "but --distributed mpi was not given: each runs the whole "
                             "evaluate alone") == 1
+
+
+MODEL_SAVE_ODD_RANK = """
+import os, sys
+import lamina
+
+rank = int(os.environ.get("PMI_RANK", "0"))
+model = lamina.Model(sys.argv[1], seed=5, distributed="mpi")
+try:
+    model.save(5 if rank == 1 else sys.argv[2])
+except lamina.LaminaError as error:
+    print(f"rank {rank}: save: {type(error).__name__}")
+model.export(sys.argv[3])  # the next collective call is not disturbed by the failed one
+print(f"rank {rank}: export ok")
+"""
+
+
+@needs_mpi
+def test_a_save_one_rank_gets_wrong_fails_on_every_rank_and_leaves_the_next_call(tmp_path,
+                                                                                tiny_config):
+    """Before: rank 1 refused its path before the collective step, and rank 0's broadcast
+    was picked up by rank 1's next call as a false failure."""
+    run = mpi(2, sys.executable, "-c", MODEL_SAVE_ODD_RANK, str(tiny_config),
+              str(tmp_path / "saved"), str(tmp_path / "model.onnx"), timeout=90)
+    assert run.returncode == 0, run.stdout + run.stderr
+    for line in ("rank 0: save: PeerFailed", "rank 1: save: InputError",
+                 "rank 0: export ok", "rank 1: export ok"):
+        assert line in run.stdout, run.stdout + run.stderr
+    assert not (tmp_path / "saved").exists() and (tmp_path / "model.onnx").is_file()

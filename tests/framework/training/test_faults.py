@@ -7,6 +7,7 @@ import errno
 import hashlib
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -136,6 +137,10 @@ CORRUPTIONS = {
     "a best epoch without its loss": (edit_extra(best_val_loss=None), "kept together"),
     "a best epoch after the last": (edit_extra(best_epoch=7), "not a finished epoch"),
     "a loss that is not finite": (edit_history(train_loss=float("inf")), "finite number"),
+    "a learning rate written as a string": (edit_history(lr="0.001"), "valid number"),
+    "a best loss written as a bool": (edit_extra(best_val_loss=False), "valid number"),
+    "a format version of true": (edit_index("format", True), "format: Input should be a "
+                                                            "valid integer"),
 }
 
 
@@ -185,6 +190,18 @@ def test_a_replaced_file_that_cannot_be_removed_is_a_leftover_not_a_failure(
     assert (trained / "checkpoint-e0001.npz").exists()
     resume_run(trained, REGISTRY, epochs=3, **quiet(mnist_dir))  # the next one tidies up
     assert not (trained / "checkpoint-e0001.npz").exists()
+
+
+def test_an_override_does_not_hide_a_damaged_config_json(trained, mnist_dir):
+    """Before: config.json's "epochs": "2" was refused by evaluate but accepted by
+    --resume --epochs 3, which replaced it and rewrote the file."""
+    config = json.loads((trained / runs.CONFIG).read_text())
+    config["training"]["epochs"] = "2"
+    (trained / runs.CONFIG).write_text(json.dumps(config))
+    before = snapshot(trained)
+    with pytest.raises(ConfigError, match=r"training.epochs: Input should be a valid integer"):
+        resume_run(trained, REGISTRY, epochs=3, **quiet(mnist_dir))
+    assert snapshot(trained) == before
 
 
 def test_a_resume_that_fails_on_its_data_changes_nothing(trained, tmp_path, monkeypatch):
@@ -443,3 +460,77 @@ def test_archives_of_later_epochs_without_an_index_are_refused(trained, mnist_di
     with pytest.raises(CheckpointError, match="checkpoint.json is missing"):
         resume_run(trained, REGISTRY, epochs=4, **quiet(mnist_dir))
     assert snapshot(trained) == before
+
+
+def misbehaving_model(loss_methods: dict | None = None, optimizer_methods: dict | None = None,
+                      shards: int = 1):
+    """A Model whose loss and optimizer are the built-ins with some methods replaced,
+    registered as the third-party plugins acme_loss and acme_opt of acme 1.0."""
+    import lamina
+    from lamina.registry import Provider
+
+    base_loss = REGISTRY.loss("softmax_cross_entropy")
+    base_opt = REGISTRY.optimizer("sgd")
+    Loss = type("AcmeLoss", (base_loss,), {"name": "acme_loss", **(loss_methods or {})})
+    Opt = type("AcmeOpt", (base_opt,), {"name": "acme_opt", **(optimizer_methods or {})})
+
+    class Plugin:
+        @lamina.hookimpl
+        def lamina_register_losses(self):
+            return [Loss]
+
+        @lamina.hookimpl
+        def lamina_register_optimizers(self):
+            return [Opt]
+
+    registry = load_registry(load_entry_points=False, extra_plugins=(
+        (Plugin(), Provider("acme", "1.0", "acme.plugins")),))
+    return lamina.Model({
+        "model": {"input_shape": [4], "layers": [{"type": "dense", "units": 3}]},
+        "loss": {"type": "acme_loss"}, "optimizer": {"type": "acme_opt", "lr": 0.1},
+        "training": {"validation_split": 0, "shards": shards},
+    }, registry=registry)
+
+
+XS = np.random.default_rng(0).random((8, 4), dtype=np.float32)
+YS = np.arange(8) % 3
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+@pytest.mark.parametrize(("returned", "said"), [
+    (None, "returned NoneType from backward()"),
+    (np.zeros((3, 3), np.float32), "returned an array of shape (3, 3) from backward()"),
+])
+def test_a_loss_whose_backward_returns_the_wrong_thing_is_named_not_dense(returned, said,
+                                                                          shards):
+    from lamina import PluginError
+
+    model = misbehaving_model({"backward": lambda self: returned}, shards=shards)
+    with pytest.raises(PluginError) as info:
+        model.fit(XS, YS, epochs=1, batch_size=8, progress=False)
+    assert str(info.value).startswith("the acme_loss loss plugin (acme.plugins, from acme 1.0) "
+                                      f"{said}; expected the gradient of the logits")
+
+
+def test_a_loss_whose_predict_proba_fails_or_returns_nothing_is_named():
+    from lamina import PluginError
+
+    for method, said in [(lambda self, z: None, "returned NoneType from predict_proba()"),
+                         (lambda self, z: 1 / 0, "raised ZeroDivisionError in predict_proba()")]:
+        model = misbehaving_model({"predict_proba": method})
+        with pytest.raises(PluginError, match=r"the acme_loss loss plugin \(acme.plugins, from "
+                                              rf"acme 1.0\) {re.escape(said)}"):
+            model.predict(XS)
+
+
+def test_a_failing_optimizer_is_named_with_its_distribution():
+    from lamina import PluginError
+
+    def update(self, params, grads):
+        raise SystemExit(4)
+
+    model = misbehaving_model(optimizer_methods={"update": update})
+    with pytest.raises(PluginError, match=r"^the acme_opt optimizer plugin \(acme.plugins, "
+                                          r"from acme 1.0\) raised SystemExit: 4. This is a "
+                                          r"bug in the plugin"):
+        model.fit(XS, YS, epochs=1, batch_size=8, progress=False)
