@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,17 +102,30 @@ def read_payload(stream: BinaryIO, header: NpyHeader) -> np.ndarray:
     return values.reshape(header.shape, order="F" if header.fortran else "C")
 
 
-def read_flat(stream: BinaryIO, header: NpyHeader, count: int) -> Iterator[np.ndarray]:
-    """The values of a checked C-order ``header``'s array, read from ``stream`` in flat
-    pieces of at most ``count`` values: a large array converted piece by piece never
-    needs a second copy of itself."""
-    if header.fortran:
-        raise ValueError("a Fortran-order array is read whole, with read_payload()")
-    left = int(np.prod(header.shape, dtype=object))
-    while left:
-        piece = min(left, count)
-        yield read_payload(stream, NpyHeader((piece,), header.dtype, False, header.offset))
-        left -= piece
+def read_into(stream: BinaryIO, header: NpyHeader, out: np.ndarray, *,
+              check: Callable[[np.ndarray], None] | None = None, values: int = 1 << 20
+              ) -> None:
+    """Fill ``out`` (an array of ``header.shape``, of any dtype) with the array a checked
+    ``header`` describes, read from ``stream`` a piece of about ``values`` values at a
+    time; ``check`` sees each piece as stored, before it is converted. A large array
+    converted this way (float64 to float32, say) never needs a copy of itself.
+
+    The pieces are slabs of the order the file stores: rows of a C-order array, and of
+    a Fortran-order one's transpose (its last axis), which is ``out.T`` in C order."""
+    if out.shape != header.shape:
+        raise ValueError(f"out has shape {out.shape}, the file's array {header.shape}")
+    target = out.T if header.fortran else out
+    if target.ndim == 0:
+        target = target.reshape(1)
+    row = int(np.prod(target.shape[1:], dtype=object))
+    step = max(1, values // max(row, 1))
+    for start in range(0, target.shape[0], step):
+        rows = min(step, target.shape[0] - start)
+        piece = read_payload(stream, NpyHeader((rows, *target.shape[1:]), header.dtype, False,
+                                               header.offset))
+        if check is not None:
+            check(piece)
+        target[start:start + rows] = piece
 
 
 @contextmanager
@@ -141,7 +154,11 @@ def read_npz(data: bytes) -> dict[str, np.ndarray]:
                     raise BadArrayFile(f"member {info.filename!r} is not a stored .npy array")
                 # A stored member is its bytes: sizes the zip directory states beyond the
                 # archive are lies, refused before an array of that size is allocated.
-                if info.file_size != info.compress_size or info.file_size > len(data):
+                if info.file_size != info.compress_size:
+                    raise BadArrayFile(f"member {info.filename!r} is stored as "
+                                       f"{info.compress_size:,} bytes but declares "
+                                       f"{info.file_size:,}; a stored member is its bytes")
+                if info.file_size > len(data):
                     raise BadArrayFile(f"member {info.filename!r} declares {info.file_size:,} "
                                        f"bytes; the whole archive holds {len(data):,}")
                 with archive.open(info) as member:

@@ -36,6 +36,9 @@ from .errors import PASSED_THROUGH, PluginError, ShapeError, StateError
 from .layer import ParamSpec, Shape, infer_output_shape
 from .registry import Provider, Registry
 
+#: the dtype a network computes in unless it is built with another (lamina trains in float32)
+DTYPE = np.dtype(np.float32)
+
 
 @dataclass
 class Node:
@@ -207,7 +210,7 @@ class Network:
         registry: Registry,
         rng: np.random.Generator,
         *,
-        dtype: Any = np.float32,
+        dtype: Any = DTYPE,
     ):
         self._assemble(Architecture(config, registry), rng, np.dtype(dtype))
 
@@ -361,15 +364,15 @@ class Network:
     def _arrays(self, which: str) -> dict[str, np.ndarray]:
         """Every layer's ``params()``, ``grads()`` or ``state()`` under dotted names; a
         layer whose method fails is named (not the optimizer or loss that asked)."""
-        arrays = {}
-        for node in self.nodes:
-            try:
-                own = getattr(node.layer, which)()
-                arrays.update((f"{node.name}.{k}", v) for k, v in own.items())
-            except PASSED_THROUGH:
-                raise
-            except BaseException as exc:
-                raise node.plugin_failed(f"{which}()", exc) from exc
+        arrays, node = {}, None
+        try:  # one guard around the loop: this runs at every training step
+            for node in self.nodes:
+                for key, value in getattr(node.layer, which)().items():
+                    arrays[f"{node.name}.{key}"] = value
+        except PASSED_THROUGH:
+            raise
+        except BaseException as exc:
+            raise node.plugin_failed(f"{which}()", exc) from exc
         return arrays
 
     def state_dict(self) -> dict[str, np.ndarray]:

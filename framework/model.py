@@ -149,6 +149,7 @@ class Model:
         ``restore_best`` ends with the best validation epoch's weights. Calling ``fit``
         again continues training.
         """
+        from .data import split_sizes
         from .training.callbacks import EarlyStopping, EpochLog, silent
         from .training.trainer import Data, fit
 
@@ -159,31 +160,34 @@ class Model:
 
         def checked():
             """Every argument, on every rank, before the model changes at all."""
-            if seed is not None:
-                self._reseed(seed)
-            run = self._run
+            plan = self._seeded_plan(seed)
             xs, val = self._inputs(x, "x"), None
             ys = self._labels(y, len(xs), "y")
-            more = epochs if epochs is not None else self._plan.config.training.epochs
-            self._plan.config.with_training(epochs=more)  # the rule a config's epochs obey
-            config = run.config.with_training(**training, epochs=run.epoch + more)
+            more = epochs if epochs is not None else plan.config.training.epochs
+            plan.config.with_training(epochs=more)  # the rule a config's epochs obey
+            built = self._session
+            config = (built.config if built is not None else plan.config).with_training(
+                **training, epochs=(built.epoch if built is not None else 0) + more)
+            if not len(xs):
+                raise InputError("x holds no training samples; pass at least one")
             if validation_data is not None:
                 if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
                     raise InputError(f"validation_data must be a pair (x_val, y_val), received "
                                      f"{_received(validation_data)}")
                 vx = self._inputs(validation_data[0], "validation_data[0]")
                 val = (vx, self._labels(validation_data[1], len(vx), "validation_data[1]"))
-            return run, config, xs, ys, val, _checked_callbacks(callbacks), \
+            else:  # the split's sizes, checked without drawing it
+                split_sizes(len(xs), config.training.validation_split, "validation_split")
+            return plan, config, xs, ys, val, _checked_callbacks(callbacks), \
                 _checked_flag(progress, "progress")
 
-        run, config, x, y, val, callbacks, progress = on_every_rank(self._comm, checked)
+        plan, config, x, y, val, callbacks, progress = on_every_rank(self._comm, checked)
         self._same_on_every_rank("fit", x.shape, y.shape, config.to_dict(),
                                  None if val is None else (val[0].shape, val[1].shape))
-        data = on_every_rank(self._comm, lambda: Data(x, y, *val) if val is not None
-                             else self._split(run, config, x, y))
-        if not len(data.train_x):
-            raise InputError("x holds no training samples; pass at least one")
-        # Checked: from here on the model changes.
+        # Checked: from here on the model changes (its network is built on first use).
+        self._plan = plan
+        run = on_every_rank(self._comm, lambda: self._run)
+        data = Data(x, y, *val) if val is not None else self._split(run, config, x, y)
         run.config = config
         self._use_shards(run)
         # Each call counts early stopping's patience afresh (the best epoch is kept).
@@ -233,17 +237,23 @@ class Model:
         train, val = self._split_index
         return Data(x[train], y[train], x[val], y[val])
 
-    def _reseed(self, seed: int) -> None:
+    def _seeded_plan(self, seed: Any):
+        """The plan ``fit(seed=...)`` trains with (the model's own when ``seed`` is None);
+        nothing of the model changes."""
+        if seed is None:
+            return self._plan
+        self._plan.config.with_training(seed=seed)  # the rule a config's seed obeys
         if self._session is None:
             from .plan import make_plan
 
-            self._plan = make_plan(self._plan.config, self.registry, training={"seed": seed})
-        elif seed != self._session.config.training.seed:
+            return make_plan(self._plan.config, self.registry, training={"seed": seed})
+        if seed != self._session.config.training.seed:
             raise ConfigError([ConfigIssue("seed", (
                 f"this model's network was already built with seed "
                 f"{self._session.config.training.seed}; a seed only takes effect before the "
                 f"first fit or predict: pass Model(..., seed={seed}) or fit(seed={seed}) on a "
                 "new model"))])
+        return self._plan
 
     def _use_shards(self, run) -> None:
         from .plan import make_plan
@@ -313,20 +323,21 @@ class Model:
     def _write(self, run, path: Path) -> None:
         from .training import runs
         from .training.runs import Checkpoint
+        from .training.trainer import optimizer_state
 
         runs.check_new_run_dir(path)
-        runs.create_run_dir(path)
-        runs.write_json(path / runs.CONFIG, run.config.to_dict())
         best = run.extra.get("best_epoch")
         # A model that holds its best epoch's weights (restore_best) is saved as the run
         # it is: the last epoch's weights as the checkpoint, the best ones beside them.
+        # Everything is gathered (plugins asked) before the folder is made.
         last = run.last_state if run.last_state is not None else run.network.state_dict()
-        runs.save_checkpoint(path, Checkpoint(
-            epoch=run.epoch, params=last,
-            optimizer=run.optimizer.state_dict(), rng_state=run.rng.bit_generator.state,
-            history=run.history, extra=run.extra,
-            best_params=run.best_state if best is not None else None,
-        ))
+        ckpt = Checkpoint(epoch=run.epoch, params=last, optimizer=optimizer_state(run),
+                          rng_state=run.rng.bit_generator.state, history=run.history,
+                          extra=run.extra,
+                          best_params=run.best_state if best is not None else None)
+        runs.create_run_dir(path)
+        runs.write_json(path / runs.CONFIG, run.config.to_dict())
+        runs.save_checkpoint(path, ckpt)
         runs.write_metrics(path, run.history)
 
     def export(self, path: str | Path, *, force: bool = False) -> Path:
@@ -430,7 +441,10 @@ class Model:
         return y.astype(np.int64, copy=False)
 
     def _dtype(self) -> np.dtype:
-        return self.network.dtype
+        """The dtype the network computes in (known before it is built)."""
+        from .graph import DTYPE
+
+        return self._session.network.dtype if self._session is not None else DTYPE
 
 
 def _check_batch_size(batch_size: Any) -> None:

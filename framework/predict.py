@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .arrayfiles import BadArrayFile, NpyHeader, open_npy, read_flat, read_payload
+from .arrayfiles import BadArrayFile, NpyHeader, open_npy, read_into
 from .config.files import shown
 from .errors import LaminaError
 from .images import ImageRefused, open_image
@@ -134,7 +134,8 @@ def _converted(handed: list, done: list[str], gray: bool, size: tuple[int, int]
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit: keep the precision
         wide = np.asarray(image, dtype=np.float32)
         del image
-        wide *= 255 / max(float(wide.max()), 1.0)  # in place: one copy of the pixels
+        wide /= max(float(wide.max()), 1.0)  # in place: one copy of the pixels
+        wide *= 255
         image = Image.fromarray(np.rint(wide, out=wide).astype(np.uint8))
         del wide
         done.append("16-bit scaled to 8")
@@ -202,21 +203,19 @@ def _npy_samples(path: Path, handle: BinaryIO, header: NpyHeader,
     if header.dtype != np.uint8 and header.dtype.kind != "f":
         raise InputFileError(f"{shown(path)} holds {header.dtype} values; give floats in "
                              "[0, 1] (as lamina loads images) or uint8 pixels 0-255")
-    # Only now, with the shape and size checked, are the values read: straight into
-    # float32, a piece at a time (a float64 file is never held whole beside them).
-    samples = np.empty(batch, np.float32)
-    flat = samples.reshape(-1)
-    pieces = (read_flat(handle, header, 1 << 20) if not header.fortran
-              else [read_payload(handle, header).ravel(order="C")])
-    done = 0
-    for piece in pieces:
-        if header.dtype != np.uint8 and (not np.all(np.isfinite(piece)) or (
-                piece.size and np.abs(piece).max() > np.finfo(np.float32).max)):
-            # checked in the file's own precision: a cast of 1e300 would overflow
+    def finite(piece: np.ndarray) -> None:
+        # checked in the file's own precision: a cast of 1e300 to float32 would overflow
+        top = float(np.finfo(np.float32).max)
+        if piece.size and (not np.all(np.isfinite(piece)) or piece.max() > top
+                           or piece.min() < -top):
             raise InputFileError(f"{shown(path)} holds NaN or infinite values (or values "
                                  "beyond float32's range); give finite numbers in [0, 1]")
-        flat[done:done + piece.size] = piece
-        done += piece.size
+
+    # Only now, with the shape and size checked, are the values read: straight into
+    # float32, a piece at a time (a float64 file is never held whole beside them).
+    samples = np.empty(header.shape, np.float32)
+    read_into(handle, header, samples, check=None if header.dtype == np.uint8 else finite)
+    samples = samples.reshape(batch)
     if header.dtype == np.uint8:
         samples /= 255.0
         note(f"{shown(path)}: uint8 pixels scaled to [0, 1]")
@@ -245,8 +244,8 @@ def predict_files(run_dir: str | Path, files: Sequence[str | Path], registry, *,
             raise InputFileError(f"the files hold more than {MAX_SAMPLES:,} samples; lamina "
                                  "predict reads at most that many at once: give fewer, or "
                                  "use lamina.Model.predict")
-    # one file's samples are one array already: predicted as they are, not copied
-    probabilities = model.predict(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
+    # file by file: the samples are never copied into one batch
+    probabilities = np.concatenate([model.predict(array) for array in arrays])
     del arrays
     spec = DATASETS.get(model.config.training.dataset)
     classes = probabilities.shape[1]

@@ -246,3 +246,19 @@ def test_a_fit_that_is_refused_changes_nothing():
     with pytest.raises(lamina.ConfigError, match="validation_split: a fraction of 0.1 of 1 "):
         model.fit(x[:1], y[:1], epochs=5, batch_size=7, progress=False)
     assert model.config.to_dict() == before and model.history == []
+
+
+def test_a_fit_refused_for_its_arrays_changes_neither_seed_nor_split():
+    """Before: fit(bad_x, seed=5) left seed 5 on an unbuilt model, and an empty fit stored
+    a split that the next fit then used."""
+    x, y = tiny_data(30)
+    model = lamina.Model(TINY, seed=1)
+    with pytest.raises(lamina.InputError):
+        model.fit(x[:, 0], y, seed=5, progress=False)
+    with pytest.raises(lamina.InputError, match="no training samples"):
+        model.fit(x[:0], y[:0], validation_split=0.0, progress=False)
+    assert model.config.training.seed == 1
+    model.fit(x, y, epochs=1, validation_split=0.2, progress=False)
+    fresh = lamina.Model(TINY, seed=1)
+    fresh.fit(x, y, epochs=1, validation_split=0.2, progress=False)
+    assert model.history[0]["val_loss"] == fresh.history[0]["val_loss"]

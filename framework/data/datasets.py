@@ -142,6 +142,23 @@ def _to_float(images: np.ndarray) -> np.ndarray:
     return x.reshape(len(images), 1, *images.shape[1:])
 
 
+def split_sizes(n: int, fraction: float, name: str = "fraction") -> tuple[int, int]:
+    """(training, validation) sample counts of a split of ``n`` samples, or a ConfigError
+    naming the setting ``name`` when either would be empty."""
+    if not 0 <= fraction < 1:
+        raise ConfigError([ConfigIssue(
+            name, f"expected 0 <= fraction < 1, received {fraction}"
+        )])
+    n_val = round(fraction * n)
+    if n - n_val < 1 or (fraction > 0 and n_val == 0):
+        raise ConfigError([ConfigIssue(
+            name,
+            f"a fraction of {fraction} of {n} samples leaves {n_val} for validation and "
+            f"{n - n_val} for training; each needs at least one (use 0 for no validation)",
+        )])
+    return n - n_val, n_val
+
+
 def split(
     x: np.ndarray, y: np.ndarray, *, fraction: float = 0.1, rng: np.random.Generator,
     name: str = "fraction",
@@ -157,17 +174,7 @@ def split(
     n = len(x)
     if len(y) != n:
         raise DataError(f"expected as many targets as inputs, received {len(y)} and {n}")
-    if not 0 <= fraction < 1:
-        raise ConfigError([ConfigIssue(
-            name, f"expected 0 <= fraction < 1, received {fraction}"
-        )])
-    n_val = round(fraction * n)
-    if n - n_val < 1 or (fraction > 0 and n_val == 0):
-        raise ConfigError([ConfigIssue(
-            name,
-            f"a fraction of {fraction} of {n} samples leaves {n_val} for validation and "
-            f"{n - n_val} for training; each needs at least one (use 0 for no validation)",
-        )])
+    _, n_val = split_sizes(n, fraction, name)
     perm = rng.permutation(n)
     val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     return (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx])

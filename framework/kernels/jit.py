@@ -36,9 +36,10 @@ def loops() -> ModuleType:
             ) from error
         except OSError as error:  # LLVM's shared library could not be mapped or found
             limit = _address_space_limit()
-            fix = (f"this process may use {limit >> 20:,} MiB of address space (ulimit -v), "
-                   "too little to map it: lamina needs about 1 GiB "
-                   "(docs/limits-and-guarantees.md); raise the limit"
+            fix = (f"the process's address space is limited to {limit >> 20:,} MiB (ulimit "
+                   "-v) and too little of it was left to map the library: raise the limit, or "
+                   "give the command less data at once (lamina needs about 620 MiB besides "
+                   "its data: docs/limits-and-guarantees.md)"
                    if limit is not None else "reinstall llvmlite and numba (pip install "
                    "--force-reinstall numba)")
             raise KernelError(f"Numba's LLVM library could not be loaded "

@@ -131,8 +131,8 @@ class ShardedStep:
         the batch's gradient in ``network.grads()`` for the optimizer."""
         if self.shards == 1:
             logits = self.network.forward(x, training=True)
-            value = self.loss.forward(logits, y)
-            self.network.backward(self._loss_gradient(self.loss, logits))
+            value = loss_value(self.loss, logits, y, self.loss_who)
+            self.network.backward(loss_gradient(self.loss, logits, self.loss_who))
             return value, logits
         bounds = shard_bounds(len(x), self.shards)
         # this process's shards: global indices (a short batch may have fewer shards)
@@ -146,8 +146,8 @@ class ShardedStep:
             network, loss, _ = self._replicas[k]
             start, stop = bounds[mine[k]]
             logits = network.forward(x[start:stop], training=True)
-            value = loss.forward(logits, y[start:stop])
-            network.backward(self._loss_gradient(loss, logits))
+            value = loss_value(loss, logits, y[start:stop], self.loss_who)
+            network.backward(loss_gradient(loss, logits, self.loss_who))
             return value, logits
 
         results = self._map(run, len(mine))
@@ -166,19 +166,6 @@ class ShardedStep:
             value = self._sum_over_ranks(value)
             logits = [part for parts in self.comm.gather_all(logits) for part in parts]
         return float(value), np.concatenate(logits)
-
-    def _loss_gradient(self, loss: Any, logits: np.ndarray) -> np.ndarray:
-        """The loss's ``backward()``, checked: anything but an array like ``logits`` is
-        the loss's mistake, not that of the layer it would reach."""
-        dz = loss.backward()
-        if not isinstance(dz, np.ndarray) or dz.shape != logits.shape:
-            got = f"an array of shape {dz.shape}" if isinstance(dz, np.ndarray) \
-                else type(dz).__name__
-            raise PluginError(f"{self.loss_who} returned {got} from backward(); expected "
-                              f"the gradient of the logits, an array of shape "
-                              f"{logits.shape}. This is a bug in the plugin; report it to its "
-                              "author, or use another one")
-        return dz
 
     def _sum_over_ranks(self, value: float) -> float:
         """Sum the gradients (one all-reduce of all of them) and ``value`` over the ranks."""
@@ -241,6 +228,33 @@ class ShardedStep:
         for future in futures:
             results.update(future.result())
         return [results[i] for i in range(count)]
+
+
+def loss_value(loss: Any, logits: np.ndarray, y: np.ndarray, who: str) -> float:
+    """The loss's ``forward(logits, y)``, checked to be one number: an
+    array or an object is the loss's mistake, named before arithmetic on it fails."""
+    value = loss.forward(logits, y)
+    if isinstance(value, bool) or not (isinstance(value, float | int | np.floating | np.integer)
+                                       or (isinstance(value, np.ndarray) and value.shape == ())):
+        got = f"an array of shape {value.shape}" if isinstance(value, np.ndarray) \
+            else type(value).__name__
+        raise PluginError(f"{who} returned {got} from forward(); expected the batch's mean "
+                          "loss, one number. This is a bug in the plugin; report it to its "
+                          "author, or use another one")
+    return float(value)
+
+
+def loss_gradient(loss: Any, logits: np.ndarray, who: str) -> np.ndarray:
+    """The loss's ``backward()``, checked: anything but a floating-point array like
+    ``logits`` is the loss's mistake, not that of the layer it would reach."""
+    dz = loss.backward()
+    if not isinstance(dz, np.ndarray) or dz.shape != logits.shape or dz.dtype.kind != "f":
+        got = f"an array of shape {dz.shape} and dtype {dz.dtype}" \
+            if isinstance(dz, np.ndarray) else type(dz).__name__
+        raise PluginError(f"{who} returned {got} from backward(); expected the gradient of "
+                          f"the logits, a floating-point array of shape {logits.shape}. This "
+                          "is a bug in the plugin; report it to its author, or use another one")
+    return dz
 
 
 def _usable_cores() -> int:

@@ -15,9 +15,10 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -26,11 +27,13 @@ from ..errors import PASSED_THROUGH, PluginError, StateError, TrainingError
 from ..graph import Network
 from ..plan import Plan
 from ..registry import Registry
-from ..runtime.parallel import ShardedStep
+from ..runtime.parallel import ShardedStep, loss_value
 from ..schedules import learning_rate
 from . import runs
 from .callbacks import Callback, Log, run_callbacks, to_stderr
 from .runs import Checkpoint, shown
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -119,11 +122,15 @@ def check_fits(session: Session, ckpt: Checkpoint) -> None:
     session.network.check_state_dict(ckpt.params)
     if ckpt.best_params is not None:
         session.network.check_state_dict(ckpt.best_params)
-    probe = type(session.optimizer)(session.optimizer.config)
-    probe.load_state_dict(ckpt.optimizer)
-    check = getattr(probe, "check_state", None)
-    if check is not None:
-        check(session.network.params(), session.network.grads())
+    def probe_state() -> None:
+        probe = type(session.optimizer)(session.optimizer.config)
+        probe.load_state_dict(ckpt.optimizer)
+        check = getattr(probe, "check_state", None)
+        if check is not None:
+            check(session.network.params(), session.network.grads())
+
+    optimizer_call(session, "load_state_dict() (the checkpoint's optimizer state)",
+                   probe_state)
     try:
         np.random.Generator(np.random.PCG64()).bit_generator.state = ckpt.rng_state
     except (TypeError, ValueError, KeyError) as exc:
@@ -134,7 +141,8 @@ def restore(session: Session, ckpt: Checkpoint) -> None:
     """Put a freshly made session into the state a checkpoint recorded (checked with
     :func:`check_fits` first)."""
     session.network.load_state_dict(ckpt.params)
-    session.optimizer.load_state_dict(ckpt.optimizer)
+    optimizer_call(session, "load_state_dict()",
+                   lambda: session.optimizer.load_state_dict(ckpt.optimizer))
     session.rng.bit_generator.state = ckpt.rng_state
     session.history = list(ckpt.history)
     session.extra = dict(ckpt.extra)
@@ -154,12 +162,32 @@ def _save(session: Session) -> None:
     runs.save_checkpoint(session.run_dir, Checkpoint(
         epoch=session.epoch,
         params=session.network.state_dict(),
-        optimizer=session.optimizer.state_dict(),
+        optimizer=optimizer_state(session),
         rng_state=session.rng.bit_generator.state,
         history=session.history,
         extra=session.extra,
         best_params=session.best_state if new_best else None,
     ))
+
+
+def optimizer_call(session: Session, what: str, call: Callable[[], T]) -> T:
+    """``call()``, a use of the optimizer plugin outside a step; its failure is named."""
+    try:
+        return call()
+    except PASSED_THROUGH:
+        raise
+    except BaseException as exc:
+        raise plugin_failed(session.who["optimizer"], exc, f"in {what}") from exc
+
+
+def optimizer_state(session: Session) -> dict[str, np.ndarray]:
+    """The optimizer's ``state_dict()`` for a checkpoint, checked: arrays by str keys."""
+    state = optimizer_call(session, "state_dict()", session.optimizer.state_dict)
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise PluginError(f"{session.who['optimizer']} returned a {type(state).__name__} from "
+                          "state_dict(); a checkpoint needs a dict of arrays by str keys. This "
+                          "is a bug in the plugin; report it to its author")
+    return state
 
 
 def provenance(session: Session, registry: Registry, dataset_files: dict[str, Any]) -> dict:
@@ -195,11 +223,13 @@ def evaluate_arrays(session: Session, x: np.ndarray, y: np.ndarray,
     for start in range(0, len(x), batch_size):
         logits = session.step.predict(x[start:start + batch_size])
         try:
-            total += session.loss.forward(logits, y[start:start + batch_size]) * len(logits)
+            value = loss_value(session.loss, logits, y[start:start + batch_size],
+                               session.who["loss"])
         except PASSED_THROUGH:
             raise
         except BaseException as exc:
             raise plugin_failed(session.who["loss"], exc) from exc
+        total += value * len(logits)
         predictions.append(np.argmax(logits, axis=1))
     return total / max(len(x), 1), np.concatenate(predictions) if predictions else y[:0]
 

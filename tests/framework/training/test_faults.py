@@ -499,7 +499,8 @@ YS = np.arange(8) % 3
 @pytest.mark.parametrize("shards", [1, 2])
 @pytest.mark.parametrize(("returned", "said"), [
     (None, "returned NoneType from backward()"),
-    (np.zeros((3, 3), np.float32), "returned an array of shape (3, 3) from backward()"),
+    (np.zeros((3, 3), np.float32), "returned an array of shape (3, 3) and dtype float32 from "
+                                   "backward()"),
 ])
 def test_a_loss_whose_backward_returns_the_wrong_thing_is_named_not_dense(returned, said,
                                                                           shards):
@@ -534,3 +535,40 @@ def test_a_failing_optimizer_is_named_with_its_distribution():
                                           r"from acme 1.0\) raised SystemExit: 4. This is a "
                                           r"bug in the plugin"):
         model.fit(XS, YS, epochs=1, batch_size=8, progress=False)
+
+
+@pytest.mark.parametrize(("method", "said"), [
+    ("state_dict", "raised RuntimeError in state_dict(): no state"),
+    ("load_state_dict", "raised KeyError in load_state_dict()"),
+])
+def test_an_optimizer_failing_to_save_or_load_its_state_is_named(tmp_path, method, said):
+    from lamina import PluginError
+
+    def boom(self, *args):
+        raise (RuntimeError("no state") if method == "state_dict" else KeyError("m/dense_1.W"))
+
+    model = misbehaving_model(optimizer_methods={method: boom})
+    if method == "state_dict":
+        model.fit(XS, YS, epochs=1, batch_size=8, progress=False)
+        with pytest.raises(PluginError, match=r"^the acme_opt optimizer plugin \(acme.plugins, "
+                                              rf"from acme 1.0\) {re.escape(said)}"):
+            model.save(tmp_path / "saved")
+        assert not (tmp_path / "saved").exists()  # asked before the folder was made
+        return
+    good = misbehaving_model()
+    good.fit(XS, YS, epochs=1, batch_size=8, progress=False)
+    good.save(tmp_path / "saved")
+    with pytest.raises(PluginError, match=re.escape(said)):
+        load_trained(tmp_path / "saved", model.registry)
+
+
+def test_a_loss_whose_forward_returns_an_array_is_named():
+    from lamina import PluginError
+
+    model = misbehaving_model({"forward": lambda self, z, y: np.ones(len(z))})
+    for call in (lambda: model.evaluate(XS, YS),
+                 lambda: model.fit(XS, YS, epochs=1, batch_size=8, progress=False)):
+        with pytest.raises(PluginError, match=r"the acme_loss loss plugin .* returned an array "
+                                              r"of shape \(8,\) from forward\(\); expected "
+                                              "the batch's mean loss"):
+            call()
