@@ -39,7 +39,7 @@ __version__ = "0.1.0"
 
 #: names imported when first used: ``lamina.Model`` is for Python sessions, and the
 #: command line (which imports lamina at every start) need not compile it
-_LAZY = {"Model": ".model", "InputError": ".model"}
+_LAZY = {"Model": ".model", "InputError": ".inputs"}
 
 
 def __getattr__(name: str):

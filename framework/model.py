@@ -5,16 +5,14 @@
 the network, its loss and optimizer, the run's one generator) and trains it with the
 same loop (:func:`lamina.training.trainer.fit`), so a model fitted here and a run
 trained on the command line with the same config, data and seed end with the same
-weights. What it adds is the care a notebook needs: arrays are checked before they
-reach a layer, and a single image without its batch axis, channels last, raw 0-255
-pixels or a label out of range get a message saying what was received and what to
-pass. ``save`` writes a run directory (JSON and ``.npz``, no pickle), and ``load``
+weights. What it adds is the care a notebook needs: arrays and arguments are checked
+before they reach a layer (:mod:`lamina.inputs`), and under MPI on every rank before
+any collective step. ``save`` writes a run directory (JSON and ``.npz``, no pickle), and ``load``
 reads one, whichever wrote it.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,17 +20,20 @@ from typing import Any
 import numpy as np
 
 from .config import NetworkConfig
-from .errors import PASSED_THROUGH, ConfigError, ConfigIssue, LaminaError, PluginError
+from .errors import PASSED_THROUGH, ConfigError, ConfigIssue, PluginError
+from .inputs import (
+    InputError,
+    checked_batch_size,
+    checked_callbacks,
+    checked_class_names,
+    checked_flag,
+    checked_labels,
+    checked_path,
+    checked_samples,
+    received,
+)
 from .registry import Registry, load_registry
 from .runtime.distributed import ending_every_rank_on_failure, on_every_rank, on_root
-
-
-class InputError(LaminaError, ValueError, TypeError):
-    """An argument given to a :class:`Model` does not fit: arrays that do not fit its
-    network (shape, dtype, labels), or an argument of the wrong type (a config that is
-    neither a name, a path nor a dict; a callback that is not a Callback). It is both a
-    ``ValueError`` and a ``TypeError``, as NumPy's ``AxisError`` is both, so either
-    ``except`` catches it."""
 
 
 class Model:
@@ -57,7 +58,7 @@ class Model:
         if not isinstance(config, str | Path | dict):
             raise InputError(f"config must be a shipped config's name (such as 'mnist_cnn'), a "
                              f"path to a .toml or .json file, or a dict of the same structure; "
-                             f"received {_received(config)}")
+                             f"received {received(config)}")
         registry = _checked_registry(registry)
         overrides = {"seed": seed} if seed is not None else None
         comm = _communicator(distributed)
@@ -84,7 +85,7 @@ class Model:
         from .plan import make_plan
         from .training import load_trained
 
-        path = _checked_path(path, "a run directory's path")
+        path = checked_path(path, "a run directory's path")
         registry = _checked_registry(registry)
         session = load_trained(path, registry, weights=weights)
         model = cls.__new__(cls)
@@ -173,13 +174,13 @@ class Model:
             if validation_data is not None:
                 if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
                     raise InputError(f"validation_data must be a pair (x_val, y_val), received "
-                                     f"{_received(validation_data)}")
+                                     f"{received(validation_data)}")
                 vx = self._inputs(validation_data[0], "validation_data[0]")
                 val = (vx, self._labels(validation_data[1], len(vx), "validation_data[1]"))
             else:  # the split's sizes, checked without drawing it
                 split_sizes(len(xs), config.training.validation_split, "validation_split")
-            return plan, config, xs, ys, val, _checked_callbacks(callbacks), \
-                _checked_flag(progress, "progress")
+            return plan, config, xs, ys, val, checked_callbacks(callbacks), \
+                checked_flag(progress, "progress")
 
         plan, config, x, y, val, callbacks, progress = on_every_rank(self._comm, checked)
         self._same_on_every_rank("fit", x.shape, y.shape, config.to_dict(),
@@ -271,7 +272,7 @@ class Model:
     def predict(self, x: np.ndarray, *, batch_size: int = 250) -> np.ndarray:
         """Class probabilities (N, classes) for ``x`` (N, *input_shape), in eval mode."""
         def checked():
-            _check_batch_size(batch_size)
+            checked_batch_size(batch_size)
             return self._run, self._inputs(x, "x")
 
         run, x = on_every_rank(self._comm, checked)
@@ -296,10 +297,10 @@ class Model:
             run = self._run
             xs = self._inputs(x, "x")
             ys = self._labels(y, len(xs), "y")
-            _check_batch_size(batch_size)
+            checked_batch_size(batch_size)
             if not len(xs):
                 raise InputError("x holds no samples; there is nothing to evaluate")
-            return run, xs, ys, _checked_class_names(class_names,
+            return run, xs, ys, checked_class_names(class_names,
                                                      run.network.output_shape[0])
 
         run, x, y, names = on_every_rank(self._comm, checked)
@@ -315,7 +316,7 @@ class Model:
 
         # Checked on every rank first (a collective step), then rank 0 writes (every
         # rank holds the same model); if it fails, every rank raises.
-        path = on_every_rank(self._comm, lambda: _checked_path(path, "a folder's path"))
+        path = on_every_rank(self._comm, lambda: checked_path(path, "a folder's path"))
         run = self._run
         on_root(self._comm, lambda: self._write(run, path))
         return path
@@ -347,7 +348,7 @@ class Model:
         from .export import check_target, to_onnx
         from .training.runs import atomic_write
 
-        path = on_every_rank(self._comm, lambda: _checked_path(
+        path = on_every_rank(self._comm, lambda: checked_path(
             path, "a file's path ending in .onnx"))
 
         def write() -> None:  # over MPI rank 0 writes; if it fails, every rank raises
@@ -361,84 +362,10 @@ class Model:
 
     # -- checking arrays --------------------------------------------------------------
     def _inputs(self, x: Any, name: str) -> np.ndarray:
-        """``x`` as a (N, *input_shape) array of the network's dtype, or an InputError
-        saying what was received and what to pass."""
-        expected = tuple(self._plan.config.input_shape)
-        try:
-            x = np.asarray(x)
-        except Exception as exc:  # ragged lists and the like
-            raise InputError(f"{name} cannot be read as an array ({exc}); pass a NumPy array "
-                             f"of shape (N, {_dims(expected)})") from None
-        shape = x.shape
-        if shape == expected:
-            raise InputError(f"{name} has shape {shape}: one sample without the batch axis; "
-                             f"pass {name}[None] (shape {(1, *expected)})")
-        if len(shape) == len(expected) + 1 and shape[1:] == expected:
-            pass
-        elif len(expected) == 3 and len(shape) == 4 and shape[1:] == (*expected[1:], expected[0]):
-            raise InputError(f"{name} has shape {shape}: channels last; this network takes "
-                             f"channels first, (N, {_dims(expected)}): pass "
-                             f"{name}.transpose(0, 3, 1, 2)")
-        elif len(expected) == 3 and expected[0] == 1 and shape[1:] == expected[1:]:
-            raise InputError(f"{name} has shape {shape}: no channel axis; this network takes "
-                             f"(N, {_dims(expected)}): pass {name}[:, None]")
-        elif len(expected) == 3 and expected[0] == 1 and shape == expected[1:]:
-            raise InputError(f"{name} has shape {shape}: one image without batch and channel "
-                             f"axes; pass {name}[None, None] (shape {(1, *expected)})")
-        else:
-            raise InputError(f"{name} has shape {shape}; this network takes (N, "
-                             f"{_dims(expected)}): N samples of shape {expected}")
-        dtype = self._dtype()
-        if x.dtype.kind in "ui":
-            top = int(x.max()) if x.size else 0
-            raise InputError(
-                f"{name} holds integers ({x.dtype}, up to {top}); the network computes in "
-                f"{dtype.name} on the scale it was trained on (lamina loads images as "
-                f"{dtype.name} in [0, 1]): pass {name}.astype('{dtype.name}') / 255 for 0-255 "
-                "pixels")
-        if x.dtype.kind != "f":
-            raise InputError(f"{name} has dtype {x.dtype}; pass floating-point values "
-                             f"({dtype.name})")
-        if not np.all(np.isfinite(x)):
-            raise InputError(f"{name} holds NaN or infinite values "
-                             f"({int(np.sum(~np.isfinite(x)))} of {x.size}); pass finite numbers")
-        limit = float(np.finfo(dtype).max)
-        largest = max(float(x.max()), -float(x.min())) if x.size else 0.0  # no |x| copy
-        if largest > limit:
-            raise InputError(f"{name} holds values beyond {dtype.name}'s range (up to "
-                             f"{largest:.3g}); pass values the network's {dtype.name} can "
-                             "hold")
-        x = x.astype(dtype, copy=False)
-        if x.size and float(x.max()) > 2.0 and float(x.min()) >= 0.0 and float(x.max()) <= 255:
-            warnings.warn(f"{name} looks like 0-255 pixels (max {float(x.max()):g}); lamina "
-                          f"loads images in [0, 1]: pass {name} / 255 if they are",
-                          stacklevel=3)
-        return x
+        return checked_samples(x, name, tuple(self._plan.config.input_shape), self._dtype())
 
     def _labels(self, y: Any, n: int, name: str) -> np.ndarray:
-        """Class indices (N,) in range, or an InputError."""
-        classes = self._plan.architecture.output_shape[0]
-        try:
-            y = np.asarray(y)
-        except Exception as exc:  # ragged lists and the like
-            raise InputError(f"{name} cannot be read as an array ({exc}); pass one class "
-                             f"index per sample, shape ({n},)") from None
-        if y.ndim == 2 and y.shape == (n, classes):
-            raise InputError(f"{name} has shape {y.shape}: one-hot rows; pass class indices, "
-                             f"{name}.argmax(axis=1)")
-        if y.shape != (n,):
-            raise InputError(f"{name} has shape {y.shape}; pass one class index per sample, "
-                             f"shape ({n},)")
-        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)) \
-                and (not y.size or np.abs(y).max() < 2**62):
-            y = y.astype(np.int64)
-        if y.dtype.kind not in "ui":
-            raise InputError(f"{name} has dtype {y.dtype}; pass integer class indices 0 to "
-                             f"{classes - 1}")
-        if n and (y.min() < 0 or y.max() >= classes):
-            raise InputError(f"{name} holds class {int(y.min() if y.min() < 0 else y.max())}; "
-                             f"this network has {classes} classes: indices 0 to {classes - 1}")
-        return y.astype(np.int64, copy=False)
+        return checked_labels(y, n, name, self._plan.architecture.output_shape[0])
 
     def _dtype(self) -> np.dtype:
         """The dtype the network computes in (known before it is built)."""
@@ -447,63 +374,12 @@ class Model:
         return self._session.network.dtype if self._session is not None else DTYPE
 
 
-def _check_batch_size(batch_size: Any) -> None:
-    if type(batch_size) is not int or batch_size < 1:
-        raise InputError(f"batch_size must be a whole number >= 1 (an int), received "
-                         f"{_received(batch_size)}")
-
-
-def _checked_flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise InputError(f"{name} must be True or False, received {_received(value)}")
-    return value
-
-
-def _checked_callbacks(callbacks: Any) -> list:
-    from .training.callbacks import Callback
-
-    if isinstance(callbacks, Callback) or not isinstance(callbacks, Sequence) \
-            or isinstance(callbacks, str):
-        raise InputError(f"callbacks must be a list of lamina.training.callbacks.Callback "
-                         f"objects, received {_received(callbacks)}")
-    for i, callback in enumerate(callbacks):
-        if not isinstance(callback, Callback):
-            raise InputError(
-                f"callbacks[{i}] is {_received(callback)}, not a Callback: subclass "
-                "lamina.training.callbacks.Callback and override the hooks you need "
-                "(on_train_begin(run), on_epoch_end(run, record), on_train_end(run))")
-    return list(callbacks)
-
-
-def _checked_class_names(names: Any, classes: int) -> list[str]:
-    if names is None:
-        return [str(i) for i in range(classes)]
-    if isinstance(names, str) or not isinstance(names, Sequence) \
-            or not all(isinstance(name, str) for name in names):
-        raise InputError(f"class_names must be a list of {classes} strings, one per class, "
-                         f"received {_received(names)}")
-    if len(names) != classes:
-        raise InputError(f"class_names has {len(names)} names; the network has {classes} "
-                         "classes")
-    return list(names)
-
-
-def _checked_path(path: Any, what: str) -> Path:
-    if not isinstance(path, str | Path):
-        raise InputError(f"path must be {what} (a str or pathlib.Path), received "
-                         f"{_received(path)}")
-    if "\x00" in str(path):
-        raise InputError(f"path {str(path)!r} holds a NUL byte, which no file name can; "
-                         f"give {what}")
-    return Path(path)
-
-
 def _checked_registry(registry: Any) -> Registry:
     if registry is None:
         return load_registry()
     if not isinstance(registry, Registry):
         raise InputError(f"registry must be a lamina.registry.Registry (from "
-                         f"lamina.load_registry()), received {_received(registry)}")
+                         f"lamina.load_registry()), received {received(registry)}")
     return registry
 
 
@@ -527,13 +403,6 @@ def _probabilities(run: Any, logits: np.ndarray) -> np.ndarray:
     return probabilities
 
 
-def _received(value: Any) -> str:
-    """A value for a message: its type, and its repr cut short."""
-    text = repr(value)
-    text = text if len(text) <= 60 else f"{text[:60]}..."
-    return f"{type(value).__name__} {text}"
-
-
 def _brief(arguments: tuple) -> str:
     text = repr(arguments)
     return text if len(text) <= 120 else f"{text[:120]}..."
@@ -548,10 +417,3 @@ def _communicator(distributed: str | None):
     from .runtime.distributed import init_mpi
 
     return init_mpi()
-
-
-def _dims(shape: tuple[int, ...]) -> str:
-    return ", ".join(str(d) for d in shape)
-
-
-
