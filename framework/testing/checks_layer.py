@@ -148,8 +148,44 @@ def check_input_not_mutated(plugin: type, example: Any) -> None:
 
 @check
 def check_gradient(plugin: type, example: Any) -> None:
-    pristine, _ = build(plugin, example)
-    xs = draw_inputs(plugin, example)
+    """backward() agrees with float64 finite differences, on a fresh layer and on one
+    that has already run a training step on a batch of another size, at batch sizes 1
+    and odd (:func:`situations`): one instance meets every batch size of a run."""
+    for where, pristine, xs in situations(plugin, example):
+        bad = gradient_problems(pristine, xs)
+        if bad:
+            fail(f"{where}backward() to agree with float64 central finite differences of "
+                 "sum(y * dy)", " | ".join(bad), GRADIENT_FIX + (REUSE_FIX if where else ""))
+
+
+#: (samples of the training step a layer has run before, samples it is then checked on)
+OTHER_BATCHES = ((2, 1), (1, 5))
+REUSE_FIX = ("; keep no count or batch size from an earlier call (take them from the arrays "
+             "of this one)")
+
+
+def situations(plugin: type, example: Any, *, dtype=np.float64, seed: int = 0):
+    """(where, layer, inputs) a contract is checked in: a fresh layer on the example's
+    batch, then layers that have run a training step on another batch size, on a batch
+    of 1 and an odd batch. ``where`` is "" for the first, else a phrase for messages."""
+    layer, _ = build(plugin, example, dtype=dtype, seed=seed)
+    yield "", layer, draw_inputs(plugin, example, dtype=dtype)
+    for before, n in OTHER_BATCHES:
+        used, _ = build(plugin, example, dtype=dtype, seed=seed)
+        xs = draw_inputs(plugin, example, dtype=dtype, n=before, seed=31)
+        backward(used, upstream(forward(used, xs, training=True), dtype), len(xs))
+        yield (f"after a training step on {before} sample{'s' if before != 1 else ''}, on a "
+               f"batch of {n}: ", used, draw_inputs(plugin, example, dtype=dtype, n=n))
+
+
+GRADIENT_FIX = ("Check the derivation (signs, factors, transposes, broadcast axes summed) and "
+                "that backward() uses the mask/statistics of the forward() it follows")
+
+
+def gradient_problems(pristine: Any, xs: list[np.ndarray]) -> list[str]:
+    """How ``pristine``'s backward on ``xs`` disagrees with float64 finite differences of
+    its training forward (each evaluation starts from a copy of ``pristine``, so a layer
+    that has already run keeps what it holds); empty when it agrees."""
     analytic = fresh_copy(pristine)
     y = forward(analytic, xs, training=True)
     dy = upstream(y)
@@ -157,7 +193,7 @@ def check_gradient(plugin: type, example: Any) -> None:
     grads = {k: analytic.grads()[k].copy() for k in shared_keys(analytic)}
     for i, (dx, x) in enumerate(zip(dxs, xs, strict=True)):
         if dx.shape != x.shape:
-            fail(f"the gradient of input {i} to have its shape {x.shape}", f"shape {dx.shape}")
+            return [f"the gradient of input {i} has shape {dx.shape}, its input {x.shape}"]
 
     def evaluate_input(i: int):
         def evaluate(index: tuple[int, ...], delta: float) -> np.ndarray:
@@ -181,12 +217,7 @@ def check_gradient(plugin: type, example: Any) -> None:
     reports += [gradcheck.compare(f"d{key}", g, evaluate_param(key), dy,
                                   gradcheck.sample_indices(g.shape, gen))
                 for key, g in grads.items()]
-    bad = [r for r in reports if not r.ok]
-    if bad:
-        fail("backward() to agree with float64 central finite differences of sum(y * dy)",
-             " | ".join(r.describe() for r in bad),
-             "Check the derivation (signs, factors, transposes, broadcast axes summed) and "
-             "that backward() uses the mask/statistics of the forward() it follows")
+    return [r.describe() for r in reports if not r.ok]
 
 
 @check

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .base import check, fail, fresh_copy, rng
+from .checks_layer import REUSE_FIX, situations
 from .harness import (
     arrays_of,
     backward,
@@ -45,12 +46,30 @@ def check_float32_matches_float64(plugin: type, example: Any) -> None:
     """The same inputs and parameter values give the same outputs and gradients in float32
     as in float64, within float32 rounding: lamina trains in float32, while the gradient
     check runs in float64."""
-    low, _ = build(plugin, example, dtype=np.float32)
-    high, _ = build(plugin, example, dtype=np.float64)
-    copy_values(low, high)  # the float32 values, exactly, in both
-    xs = draw_inputs(plugin, example, dtype=np.float32)
     # A stochastic layer may draw its mask differently per dtype: compare eval mode.
     training = not flag(plugin, example, "stochastic")
+    for (where, low, xs), (_, high, _) in zip(situations(plugin, example, dtype=np.float32),
+                                              situations(plugin, example), strict=True):
+        wrong = float32_problems(low, high, xs, training)
+        if wrong:
+            fail(f"{where}float32 results to agree with float64 results on the same inputs "
+                 f"and parameter values within {FLOAT32_TOLERANCE:g} of each array's largest "
+                 f"magnitude (training={training})", ", ".join(wrong),
+                 FLOAT32_FIX + (REUSE_FIX if where else ""))
+
+
+FLOAT32_FIX = ("Compute in the input's dtype or wider, never narrower (no float16 casts), and "
+               "avoid formulas that lose digits in float32 (tiny finite-difference steps, "
+               "differences of large nearly equal numbers, exp of large numbers)")
+
+
+def float32_problems(low: Any, high: Any, xs: list[np.ndarray], training: bool,
+                     *, finite_only: bool = False) -> list[str]:
+    """How a float32 layer ``low`` and a float64 twin ``high`` (given ``low``'s values)
+    disagree on the float32 inputs ``xs``: forward, input and parameter gradients.
+    Where float64 is finite float32 must be; with ``finite_only`` nothing else is
+    compared (inputs far beyond the usual scale), else within FLOAT32_TOLERANCE."""
+    copy_values(low, high)  # the float32 values, exactly, in both
     y_low = forward(low, xs, training=training)
     y_high = forward(high, [x.astype(np.float64) for x in xs], training=training)
     dy = upstream(y_high, np.float32)
@@ -60,16 +79,20 @@ def check_float32_matches_float64(plugin: type, example: Any) -> None:
     pairs += [(f"input gradient {i}", a, b) for i, (a, b) in enumerate(zip(dx_low, dx_high,
                                                                             strict=True))]
     pairs += [(f"grads()[{k!r}]", g, high.grads()[k]) for k, g in low.grads().items()]
-    errors = {what: _relative_error(a, b) for what, a, b in pairs}
-    wrong = {what: err for what, err in errors.items() if not err <= FLOAT32_TOLERANCE}
-    if wrong:
-        fail(f"float32 results to agree with float64 results on the same inputs and parameter "
-             f"values within {FLOAT32_TOLERANCE:g} of each array's largest magnitude "
-             f"(training={training})",
-             ", ".join(f"{what} off by {err:.3g}" for what, err in wrong.items()),
-             "Compute in the input's dtype or wider, never narrower (no float16 casts), and "
-             "avoid formulas that lose digits in float32 (tiny finite-difference steps, "
-             "differences of large nearly equal numbers)")
+    wrong = []
+    for what, a, b in pairs:
+        lost = np.isfinite(b) & ~np.isfinite(a)
+        if np.any(lost):
+            wrong.append(f"{what} not finite in float32 at {int(lost.sum())} entries where "
+                         "float64 is")
+            continue
+        if finite_only:
+            continue
+        finite = np.isfinite(b)
+        err = _relative_error(np.where(finite, a, 0), np.where(finite, b, 0))
+        if not err <= FLOAT32_TOLERANCE:
+            wrong.append(f"{what} off by {err:.3g}")
+    return wrong
 
 
 @check
@@ -135,22 +158,34 @@ def check_backward_without_input_grad(plugin: type, example: Any) -> None:
     """``backward(dy, input_grad=False)`` fills exactly the parameter gradients that
     ``backward(dy)`` fills: the runner calls it so on the layers reading the network
     input, in every training step."""
-    pristine, _ = build(plugin, example)
-    xs = draw_inputs(plugin, example)
+    for where, pristine, xs in situations(plugin, example):
+        wrong = input_grad_problems(pristine, xs)
+        if wrong:
+            fail(f"{where}backward(dy, input_grad=False) to fill every parameter gradient as "
+                 "backward(dy) does", "; ".join(wrong),
+                 INPUT_GRAD_FIX + (REUSE_FIX if where else ""))
+
+
+INPUT_GRAD_FIX = ("input_grad=False only means dx is not needed: compute every parameter "
+                  "gradient first, then return None")
+
+
+def input_grad_problems(pristine: Any, xs: list[np.ndarray]) -> list[str]:
+    """Where ``backward(dy, input_grad=False)`` on a copy of ``pristine`` fills other
+    parameter gradients than ``backward(dy)`` on another copy does."""
     full, skip = fresh_copy(pristine), fresh_copy(pristine)
     y = forward(full, xs, training=True)
     forward(skip, xs, training=True)
     dy = upstream(y)
     backward(full, dy, len(xs))
     backward(skip, dy, len(xs), input_grad=False)
+    wrong = []
     for key, grad in full.grads().items():
         other = skip.grads()[key]
         if not close(other, grad):
-            fail(f"backward(dy, input_grad=False) to fill grads()[{key!r}] as backward(dy) does",
-                 "it left them at zero (unwritten)" if not np.any(other) else
-                 f"a difference of up to {max_diff(other, grad):.3g}",
-                 "input_grad=False only means dx is not needed: compute every parameter "
-                 "gradient first, then return None")
+            wrong.append(f"grads()[{key!r}] " + ("left at zero (unwritten)" if not np.any(other)
+                                                  else f"off by up to {max_diff(other, grad):.3g}"))
+    return wrong
 
 
 @check

@@ -50,6 +50,7 @@ from .checks_training import (
     check_uses_current_params,
 )
 from .checks_traits import check_max_selecting, check_monotone_elementwise
+from .checks_usage import USAGE_CHECKS
 from .harness import flag
 
 #: the example id of checks that look at the plugin as a whole
@@ -106,7 +107,7 @@ def layer_checks(plugin: type, example: Any) -> list:
     checks += [check_backward_before_forward, check_backward_twice,
                check_backward_without_input_grad, check_state_roundtrip,
                check_uses_current_params, check_arrays_stay_live,
-               check_instances_independent, check_optimizer_step]
+               check_instances_independent, check_optimizer_step, *USAGE_CHECKS]
     if flag(plugin, example, "monotone_elementwise"):
         checks.append(check_monotone_elementwise)
     if flag(plugin, example, "max_selecting"):

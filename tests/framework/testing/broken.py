@@ -246,6 +246,47 @@ class RefBatchCenter(Layer):
         return [Example(config={}, input_shape=(4,), id="flat")]
 
 
+class RefChannelScale(Layer):
+    """y = x * gamma + beta per channel (axis 1), on (N, C) or (N, C, H, W) inputs."""
+
+    name = "ref_channel_scale"
+    Config = EmptyConfig
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) not in (1, 3):
+            raise ShapeError(f"ref_channel_scale expects (C,) or (C, H, W), received "
+                             f"{input_shape}")
+        return input_shape
+
+    def param_specs(self, input_shape):
+        return {"gamma": ParamSpec((input_shape[0],), init=_normal),
+                "beta": ParamSpec((input_shape[0],), init=_normal)}
+
+    @staticmethod
+    def per_channel(x):
+        return (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
+
+    @staticmethod
+    def summed_axes(x):
+        return (0,) if x.ndim == 2 else (0, 2, 3)
+
+    def forward(self, x, *, training):
+        self.cache = x
+        shape = self.per_channel(x)
+        return x * self._params["gamma"].reshape(shape) + self._params["beta"].reshape(shape)
+
+    def backward(self, dy, *, input_grad=True):
+        x = self.cached()
+        axes = self.summed_axes(x)
+        np.sum(dy * x, axis=axes, out=self._grads["gamma"])
+        np.sum(dy, axis=axes, out=self._grads["beta"])
+        return dy * self._params["gamma"].reshape(self.per_channel(x))
+
+    @classmethod
+    def examples(cls):
+        return [Example(config={}, input_shape=(3,), id="features")]  # (C, H, W) untried
+
+
 class RefSoftmaxCrossEntropy(Loss):
     """Mean cross-entropy of softmax(z); gradient (p - y) / N."""
 
@@ -311,7 +352,7 @@ class RefMomentumSGD(Optimizer):
 
 
 REFERENCE = [RefDense, RefLeakyRelu, RefSwish, RefAvgPool, RefDropout, RefAdd, RefBatchCenter,
-             RefSoftmaxCrossEntropy, RefSparseCrossEntropy, RefMomentumSGD]
+             RefChannelScale, RefSoftmaxCrossEntropy, RefSparseCrossEntropy, RefMomentumSGD]
 
 # -- broken layers: one contract broken each ----------------------------------------------
 
@@ -473,6 +514,114 @@ class EvalUpdatesState(RefBatchCenter):
         if not training:
             self._state["running_mean"] += x.mean(axis=0)
         return y
+
+
+class EvalCentresWithTheBatch(RefBatchCenter):
+    """Eval mode centres with the batch's own mean and moves the running mean, as training
+    does: deterministic on one input, yet every prediction moves the model."""
+
+    name = "eval_centres_with_the_batch"
+
+    def forward(self, x, *, training):
+        return super().forward(x, training=True)
+
+
+class BatchSizeCapturedOnce(RefBatchCenter):
+    """Keeps the batch size of its first forward for every later backward's mean."""
+
+    name = "batch_size_captured_once"
+
+    def forward(self, x, *, training):
+        if not hasattr(self, "_n"):
+            self._n = len(x)
+        return super().forward(x, training=training)
+
+    def backward(self, dy, *, input_grad=True):
+        training = self.cached()
+        return dy - dy.sum(axis=0) / self._n if training else dy.copy()
+
+
+class FirstBatchInitialises(RefBatchCenter):
+    """Starts the running mean at the first training batch's mean, remembering that it did
+    with a flag outside state(): a loaded copy starts it again."""
+
+    name = "first_batch_initialises"
+
+    def forward(self, x, *, training):
+        if training and not getattr(self, "_started", False):
+            self._started = True
+            self._state["running_mean"][...] = x.mean(axis=0)
+            self.cache = True
+            return x - x.mean(axis=0)
+        return super().forward(x, training=training)
+
+
+class ChannelScaleImageBranchBug(RefChannelScale):
+    """Averages dgamma over the image axes instead of summing, in the (C, H, W) branch its
+    examples never take."""
+
+    name = "channel_scale_image_branch_bug"
+
+    def backward(self, dy, *, input_grad=True):
+        x = self.cached()
+        if x.ndim == 2:
+            return super().backward(dy, input_grad=input_grad)
+        np.sum((dy * x).mean(axis=(2, 3)), axis=0, out=self._grads["gamma"])
+        np.sum(dy, axis=(0, 2, 3), out=self._grads["beta"])
+        return dy * self._params["gamma"].reshape(1, -1, 1, 1)
+
+
+class WritesThroughRavel(RefLeakyRelu):
+    """Fills its output through ravel(), which copies an array that is not C-contiguous:
+    right for C-ordered x, unwritten garbage for a Fortran-ordered or transposed one."""
+
+    name = "writes_through_ravel"
+
+    def forward(self, x, *, training):
+        self.cache = np.where(x > 0, 1, self.config.slope).astype(x.dtype)
+        y = np.empty_like(x)
+        y.ravel()[:] = (x * self.cache).ravel()
+        return y
+
+
+class NaiveSoftplus(Layer):
+    """y = log(1 + exp(x)) as the formula reads: exp overflows in float32 past x = 88, where
+    float64 is still finite."""
+
+    name = "naive_softplus"
+    Config = EmptyConfig
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def forward(self, x, *, training):
+        self.cache = x
+        return np.log1p(np.exp(x))
+
+    def backward(self, dy, *, input_grad=True):
+        return dy / (1 + np.exp(-self.cached()))
+
+    @classmethod
+    def examples(cls):
+        return [Example(config={}, input_shape=(5,), id="flat")]
+
+
+_SCRATCH: dict = {}
+
+
+class ModuleScratchBuffer(RefLeakyRelu):
+    """Computes into a buffer kept in the module, shared by every instance: exact on its
+    own, wrong when two replicas run at once in the sharded step's threads."""
+
+    name = "module_scratch_buffer"
+
+    def forward(self, x, *, training):
+        buffer = _SCRATCH.get((x.shape, x.dtype))
+        if buffer is None:
+            buffer = _SCRATCH[(x.shape, x.dtype)] = np.empty_like(x)
+        self.cache = np.where(x > 0, 1, self.config.slope).astype(x.dtype)
+        np.multiply(x, self.cache, out=buffer)
+        return buffer.copy()
 
 
 class BackwardAttributeError(RefDense):
