@@ -216,7 +216,7 @@ def check_loss_backward_before_forward(plugin: type, example: Any) -> None:
         return
     except Exception as exc:
         raise ConformanceError(
-            "expected backward() before forward() to raise framework."
+            "expected backward() before forward() to raise lamina."
             f"BackwardBeforeForwardError; received {type(exc).__name__}: {exc}"
         ) from exc
     fail("backward() before forward() to raise lamina.BackwardBeforeForwardError",
@@ -303,6 +303,58 @@ def check_loss_instances_independent(plugin: type, example: Any) -> None:
              "the class or in a module")
 
 
+#: rows of the batch the shard check splits, and the splits (sizes of consecutive parts):
+#: odd, unequal, and down to single rows (N = 1)
+SHARD_ROWS = 5
+SPLITS = ((2, 3), (4, 1), (1, 1, 1, 1, 1))
+
+
+@check
+def check_loss_shard_decomposition(plugin: type, example: Any) -> None:
+    """The loss and gradient of a batch equal the combination of its parts' weighted by
+    their sizes, L = sum_i (n_i / N) L_i and dL/dz = (n_i / N) dL_i/dz on part i, for
+    unequal parts down to single rows: the sharded step computes each shard's loss on
+    its own rows and combines them so (and N = 1 is a batch the runner meets)."""
+    gen = rng(31)
+    z = gen.normal(0.0, 2.0, size=(SHARD_ROWS, example.n_classes))
+    forms = {form: t for form, t in _rows_of_every_form(example, SHARD_ROWS).items()
+             if form in accepted(plugin)}
+    for form, t in forms.items():
+        value, dz = run(new_loss(plugin, example), z, t)
+        for sizes in SPLITS:
+            start, combined, parts = 0, 0.0, []
+            for n in sizes:
+                part_value, part_dz = run(new_loss(plugin, example), z[start:start + n],
+                                          t[start:start + n])
+                if part_dz.shape != (n, example.n_classes):
+                    fail(f"backward() on a batch of {n} row{'s' if n != 1 else ''} ({form}) to "
+                         f"give the gradient of its logits, shape {(n, example.n_classes)}",
+                         f"shape {part_dz.shape}",
+                         "Keep the batch axis: never squeeze() (a batch of one row is (1, C))")
+                combined += n / SHARD_ROWS * part_value
+                parts.append(n / SHARD_ROWS * part_dz)
+                start += n
+            joined = np.concatenate(parts)
+            if not (np.isclose(combined, value, rtol=1e-10, atol=1e-12)
+                    and joined.shape == dz.shape and np.allclose(joined, dz, rtol=1e-8,
+                                                                 atol=1e-12)):
+                fail(f"the loss of {SHARD_ROWS} rows ({form}) to equal its parts' of "
+                     f"{list(sizes)} rows weighted by their sizes, and the gradient likewise "
+                     "(how the sharded step combines shards)",
+                     f"loss {value!r} against {combined!r}, gradients differing by up to "
+                     f"{np.max(np.abs(joined - dz)) if joined.shape == dz.shape else 'shape'}",
+                     "Average over the rows of the batch (divide by N), never by a total that "
+                     "depends on which rows are in it (a sum of class weights), and do not "
+                     "squeeze(): a batch of one row is (1, C)")
+
+
+def _rows_of_every_form(example: Any, n: int) -> dict[str, np.ndarray]:
+    gen = rng(33)
+    indices = gen.integers(0, example.n_classes, size=n)
+    return {"indices": indices, "one_hot": np.eye(example.n_classes)[indices],
+            "soft": gen.dirichlet(np.ones(example.n_classes), size=n)}
+
+
 def loss_checks(plugin: type, example: Any) -> list:
     checks = [check_loss_scalar, check_loss_gradient_shape, check_loss_predict_proba,
               check_loss_finite_at_large_logits, check_loss_gradient]
@@ -315,6 +367,7 @@ def loss_checks(plugin: type, example: Any) -> list:
         checks.append(check_loss_rejects_undeclared_targets)
     if softmax_based(plugin, example):
         checks += [check_loss_unfused_reference, check_loss_row_invariance]
-    checks += [check_loss_backward_before_forward, check_loss_instances_independent]
+    checks += [check_loss_backward_before_forward, check_loss_instances_independent,
+               check_loss_shard_decomposition]
     return checks
 

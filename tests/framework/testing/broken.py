@@ -805,6 +805,39 @@ class LossReturnsArray(RefSoftmaxCrossEntropy):
         return np.asarray(super().forward(logits, targets))
 
 
+class LossWeightedByTheBatch(RefSoftmaxCrossEntropy):
+    """Class-weighted cross-entropy normalised by the batch's total weight, another
+    framework's convention: right for one batch, a different gradient in two shards."""
+
+    name = "loss_weighted_by_the_batch"
+    traits = LossTraits(softmax_cross_entropy=False)
+    WEIGHTS = np.array([1.0, 2.0, 0.5, 3.0])
+
+    def compute(self, z, y):
+        log_p = self.log_proba(z)
+        w = (y * self.WEIGHTS[: y.shape[1]].astype(z.dtype)).sum(axis=1)
+        total = w.sum()
+        self.cache = (np.exp(log_p), y, w, total)
+        return float(-np.sum(w * (y * log_p).sum(axis=1)) / total)
+
+    def backward(self):
+        p, y, w, total = self.cached()
+        return w[:, None] * (p - y) / total
+
+
+class LossSqueezesTheBatch(RefSoftmaxCrossEntropy):
+    """squeeze()s the logits "to drop a stray axis": a batch of one row loses its batch axis."""
+
+    name = "loss_squeezes_the_batch"
+
+    def compute(self, z, y):
+        z, y = z.squeeze(), y.squeeze()
+        s = z - z.max(axis=-1, keepdims=True)
+        log_p = s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+        self.cache = (np.exp(log_p), y)
+        return float(-np.sum(y * log_p) / max(len(z) if z.ndim == 2 else 1, 1))
+
+
 class LossGradientNotAveraged(RefSoftmaxCrossEntropy):
     name = "loss_gradient_not_averaged"
 

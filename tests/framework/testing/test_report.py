@@ -28,7 +28,7 @@ def test_report_lists_every_plugin_and_counts_failures():
     assert rows["ref_softmax_ce"][-1] == "ok"
     assert n_failed == 2  # check_gradient on both examples of wrong_gradient_sign
     assert "wrong_gradient_sign-units_3-check_gradient: wrong_gradient_sign [example" in text
-    assert text.endswith("3 plugins, 130 checks, 2 failures")
+    assert text.endswith("3 plugins, 131 checks, 2 failures")
 
 
 def test_report_on_named_plugins_only():
