@@ -62,6 +62,10 @@ class Optimizer(ABC):
     Config: ClassVar[type[BaseModel]] = OptimizerConfig
     #: scalar counters kept besides ``steps`` and saved with the state; each starts at 0
     state_counters: ClassVar[tuple[str, ...]] = ()
+    #: settings that change nothing on the conformance suite's problem although they
+    #: matter elsewhere, each with the reason: ``{"setting": "why"}``
+    #: (``check_optimizer_settings_matter`` reports any other that changes nothing)
+    inert_settings: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: BaseModel | dict[str, Any] | None = None, /, **kwargs: Any):
         self.config = make_config(self.Config, config, kwargs)

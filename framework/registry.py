@@ -334,6 +334,19 @@ def validate_declarations(kind: str, cls: Any, who: str) -> None:
     from .layer import TRAIT_NAMES, LayerTraits
     from .loss import LossTraits
 
+    if kind == "optimizer":
+        inert = getattr(cls, "inert_settings", {})
+        fields = getattr(getattr(cls, "Config", None), "model_fields", {})
+        if not isinstance(inert, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) and v.strip()
+                for k, v in inert.items()):
+            raise PluginError(f"{who}: inert_settings must map a setting's name to the reason "
+                              f"it changes nothing on the suite's problem, received {inert!r}")
+        unknown = sorted(set(inert) - set(fields))
+        if unknown:
+            raise PluginError(f"{who}: inert_settings names {', '.join(unknown)}, which its "
+                              f"Config does not have (settings: {', '.join(fields)})")
+        return
     expected = {"layer": LayerTraits, "loss": LossTraits}.get(kind)
     if expected is None:
         return

@@ -4,12 +4,15 @@ Every check runs the optimizer on the same small convex problem,
 
     f(p) = 1/2 sum_k sum_i a_ki (p_ki - p*_ki)^2,    grad_k = a_k * (p_k - p*_k)
 
-over three parameters named and shaped like a network's (``dense_1.W`` ...), with
-curvatures a in [0.5, 2] and a target p* drawn from a seeded generator. What is
-checked is what training relies on: the optimizer makes progress, updates the
-arrays it is given in place and keeps their dtype, reads the learning rate a
-schedule sets, and its state survives a checkpoint (an ``.npz`` file) bit for bit,
-while a state that does not fit is refused before anything changes.
+over parameters named and shaped as a network's are (``conv2d_1.W``, ``dense_1.b``,
+``batchnorm_1.gamma``...: weights, biases and normalisation scales, which settings
+such as a decay exemption tell apart), with curvatures a in [0.5, 2] and a target p*
+drawn from a seeded generator. What is checked is what training relies on: the
+optimizer makes progress, updates the arrays it is given in place and keeps their
+dtype, reads the learning rate a schedule sets (as if configured with it), every
+setting it has changes something, and its state survives a checkpoint (an ``.npz``
+file) bit for bit, while a state that does not fit is refused before anything
+changes.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from lamina.errors import LaminaError
 
 from .base import ConformanceError, check, fail, rng
 
-SHAPES = {"conv2d_1.W": (2, 1, 2, 2), "dense_1.W": (3, 4), "dense_1.b": (4,)}
+SHAPES = {"conv2d_1.W": (2, 1, 2, 2), "conv2d_1.b": (2,), "batchnorm_1.gamma": (2,),
+          "batchnorm_1.beta": (2,), "dense_1.W": (3, 4), "dense_1.b": (4,)}
 STEPS = 100
 #: ``f`` after STEPS steps must be below this fraction of its start
 PROGRESS = 0.5
@@ -139,6 +143,120 @@ def check_optimizer_lr_settable(plugin: type, example: Any) -> None:
 
 
 @check
+def check_optimizer_lr_set_at_run_time(plugin: type, example: Any) -> None:
+    """Setting ``optimizer.lr = v`` between steps gives, bit for bit, what an optimizer
+    configured with ``lr = v`` gives: the schedules set ``lr`` during training, and every
+    part of the update (a decay term too) must follow it."""
+    task = problem()
+    value = new_optimizer(plugin, example).lr / 3
+    scheduled = new_optimizer(plugin, example)
+    scheduled.lr = value
+    configured = plugin({**example.config, "lr": value})
+    a, b = task.params(), task.params()
+    run(scheduled, task, a, 5)
+    run(configured, task, b, 5)
+    if any(not np.array_equal(a[k], b[k]) for k in a):
+        fail("5 steps after setting optimizer.lr = v to give bit for bit what an optimizer "
+             "configured with lr = v gives", f"parameters differing by up to "
+             f"{_differ(a, b):.3g}",
+             "Read self.lr wherever the update uses the learning rate (a decoupled weight "
+             "decay too), never self.config.lr")
+
+
+@check
+def check_optimizer_settings_matter(plugin: type, example: Any) -> None:
+    """Every setting, moved away from its value, changes the updates on the suite's
+    problem (whose parameters are named and shaped as a network's), unless the class
+    declares it inert with the reason (``inert_settings``): a setting that silently does
+    nothing (names compared in another form than the runner's) is a bug a run never
+    shows."""
+    task = problem()
+    reference = task.params()
+    run(new_optimizer(plugin, example), task, reference, 5)
+    inert = getattr(plugin, "inert_settings", {})
+    idle = []
+    for key, candidates in setting_values(plugin, example).items():
+        if key == "lr" or key in inert:
+            continue
+        tried = []
+        for value in candidates:
+            try:
+                optimizer = plugin({**example.config, key: value})
+            except Exception:  # the config refuses this value (a cross-field rule)
+                continue
+            params = task.params()
+            run(optimizer, task, params, 5)
+            tried.append(repr(value))
+            if any(not np.array_equal(params[k], reference[k]) for k in params):
+                break
+        else:
+            if tried:
+                idle.append(f"{key} = {' or '.join(tried)}")
+    if idle:
+        fail(f"every setting, changed, to change the updates of 5 steps on parameters named "
+             f"{', '.join(SHAPES)}", f"no change from {'; '.join(idle)}",
+             "Check how the setting reaches the update (parameter names arrive dotted, as "
+             "'dense_1.b'); if it only matters on another kind of problem, declare it: "
+             "inert_settings = {'setting': 'why'}")
+
+
+def setting_values(plugin: type, example: Any) -> dict[str, list[Any]]:
+    """For each setting of the config, values other than the example's to try: the other
+    bool, the other choices, numbers inside the bounds, and for a list of names the
+    forms a parameter's name may take (dotted names, keys, layer names, biases)."""
+    schema = plugin.Config.model_json_schema()
+    defs = schema.get("$defs", {})
+    values: dict[str, list[Any]] = {}
+    dotted = list(SHAPES)
+    forms = [dotted, [k.split(".", 1)[1] for k in dotted],
+             sorted({k.split(".", 1)[0] for k in dotted}),
+             [k for k in dotted if not k.endswith(".W")],
+             sorted({k.split(".", 1)[1] for k in dotted if not k.endswith(".W")})]
+    for key, prop in schema.get("properties", {}).items():
+        current = example.config.get(key, prop.get("default"))
+        branch = prop
+        if "$ref" in prop:
+            branch = {**defs.get(prop["$ref"].rsplit("/", 1)[-1], {}), **prop}
+        kind = branch.get("type")
+        choices = [v for v in [*branch.get("enum", []), branch.get("const")] if v is not None]
+        if kind == "boolean":
+            found = [not current]
+        elif choices:
+            found = [v for v in choices if v != current]
+        elif kind in ("number", "integer"):
+            found = _numbers_within(branch, current, kind == "integer")
+        elif kind == "array" and branch.get("items", {}).get("type") == "string":
+            found = [f for f in forms if f != current]
+        else:
+            found = []
+        if found:
+            values[key] = found
+    return values
+
+
+def _numbers_within(prop: dict[str, Any], current: Any, integer: bool) -> list[Any]:
+    lo = prop.get("minimum", prop.get("exclusiveMinimum"))
+    hi = prop.get("maximum", prop.get("exclusiveMaximum"))
+    base = current if isinstance(current, int | float) and not isinstance(current, bool) \
+        else (lo if lo is not None else 0)
+    candidates = [base * 2 if base else 1, base / 2 if base else 0.5]
+    if lo is not None and hi is not None:
+        candidates.append((lo + hi) / 2)
+    found = []
+    for value in candidates:
+        value = round(value) if integer else float(value)
+        if value == current or value in found:
+            continue
+        if ("minimum" in prop and value < prop["minimum"]) or \
+                ("exclusiveMinimum" in prop and value <= prop["exclusiveMinimum"]) or \
+                ("maximum" in prop and value > prop["maximum"]) or \
+                ("exclusiveMaximum" in prop and value >= prop["exclusiveMaximum"]):
+            continue
+        found.append(value)
+    return found
+
+
+@check
 def check_optimizer_state_roundtrip(plugin: type, example: Any) -> None:
     task = problem()
     params = task.params()
@@ -218,6 +336,7 @@ def check_optimizer_rejects_bad_state(plugin: type, example: Any) -> None:
 
 OPTIMIZER_CHECKS = [check_optimizer_reduces_loss, check_optimizer_in_place,
                     check_optimizer_dtype_preserved, check_optimizer_lr_settable,
+                    check_optimizer_lr_set_at_run_time, check_optimizer_settings_matter,
                     check_optimizer_state_roundtrip, check_optimizer_rejects_bad_state]
 
 

@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field
 
 from lamina import (
     Example,
+    FreeText,
     Layer,
     LayerConfig,
     LayerTraits,
@@ -964,6 +965,48 @@ class OptimizerKeepsConfigLr(RefMomentumSGD):
             super().update(params, grads)
         finally:
             self.lr = lr
+
+
+class DecayConfig(SGDConfig):
+    weight_decay: float = Field(0.01, ge=0, le=1, description="decoupled weight decay")
+
+
+class ExemptConfig(DecayConfig):
+    exempt: list[FreeText] = Field(default_factory=list, description="parameters not decayed")
+
+
+class OptimizerDecayReadsConfigLr(RefMomentumSGD):
+    """Decoupled weight decay scaled by the configured lr: the gradient step follows a
+    schedule's lr, the decay does not (a lr / 10 still moves far less)."""
+
+    name = "optimizer_decay_reads_config_lr"
+    Config = DecayConfig
+
+    def update(self, params, grads):
+        super().update(params, grads)
+        for p in params.values():
+            p -= self.config.lr * self.config.weight_decay * p
+
+
+class OptimizerExemptionNeverMatches(OptimizerDecayReadsConfigLr):
+    """Exempts parameters from decay by name, comparing the runner's dotted names in the
+    form another framework writes them ("dense_1/b"): the setting does nothing."""
+
+    name = "optimizer_exemption_never_matches"
+    Config = ExemptConfig
+
+    def update(self, params, grads):
+        RefMomentumSGD.update(self, params, grads)
+        for key, p in params.items():
+            if key.replace(".", "/") not in self.config.exempt:
+                p -= self.lr * self.config.weight_decay * p
+
+
+class OptimizerInertTypo(RefMomentumSGD):
+    """Declares a setting inert under a name its config does not have."""
+
+    name = "optimizer_inert_typo"
+    inert_settings = {"momentun": "only matters on curved problems"}
 
 
 class OptimizerHidesState(RefMomentumSGD):

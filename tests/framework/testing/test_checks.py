@@ -34,6 +34,8 @@ from lamina.testing.runner import examples_of, generate_checks
 # - accumulating_grads, caches_weights_at_first_forward: what one call leaves behind
 #   (summed gradients, a stale copy of W) spoils the next call on another batch, and a
 #   continued run;
+# - optimizer_keeps_config_lr: a learning rate set at run time that changes nothing cannot
+#   change it as a configured one does;
 # - class_level_cache: a cache on the class is shared by instances used in turn and by
 #   instances running at once in threads.
 BROKEN = {
@@ -93,7 +95,11 @@ BROKEN = {
     broken.OptimizerAscends: {"check_optimizer_reduces_loss"},
     broken.OptimizerRebindsParams: {"check_optimizer_in_place"},
     broken.OptimizerFloat64State: {"check_optimizer_dtype_preserved"},
-    broken.OptimizerKeepsConfigLr: {"check_optimizer_lr_settable"},
+    broken.OptimizerKeepsConfigLr: {"check_optimizer_lr_settable",
+                                    "check_optimizer_lr_set_at_run_time"},
+    broken.OptimizerDecayReadsConfigLr: {"check_optimizer_lr_set_at_run_time"},
+    broken.OptimizerExemptionNeverMatches: {"check_optimizer_settings_matter"},
+    broken.OptimizerInertTypo: {"check_declarations"},
     broken.OptimizerHidesState: {"check_optimizer_state_roundtrip"},
     broken.OptimizerTakesAnyState: {"check_optimizer_rejects_bad_state"},
 }
@@ -225,3 +231,10 @@ def test_the_onnx_export_check_runs_when_asked_or_available():
     # a layer without export_onnx never gets it
     dense = {f.__name__ for _, _, f in generate_checks(broken.RefDense, onnx=True)}
     assert "check_onnx_export" not in dense
+
+
+def test_a_setting_declared_inert_with_its_reason_is_not_reported():
+    declared = type("DeclaresExemptInert", (broken.OptimizerExemptionNeverMatches,), {
+        "name": "declares_exempt_inert",
+        "inert_settings": {"exempt": "names layers of another framework's networks"}})
+    assert not [r.message for r in run_checks(declared) if not r.passed]
