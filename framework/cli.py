@@ -58,12 +58,20 @@ def _plan(args: argparse.Namespace, registry):
 # -- commands -------------------------------------------------------------------------
 def cmd_layers(args: argparse.Namespace) -> int:
     registry = _registry(args)
-    rows = [("kind", "name", "provider", "module")]
-    rows += [(e.kind, e.name, str(e.provider), e.provider.module) for e in registry.entries()]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    rows = [("kind", "name", "provider", "module", "onnx")]
+    rows += [(e.kind, e.name, str(e.provider), e.provider.module, _exports(e))
+             for e in registry.entries()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return 0
+
+
+def _exports(entry) -> str:
+    """Whether ``lamina export`` can write this plugin: a layer's or loss's export_onnx."""
+    if entry.kind == "optimizer":
+        return ""
+    return "yes" if callable(getattr(entry.cls, "export_onnx", None)) else "not exportable"
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -180,6 +188,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .testing.report import run_report
 
+    if args.onnx:
+        from .testing.checks_export import onnx_runtime_available
+
+        if not onnx_runtime_available():
+            print("error: lamina check --onnx runs each layer's export in ONNX Runtime, which "
+                  "is not installed: pip install onnx onnxruntime (or leave out --onnx)",
+                  file=sys.stderr)
+            return EXIT_INVALID
     text, n_failed = run_report(_registry(args), args.names or None, onnx=args.onnx)
     print(text)
     return EXIT_FAILED if n_failed else 0
@@ -320,8 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the PNGs (default: the run directory)")
 
     p = add("check", cmd_check,
-            "run the conformance suite on every discovered layer and loss (or those named); "
-            "exit 1 on any failure")
+            "run the conformance suite on every discovered layer, loss and optimizer (or those "
+            "named); exit 1 on any failure")
     p.add_argument("names", nargs="*", metavar="NAME", help="plugin names (default: all)")
     p.add_argument("--onnx", action="store_true",
                    help="also check each layer's ONNX export in ONNX Runtime (needs onnx "

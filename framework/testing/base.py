@@ -33,6 +33,16 @@ class ConformanceError(AssertionError):
     """
 
 
+class NotApplicable(Exception):
+    """A check that cannot apply to this plugin, and says so (a layer without export_onnx is
+    "not exportable"): reported as a visible line, neither a pass nor a failure. ``label``
+    is the short form a report's table shows."""
+
+    def __init__(self, message: str, label: str = "not applicable"):
+        super().__init__(message)
+        self.label = label
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """The outcome of one check on one example of one plugin.
@@ -49,9 +59,14 @@ class CheckResult:
     passed: bool
     message: str = ""
     expected_failure: str | None = None
+    #: the short reason the check does not apply (:class:`NotApplicable`'s label, such as
+    #: "not exportable"); the result is then "skipped" and ``message`` says the rest
+    skipped: str | None = None
 
     @property
     def status(self) -> str:
+        if self.skipped is not None:
+            return "skipped"
         if self.expected_failure is None:
             return "passed" if self.passed else "failed"
         return "xpassed" if self.passed else "xfailed"
@@ -59,7 +74,7 @@ class CheckResult:
     @property
     def ok(self) -> bool:
         """True unless this result should make a run fail."""
-        return self.status in ("passed", "xfailed")
+        return self.status in ("passed", "xfailed", "skipped")
 
     @property
     def id(self) -> str:
@@ -81,6 +96,8 @@ def check(func: Callable[[type, Any], None]) -> Callable[[type, Any], None]:
             func(plugin, example)
         except ConformanceError as exc:
             raise ConformanceError(f"{where}: {exc}") from None
+        except NotApplicable as exc:
+            raise NotApplicable(f"{where}: {exc}", exc.label) from None
         except Exception as exc:
             frame = traceback.extract_tb(exc.__traceback__)[-1]
             raise ConformanceError(

@@ -37,17 +37,21 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
 def format_report(results: dict[Any, list[CheckResult]], problems: Sequence[Any] = ()) -> str:
     """A pass/fail table, one row per plugin, then every failing check's message."""
     rows = [("plugin", "kind", "provider", "passed", "failed", "xfailed", "status")]
-    details = []
+    details, skipped = [], []
     for entry, checks in results.items():
         failed = [r for r in checks if not r.ok]
+        notes = sorted({r.skipped for r in checks if r.skipped})
         rows.append((entry.name, entry.kind, str(entry.provider),
                      str(sum(r.status == "passed" for r in checks)), str(len(failed)),
                      str(sum(r.status == "xfailed" for r in checks)),
-                     "FAIL" if failed else "ok"))
+                     ("FAIL" if failed else "ok") + "".join(f", {n}" for n in notes)))
+        skipped += [f"  {r.message}" for r in checks if r.skipped]
         for r in failed:
             why = f" (declared to fail: {r.expected_failure})" if r.status == "xpassed" else ""
             details.append(f"  {r.id}: {r.message or 'passed unexpectedly'}{why}")
     lines = _table(rows)
+    if skipped:
+        lines += ["", "not applicable (neither passed nor failed):", *skipped]
     if details:
         lines += ["", "failures:", *details]
     if problems:

@@ -16,14 +16,19 @@ from lamina.layer import TRAIT_NAMES, Example, Layer
 from lamina.loss import Loss, LossExample
 from lamina.optimizer import Optimizer, OptimizerExample
 
-from .base import CheckResult, ConformanceError, check, fail, plugin_name
+from .base import CheckResult, ConformanceError, NotApplicable, check, fail, plugin_name
 from .checks_config import (
     check_config_forbids_unknown_keys,
     check_config_json_roundtrip,
     check_config_rejects_invalid_values,
     check_config_strings_constrained,
 )
-from .checks_export import check_onnx_export, onnx_runtime_available
+from .checks_export import (
+    check_onnx_export,
+    exportable,
+    not_exportable_reason,
+    onnx_runtime_available,
+)
 from .checks_layer import (
     check_backward_before_forward,
     check_backward_twice,
@@ -192,8 +197,9 @@ def generate_checks(plugin: Any, *, onnx: bool | None = None
     always, False never, None (the default) when ONNX Runtime is installed."""
     cls = plugin_class(plugin)
     kind = plugin_kind(cls)
-    exports = kind == "layer" and hasattr(cls, "export_onnx") and (
-        onnx if onnx is not None else onnx_runtime_available())
+    # With the ONNX check on, a layer without export_onnx gets it too, reported as not
+    # exportable (NotApplicable): a visible line rather than a silent absence.
+    exports = kind == "layer" and (onnx if onnx is not None else onnx_runtime_available())
     whole = _whole(kind)
     yield cls, whole, check_declarations
     yield cls, whole, check_examples
@@ -203,6 +209,8 @@ def generate_checks(plugin: Any, *, onnx: bool | None = None
         examples = examples_of(plugin)
     except ConformanceError:  # check_declarations and check_examples report it
         return
+    if exports and not exportable(cls):
+        yield cls, whole, check_onnx_export  # once: "not exportable"
     for example in examples:
         if not isinstance(example, KINDS[kind][1]):
             continue
@@ -210,7 +218,7 @@ def generate_checks(plugin: Any, *, onnx: bool | None = None
             yield cls, example, func
         for func in _KIND_CHECKS[kind](cls, example):
             yield cls, example, func
-        if exports:
+        if exports and exportable(cls):
             yield cls, example, check_onnx_export
 
 
@@ -256,13 +264,16 @@ def run_checks(plugin: Any, *, expected_failed_checks: ExpectedFailures | None =
     cases, reasons = _planned(plugin, expected_failed_checks, onnx)
     results = []
     for cls, example, func in cases:
+        skipped = None
         try:
             func(cls, example)
             passed, message = True, ""
         except ConformanceError as exc:
             passed, message = False, str(exc)
+        except NotApplicable as exc:
+            passed, message, skipped = True, str(exc), exc.label
         results.append(CheckResult(plugin_name(cls), example.id, func.__name__, passed,
-                                   message, _reason_for(reasons, example, func)))
+                                   message, _reason_for(reasons, example, func), skipped))
     return results
 
 
@@ -334,6 +345,8 @@ def parametrize_with_checks(plugins: Iterable[Any], *,
             reason = _reason_for(reasons, example, func)
             marks = [pytest.mark.xfail(strict=True, reason=reason, raises=ConformanceError)
                      ] if reason else []
+            if func is check_onnx_export and not exportable(cls):
+                marks = [pytest.mark.skip(reason=not_exportable_reason(cls))]
             params.append(pytest.param(cls, BoundCheck(func, example), marks=marks,
                                        id=f"{plugin_name(cls)}-{example.id}-{func.__name__}"))
     return pytest.mark.parametrize(("plugin", "check"), params)

@@ -771,6 +771,66 @@ class ExportForgetsTheBias(RefDense):
             self._params["W"].astype(np.float32), f"{name}.W")], name)
 
 
+class ExportedDense(RefDense):
+    """The reference dense with a correct export (for the export fixtures below)."""
+
+    name = "exported_dense"
+
+    def export_onnx(self, graph, inputs, name):
+        product = graph.add("MatMul", [*inputs, graph.constant(
+            self._params["W"].astype(np.float32), f"{name}.W")], f"{name}.xW")
+        return graph.add("Add", [product, graph.constant(
+            self._params["b"].astype(np.float32), f"{name}.b")], name)
+
+
+class ExportFreezesWeightsAtBuild(ExportedDense):
+    """Converts its weights to ONNX constants once, at build: a trained or loaded layer
+    exports the weights it started with."""
+
+    name = "export_freezes_weights_at_build"
+
+    def build(self, input_shape, rng, *, dtype=np.float32):
+        out = super().build(input_shape, rng, dtype=dtype)
+        self._frozen = {k: v.astype(np.float32) for k, v in self._params.items()}
+        return out
+
+    def export_onnx(self, graph, inputs, name):
+        product = graph.add("MatMul", [*inputs, graph.constant(self._frozen["W"],
+                                                               f"{name}.W")], f"{name}.xW")
+        return graph.add("Add", [product, graph.constant(self._frozen["b"], f"{name}.b")], name)
+
+
+class ExportNamesItsConstantsAlike(ExportedDense):
+    """Adds its weights under fixed names instead of the names graph.constant() returns:
+    two such layers in one graph read each other's weights."""
+
+    name = "export_names_its_constants_alike"
+
+    def export_onnx(self, graph, inputs, name):
+        graph.constant(self._params["W"].astype(np.float32), "W")
+        graph.constant(self._params["b"].astype(np.float32), "b")
+        graph.constants["W"] = self._params["W"].astype(np.float32)  # "the" weight
+        graph.constants["b"] = self._params["b"].astype(np.float32)
+        return graph.add("Add", [graph.add("MatMul", [*inputs, "W"], f"{name}.xW"), "b"], name)
+
+
+class ExportHandlesOneRank(RefChannelScale):
+    """Exports the per-channel scale for (N, C) inputs only: the (C, H, W) rank the layer
+    accepts gets gamma broadcast along the last axis."""
+
+    name = "export_handles_one_rank"
+
+    def export_onnx(self, graph, inputs, name):
+        gamma = graph.constant(self._params["gamma"].astype(np.float32), f"{name}.gamma")
+        beta = graph.constant(self._params["beta"].astype(np.float32), f"{name}.beta")
+        scaled = graph.add("Mul", [*inputs, gamma], f"{name}.scaled")
+        return graph.add("Add", [scaled, beta], name)
+
+    @classmethod
+    def examples(cls):
+        return [Example(config={}, input_shape=(3,), id="features")]
+
+
 class FlagOnTheClass(RefDropout):
     """Declares stochastic the old way, as a class attribute lamina no longer reads."""
 

@@ -78,6 +78,9 @@ BROKEN = {
     broken.SwishDeclaredMonotone: {"check_monotone_elementwise"},
     broken.AvgPoolDeclaredMaxSelecting: {"check_max_selecting"},
     broken.ExportForgetsTheBias: {"check_onnx_export"},
+    broken.ExportFreezesWeightsAtBuild: {"check_onnx_export"},
+    broken.ExportHandlesOneRank: {"check_onnx_export"},
+    broken.ExportNamesItsConstantsAlike: {"check_onnx_export"},
     broken.FlagOnTheClass: {"check_declarations"},
     broken.ExampleOverrideTypo: {"check_examples"},
     broken.LossOverflows: {"check_loss_finite_at_large_logits"},
@@ -228,9 +231,36 @@ def test_the_onnx_export_check_runs_when_asked_or_available():
     assert "check_onnx_export" in names
     assert "check_onnx_export" not in {f.__name__ for _, _, f in generate_checks(relu,
                                                                                   onnx=False)}
-    # a layer without export_onnx never gets it
-    dense = {f.__name__ for _, _, f in generate_checks(broken.RefDense, onnx=True)}
-    assert "check_onnx_export" not in dense
+    # a layer without export_onnx gets it once, reported as not exportable
+    dense = [(e.id, f.__name__) for _, e, f in generate_checks(broken.RefDense, onnx=True)]
+    assert [case for case in dense if case[1] == "check_onnx_export"] == [
+        ("all", "check_onnx_export")]
+
+
+def test_a_layer_without_export_onnx_is_reported_not_exportable_not_passed(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    [result] = [r for r in run_checks(broken.RefDense, onnx=True)
+                if r.check == "check_onnx_export"]
+    assert (result.status, result.skipped, result.ok) == ("skipped", "not exportable", True)
+    assert "RefDense defines no export_onnx()" in result.message
+    (tmp_path / "test_plugin.py").write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import broken
+        from lamina.testing import parametrize_with_checks
+
+        @parametrize_with_checks([broken.RefDense], onnx=True)
+        def test_conformance(plugin, check):
+            check(plugin)
+    """))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-rs", "-k", "onnx", str(tmp_path)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert "1 skipped" in proc.stdout and "not exportable: RefDense" in proc.stdout, proc.stdout
 
 
 def test_a_setting_declared_inert_with_its_reason_is_not_reported():

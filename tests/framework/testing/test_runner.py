@@ -21,7 +21,9 @@ def test_check_layer_reports_every_check_of_every_example():
     assert "ref_dense-units_3-check_gradient" in ids
     assert "ref_dense-ex1-check_gradient" in ids  # a blank example id becomes ex<i>
     assert len(ids) == len(set(ids))
-    assert all(r.status == "passed" and r.ok for r in results)
+    assert all(r.ok for r in results)
+    assert {r.id for r in results if r.status != "passed"} <= {
+        "ref_dense-all-check_onnx_export"}  # not exportable, where ONNX Runtime is installed
 
 
 def test_declared_failures_are_xfailed_with_their_reason():
@@ -55,7 +57,7 @@ def test_parametrize_gives_one_id_per_check_and_strict_xfails():
     ids = [p.id for p in params]
     assert "ref_dense-units_3-check_gradient" in ids
     assert len(ids) == len(set(ids))
-    xfails = {p.id: p.marks[0] for p in params if p.marks}
+    xfails = {p.id: p.marks[0] for p in params if p.marks and p.marks[0].name == "xfail"}
     assert set(xfails) == {"wrong_gradient_sign-units_3-check_gradient",
                            "wrong_gradient_sign-ex1-check_gradient"}
     for m in xfails.values():
