@@ -30,9 +30,26 @@ from .errors import (
 from .graph import Architecture, Network
 from .hookspecs import hookimpl, hookspec
 from .initializers import INITIALIZERS, initialize
-from .layer import Example, FreeText, Layer, LayerConfig, LayerTraits, ParamSpec, Shape
-from .loss import TARGET_FORMS, Loss, LossExample, LossTraits, as_target_rows
-from .optimizer import Optimizer, OptimizerConfig, OptimizerExample
+from .layer import (
+    Example,
+    FreeText,
+    Layer,
+    LayerConfig,
+    LayerTraits,
+    ParamSpec,
+    Reference,
+    Shape,
+)
+from .loss import (
+    TARGET_FORMS,
+    Loss,
+    LossConfig,
+    LossExample,
+    LossReference,
+    LossTraits,
+    as_target_rows,
+)
+from .optimizer import Optimizer, OptimizerConfig, OptimizerExample, OptimizerReference
 from .registry import Registry, load_registry
 
 __version__ = "0.1.0"
@@ -69,7 +86,9 @@ __all__ = [
     "LayerConfig",
     "LayerTraits",
     "Loss",
+    "LossConfig",
     "LossExample",
+    "LossReference",
     "LossTraits",
     "Model",
     "Network",
@@ -77,7 +96,9 @@ __all__ = [
     "Optimizer",
     "OptimizerConfig",
     "OptimizerExample",
+    "OptimizerReference",
     "ParamSpec",
+    "Reference",
     "PluginError",
     "Registry",
     "Shape",

@@ -29,7 +29,7 @@ holds a plugin to it (docs/writing-a-plugin.md has the full list):
 - ``params()``, ``grads()`` and ``state()`` return the live arrays, under the same
   keys, for the layer's whole life: optimizers update parameters in place,
   loaders and checkpoints copy values into them, and training loops may hold the
-  gradient arrays (``check_grads_written_in_place``, ``check_uses_current_params``);
+  gradient arrays (``check_arrays_stay_live``, ``check_uses_current_params``);
 - randomness comes only from ``self.rng``, the generator ``build`` received: the
   sharded training step reseeds it every step (``check_draws_from_build_generator``);
 - the same inputs give the same gradients in float32 as in float64, within float32
@@ -147,6 +147,32 @@ class ParamSpec:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """Values worked out by hand (from the layer's derivation) for one example: what the
+    layer must compute, which no generic check can know (``check_reference_values``).
+
+    ``x`` is a batch (a list of batches for a multi-input layer); ``params`` and
+    ``state`` are copied into the layer's arrays before it runs (keys left out keep
+    their initial values); ``y`` is the expected eval-mode output. Optionally the
+    results of a training forward on the same ``x``: its output ``y_training``, the
+    ``state_after`` it leaves, and for an upstream gradient ``dy`` the input gradient
+    ``dx`` (a list for a multi-input layer) and parameter gradients ``grads``. Each is
+    compared within ``tolerance``, absolute and relative.
+    """
+
+    x: Any
+    y: Any
+    params: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    y_training: Any = None
+    state_after: dict[str, Any] = field(default_factory=dict)
+    dy: Any = None
+    dx: Any = None
+    grads: dict[str, Any] = field(default_factory=dict)
+    tolerance: float = 1e-6
+
+
+@dataclass(frozen=True)
 class Example:
     """One configuration the conformance suite runs a plugin with.
 
@@ -155,6 +181,8 @@ class Example:
     forward is only defined on part of the line (a log, a sqrt) narrows it.
     ``extra`` overrides declarations for this example only, by their
     :class:`LayerTraits` names (a dropout with rate 0 is not stochastic).
+    ``reference`` holds values worked out by hand for this configuration
+    (:class:`Reference`); one example per plugin should have them.
     """
 
     config: dict[str, Any]
@@ -162,6 +190,7 @@ class Example:
     id: str = ""
     input_range: tuple[float, float] = (-1.0, 1.0)
     extra: dict[str, Any] = field(default_factory=dict)
+    reference: Reference | None = None
 
 
 def make_config(model: type[BaseModel], config: BaseModel | dict[str, Any] | None,

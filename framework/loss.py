@@ -66,12 +66,28 @@ class LossTraits:
 
 
 @dataclass(frozen=True)
+class LossReference:
+    """Values worked out by hand for a loss: the mean ``value`` and gradient ``dz`` of the
+    logits ``z`` (N, C) against ``targets`` (any form the loss accepts), and optionally
+    the ``proba`` it predicts, each within ``tolerance`` (``check_loss_reference_values``)."""
+
+    z: Any
+    targets: Any
+    value: float
+    dz: Any
+    proba: Any = None
+    tolerance: float = 1e-6
+
+
+@dataclass(frozen=True)
 class LossExample:
-    """One configuration the conformance suite runs a loss with."""
+    """One configuration the conformance suite runs a loss with; ``reference`` holds
+    values worked out by hand for it (:class:`LossReference`)."""
 
     config: dict[str, Any]
     n_classes: int
     id: str = ""
+    reference: LossReference | None = None
 
 
 def as_logits(logits: Any, who: str = "the loss") -> np.ndarray:
@@ -154,11 +170,15 @@ def as_target_rows(targets: Any, n_samples: int, n_classes: int, dtype: Any = np
     return t.astype(dtype, copy=False)
 
 
+class LossConfig(LayerConfig):
+    """Base of every loss plugin's config: frozen, unknown keys forbidden (as a layer's)."""
+
+
 class Loss(ABC):
     """The base class of every loss plugin; see the module docstring for the contract."""
 
     name: ClassVar[str]
-    Config: ClassVar[type[BaseModel]] = LayerConfig
+    Config: ClassVar[type[BaseModel]] = LossConfig
     traits: ClassVar[LossTraits] = LossTraits()
 
     def __init__(self, config: BaseModel | dict[str, Any] | None = None, /, **kwargs: Any):

@@ -48,11 +48,27 @@ class OptimizerConfig(BaseModel):
 
 
 @dataclass(frozen=True)
+class OptimizerReference:
+    """Values worked out by hand for an optimizer: starting from ``params`` (arrays by
+    dotted name, as a network passes them), one ``step`` per entry of ``grads`` (each a
+    dict of gradients by the same names) must end at ``expected``, within ``tolerance``
+    (``check_optimizer_reference_values``): the formula a plugin documents, which a
+    self-consistent implementation of another formula would pass every other check of."""
+
+    params: dict[str, Any]
+    grads: list[dict[str, Any]]
+    expected: dict[str, Any]
+    tolerance: float = 1e-9
+
+
+@dataclass(frozen=True)
 class OptimizerExample:
-    """One configuration the conformance suite runs an optimizer with."""
+    """One configuration the conformance suite runs an optimizer with; ``reference``
+    holds values worked out by hand for it (:class:`OptimizerReference`)."""
 
     config: dict[str, Any]
     id: str = ""
+    reference: OptimizerReference | None = None
 
 
 class Optimizer(ABC):

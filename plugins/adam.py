@@ -28,7 +28,7 @@ import math
 import numpy as np
 from pydantic import Field
 
-from lamina import Optimizer, OptimizerConfig, OptimizerExample, hookimpl
+from lamina import Optimizer, OptimizerConfig, OptimizerExample, OptimizerReference, hookimpl
 
 
 class AdamConfig(OptimizerConfig):
@@ -79,7 +79,10 @@ class Adam(Optimizer):
     @classmethod
     def examples(cls) -> list[OptimizerExample]:
         return [
-            OptimizerExample(config={"lr": 0.05}, id="default"),
+            # docs/optimizers.md, "Hand-worked examples": g = 0.5, then -1
+            OptimizerExample(config={"lr": 0.05}, id="default", reference=OptimizerReference(
+                params={"dense_1.b": [1.0]}, grads=[{"dense_1.b": [0.5]}, {"dense_1.b": [-1.0]}],
+                expected={"dense_1.b": [0.968305440797669]})),
             OptimizerExample(config={"lr": 0.05, "weight_decay": 0.01}, id="adamw"),
         ]
 

@@ -19,7 +19,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina import Example, Layer, LayerConfig, LayerTraits, Shape, ShapeError, hookimpl
+from lamina import (
+    Example,
+    Layer,
+    LayerConfig,
+    LayerTraits,
+    Reference,
+    Shape,
+    ShapeError,
+    hookimpl,
+)
 
 
 class AddConfig(LayerConfig):
@@ -69,7 +78,12 @@ class Add(Layer):
     @classmethod
     def examples(cls) -> list[Example]:
         return [
-            Example(config={}, input_shape=((6,), (6,)), id="two_flat"),
+            # y = x_1 + x_2; each input's gradient is dy itself
+            Example(config={}, input_shape=((6,), (6,)), id="two_flat", reference=Reference(
+                x=[[[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]], [[10.0, 20.0, 30.0, 40.0, 50.0, 60.0]]],
+                y=[[11.0, 22.0, 33.0, 44.0, 55.0, 66.0]],
+                dy=[[1.0, -1.0, 2.0, -2.0, 3.0, -3.0]],
+                dx=[[[1.0, -1.0, 2.0, -2.0, 3.0, -3.0]], [[1.0, -1.0, 2.0, -2.0, 3.0, -3.0]]])),
             Example(config={}, input_shape=((2, 3, 3),) * 3, id="three_images"),
         ]
 

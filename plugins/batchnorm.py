@@ -34,7 +34,17 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from lamina import Example, Layer, LayerConfig, LayerTraits, ParamSpec, Shape, ShapeError, hookimpl
+from lamina import (
+    Example,
+    Layer,
+    LayerConfig,
+    LayerTraits,
+    ParamSpec,
+    Reference,
+    Shape,
+    ShapeError,
+    hookimpl,
+)
 
 
 class BatchNormConfig(LayerConfig):
@@ -144,7 +154,27 @@ class BatchNorm(Layer):
     @classmethod
     def examples(cls) -> list[Example]:
         return [
-            Example(config={}, input_shape=(5,), id="features"),
+            # docs/layers/batchnorm.md, "Hand-worked example" (epsilon 1e-3, momentum 0.99)
+            Example(config={}, input_shape=(5,), id="features", reference=Reference(
+                x=[[1.0, 3.0, 2.0, 0.0, 4.0], [3.0, 5.0, 2.0, 4.0, 8.0]],
+                params={"gamma": [1, 2, 1, 1, -1], "beta": [0, 0, 1, 0, 0.5]},
+                state={"running_mean": [0, 1, 2, 3, 4],
+                       "running_var": [0.999, 3.999, 0.249, 0.999, 0.999]},
+                y=[[1.0, 2.0, 1.0, -3.0, 0.5], [3.0, 4.0, 1.0, 1.0, -3.5]],
+                y_training=[[-0.999500374688, -1.999000749376, 1.0, -0.999875023433,
+                             1.499875023433],
+                            [0.999500374688, 1.999000749376, 1.0, 0.999875023433,
+                             -0.499875023433]],
+                state_after={"running_mean": [0.02, 1.03, 2.0, 2.99, 4.02],
+                             "running_var": [0.99901, 3.96901, 0.24651, 1.02901, 1.02901]},
+                dy=[[1.0, 1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0, 0.0]],
+                dx=[[4.992509364075e-04, 9.985018728149e-04, 1.581138830084e+01,
+                     6.247656982213e-05, -6.247656982213e-05],
+                    [-4.992509364075e-04, -9.985018728149e-04, -1.581138830084e+01,
+                     -6.247656982213e-05, 6.247656982213e-05]],
+                grads={"gamma": [-0.999500374688, -0.999500374688, 0.0, -0.999875023433,
+                                 -0.999875023433], "beta": [1.0, 1.0, 1.0, 1.0, 1.0]},
+                tolerance=1e-9)),
             Example(config={}, input_shape=(3, 4, 4), id="channels"),
             Example(config={"momentum": 0.9, "epsilon": 1e-5}, input_shape=(2, 3, 3), id="torch"),
         ]

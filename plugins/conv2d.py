@@ -38,7 +38,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from lamina import Example, Layer, LayerConfig, ParamSpec, ShapeError, hookimpl
+from lamina import Example, Layer, LayerConfig, ParamSpec, Reference, ShapeError, hookimpl
 from lamina.initializers import Initializer
 from lamina.kernels import (
     Workspace,
@@ -145,6 +145,15 @@ class Conv2D(Layer):
     def examples(cls):
         return [
             Example(config={"filters": 2, "kernel_size": 3}, input_shape=(2, 5, 5), id="3x3"),
+            # docs/layers/conv2d.md, "Hand-worked example"
+            Example(config={"filters": 1, "kernel_size": 2}, input_shape=(1, 3, 3), id="hand",
+                    reference=Reference(
+                        x=[[[[1, 2, 0], [0, 1, 3], [2, 1, 0]]]],
+                        params={"W": [[[[1, 0], [0, -1]]]], "b": [0.5]},
+                        y=[[[[0.5, -0.5], [-0.5, 1.5]]]],
+                        dy=[[[[1, 2], [3, 4]]]],
+                        dx=[[[[1, 2, 0], [3, 3, -2], [0, -3, -4]]]],
+                        grads={"W": [[[[9, 17], [12, 10]]]], "b": [10]})),
             Example(
                 config={"filters": 3, "kernel_size": [3, 2], "stride": 2, "padding": "same"},
                 input_shape=(2, 7, 6),

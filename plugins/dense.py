@@ -21,7 +21,16 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from lamina import Example, Layer, LayerConfig, ParamSpec, Shape, ShapeError, hookimpl
+from lamina import (
+    Example,
+    Layer,
+    LayerConfig,
+    ParamSpec,
+    Reference,
+    Shape,
+    ShapeError,
+    hookimpl,
+)
 from lamina.initializers import Initializer
 
 
@@ -85,7 +94,14 @@ class Dense(Layer):
     @classmethod
     def examples(cls) -> list[Example]:
         return [
-            Example(config={"units": 4}, input_shape=(6,), id="units_4"),
+            # docs/layers/dense.md, "Hand-worked example"
+            Example(config={"units": 4}, input_shape=(6,), id="units_4", reference=Reference(
+                x=[[1.0, 0.0, 0.0, 0.0, 0.0, 2.0]], y=[[2.0, 2.0, 1.0, 7.0]],
+                params={"W": [[1, 2, 3, 4], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0],
+                              [0, 0, 0, 0], [0.5, 0, -1, 1]], "b": [0, 0, 0, 1]},
+                dy=[[1.0, 0.0, -1.0, 2.0]], dx=[[6.0, 0.0, 0.0, 0.0, 0.0, 3.5]],
+                grads={"W": [[1, 0, -1, 2], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0],
+                             [0, 0, 0, 0], [2, 0, -2, 4]], "b": [1, 0, -1, 2]})),
             Example(config={"units": 3, "use_bias": False}, input_shape=(5,), id="no_bias"),
             Example(config={"units": 1, "initializer": "he_normal"}, input_shape=(7,), id="he_1"),
         ]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, field_validator
 
-from lamina import Example, Layer, LayerConfig, LayerTraits, Shape, hookimpl
+from lamina import Example, Layer, LayerConfig, LayerTraits, Reference, Shape, hookimpl
 
 
 class DropoutConfig(LayerConfig):
@@ -89,7 +89,10 @@ class Dropout(Layer):
     @classmethod
     def examples(cls) -> list[Example]:
         return [
-            Example(config={"rate": 0.5}, input_shape=(8,), id="rate_0.5_flat"),
+            # evaluation is the identity, whatever the rate
+            Example(config={"rate": 0.5}, input_shape=(8,), id="rate_0.5_flat",
+                    reference=Reference(x=[[1.0, -2.0, 3.0, -4.0, 5.0, -6.0, 7.0, -8.0]],
+                                        y=[[1.0, -2.0, 3.0, -4.0, 5.0, -6.0, 7.0, -8.0]])),
             Example(config={"rate": 0.25}, input_shape=(2, 3, 3), id="rate_0.25_image"),
             # rate 0 keeps every unit: deterministic even in training mode
             Example(config={"rate": 0.0}, input_shape=(5,), id="rate_0_identity",

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from lamina import Example, Layer, LayerConfig, Shape, ShapeError, hookimpl
+from lamina import Example, Layer, LayerConfig, Reference, Shape, ShapeError, hookimpl
 
 
 class FlattenConfig(LayerConfig):
@@ -56,7 +56,10 @@ class Flatten(Layer):
     @classmethod
     def examples(cls) -> list[Example]:
         return [
-            Example(config={}, input_shape=(3, 4, 5), id="image"),
+            # entry (c, h, w) of a (3, 4, 5) sample lands at c * 20 + h * 5 + w
+            Example(config={}, input_shape=(3, 4, 5), id="image", reference=Reference(
+                x=np.arange(60.0).reshape(1, 3, 4, 5), y=np.arange(60.0)[None],
+                dy=2 * np.arange(60.0)[None], dx=2 * np.arange(60.0).reshape(1, 3, 4, 5))),
             Example(config={}, input_shape=(6,), id="already_flat"),
         ]
 

@@ -29,7 +29,7 @@ from typing import Annotated, ClassVar, NamedTuple
 import numpy as np
 from pydantic import Field
 
-from lamina import Example, Layer, LayerConfig, LayerTraits, ShapeError, hookimpl
+from lamina import Example, Layer, LayerConfig, LayerTraits, Reference, ShapeError, hookimpl
 from lamina.kernels import (
     Workspace,
     conv_output_size,
@@ -111,7 +111,14 @@ class MaxPool2D(Layer):
     @classmethod
     def examples(cls):
         return [
-            Example(config={}, input_shape=(2, 4, 4), id="2x2"),
+            # docs/layers/maxpool2d.md, "Hand-worked example": channel 1 is all ties
+            Example(config={}, input_shape=(2, 4, 4), id="2x2", reference=Reference(
+                x=[[[[1, 3, 2, 0], [4, 2, 1, 5], [0, 0, 1, 1], [2, 1, 0, 3]],
+                    [[7, 7, 7, 7], [7, 7, 7, 7], [7, 7, 7, 7], [7, 7, 7, 7]]]],
+                y=[[[[4, 5], [2, 3]], [[7, 7], [7, 7]]]],
+                dy=[[[[1, 2], [3, 4]], [[5, 6], [7, 8]]]],
+                dx=[[[[0, 0, 0, 0], [1, 0, 0, 2], [0, 0, 0, 0], [3, 0, 0, 4]],
+                     [[5, 0, 6, 0], [0, 0, 0, 0], [7, 0, 8, 0], [0, 0, 0, 0]]]])),
             Example(config={"pool_size": 2}, input_shape=(2, 5, 7), id="2x2-odd"),
             Example(
                 config={"pool_size": 3, "stride": 2}, input_shape=(2, 7, 6), id="3x3-s2-overlap"

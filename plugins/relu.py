@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina import Example, Layer, LayerConfig, LayerTraits, Shape, hookimpl
+from lamina import Example, Layer, LayerConfig, LayerTraits, Reference, Shape, hookimpl
 
 
 class ReLUConfig(LayerConfig):
@@ -54,7 +54,12 @@ class ReLU(Layer):
     @classmethod
     def examples(cls) -> list[Example]:
         return [
-            Example(config={}, input_shape=(7,), id="flat"),
+            # y = max(x, 0); dx = dy where x > 0, else 0 (0 at the kink itself)
+            Example(config={}, input_shape=(7,), id="flat", reference=Reference(
+                x=[[-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0]],
+                y=[[0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 3.0]],
+                dy=[[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]],
+                dx=[[0.0, 0.0, 0.0, 0.0, 5.0, 6.0, 7.0]])),
             Example(config={}, input_shape=(2, 4, 3), id="image"),
         ]
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, model_validator
 
-from lamina import Optimizer, OptimizerConfig, OptimizerExample, hookimpl
+from lamina import Optimizer, OptimizerConfig, OptimizerExample, OptimizerReference, hookimpl
 
 
 class SGDConfig(OptimizerConfig):
@@ -85,9 +85,20 @@ class SGD(Optimizer):
     def examples(cls) -> list[OptimizerExample]:
         return [
             OptimizerExample(config={}, id="plain"),
-            OptimizerExample(config={"lr": 0.05, "momentum": 0.9}, id="momentum"),
+            # docs/optimizers.md, "Hand-worked examples": g = 1 twice; b = 1, p = 0.95; then
+            # b = 0.9 * 1 + 1 = 1.9, p = 0.95 - 0.05 * 1.9 = 0.855
+            OptimizerExample(config={"lr": 0.05, "momentum": 0.9}, id="momentum",
+                             reference=OptimizerReference(
+                                 params={"dense_1.W": [1.0]},
+                                 grads=[{"dense_1.W": [1.0]}, {"dense_1.W": [1.0]}],
+                                 expected={"dense_1.W": [0.855]})),
+            # g' = 1 + 1e-4 = 1.0001, b = 1.0001, d = g' + 0.9 b = 1.90019,
+            # p = 1 - 0.05 * 1.90019 = 0.9049905
             OptimizerExample(config={"lr": 0.05, "momentum": 0.9, "nesterov": True,
-                                     "weight_decay": 1e-4}, id="nesterov-decay"),
+                                     "weight_decay": 1e-4}, id="nesterov-decay",
+                             reference=OptimizerReference(
+                                 params={"dense_1.W": [1.0]}, grads=[{"dense_1.W": [1.0]}],
+                                 expected={"dense_1.W": [0.9049905]})),
         ]
 
 

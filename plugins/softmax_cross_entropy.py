@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina import LayerConfig, Loss, LossExample, LossTraits, hookimpl
+from lamina import Loss, LossConfig, LossExample, LossReference, LossTraits, hookimpl
 from lamina.loss import as_logits
 
 
-class SoftmaxCrossEntropyConfig(LayerConfig):
+class SoftmaxCrossEntropyConfig(LossConfig):
     """softmax_cross_entropy has no settings."""
 
 
@@ -73,7 +73,11 @@ class SoftmaxCrossEntropy(Loss):
     @classmethod
     def examples(cls) -> list[LossExample]:
         return [
-            LossExample(config={}, n_classes=3, id="3_classes"),
+            # docs/losses/softmax_cross_entropy.md, "Hand-worked example"
+            LossExample(config={}, n_classes=3, id="3_classes", reference=LossReference(
+                z=[[2.0, 1.0, 0.1]], targets=[2], value=2.317030016278,
+                dz=[[0.659001138886, 0.242432970705, -0.901434109591]],
+                proba=[[0.659001138886, 0.242432970705, 0.098565890409]], tolerance=1e-9)),
             LossExample(config={}, n_classes=10, id="10_classes"),
         ]
 

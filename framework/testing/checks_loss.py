@@ -369,5 +369,9 @@ def loss_checks(plugin: type, example: Any) -> list:
         checks += [check_loss_unfused_reference, check_loss_row_invariance]
     checks += [check_loss_backward_before_forward, check_loss_instances_independent,
                check_loss_shard_decomposition]
+    if example.reference is not None:
+        from .checks_reference import check_loss_reference_values
+
+        checks.append(check_loss_reference_values)
     return checks
 

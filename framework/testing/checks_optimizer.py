@@ -341,4 +341,7 @@ OPTIMIZER_CHECKS = [check_optimizer_reduces_loss, check_optimizer_in_place,
 
 
 def optimizer_checks(plugin: type, example: Any) -> list:
-    return list(OPTIMIZER_CHECKS)
+    from .checks_reference import check_optimizer_reference_values
+
+    reference = [check_optimizer_reference_values] if example.reference is not None else []
+    return [*OPTIMIZER_CHECKS, *reference]

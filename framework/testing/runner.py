@@ -46,6 +46,7 @@ from .checks_layer import (
 )
 from .checks_loss import loss_checks
 from .checks_optimizer import optimizer_checks
+from .checks_reference import check_reference_values
 from .checks_training import (
     check_arrays_stay_live,
     check_backward_without_input_grad,
@@ -117,6 +118,8 @@ def layer_checks(plugin: type, example: Any) -> list:
         checks.append(check_monotone_elementwise)
     if flag(plugin, example, "max_selecting"):
         checks.append(check_max_selecting)
+    if example.reference is not None:
+        checks.append(check_reference_values)
     return checks
 
 

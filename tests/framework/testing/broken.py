@@ -19,11 +19,14 @@ from lamina import (
     LayerTraits,
     Loss,
     LossExample,
+    LossReference,
     LossTraits,
     Optimizer,
     OptimizerConfig,
     OptimizerExample,
+    OptimizerReference,
     ParamSpec,
+    Reference,
     ShapeError,
     StateError,
 )
@@ -68,6 +71,23 @@ class RefDense(Layer):
     def examples(cls):
         return [Example(config={"units": 3}, input_shape=(4,), id="units_3"),
                 Example(config={"units": 1}, input_shape=(2,))]
+
+
+class RefDenseByHand(RefDense):
+    """The reference dense on one example with values worked out by hand."""
+
+    name = "ref_dense_by_hand"
+
+    @classmethod
+    def examples(cls):
+        # y = x W + b with W the identity over a row of ones: y = [1 - 1, 0 - 1 + 1,
+        # 2 - 1 + 2]; dx = dy W^T = [1, 2, 3, 1 + 2 + 3]; dW = x^T dy; db = dy
+        hand = Reference(
+            x=[[1.0, 0.0, 2.0, -1.0]], y=[[0.0, 0.0, 3.0]],
+            params={"W": [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]], "b": [0, 1, 2]},
+            dy=[[1.0, 2.0, 3.0]], dx=[[1.0, 2.0, 3.0, 6.0]],
+            grads={"W": [[1, 2, 3], [0, 0, 0], [2, 4, 6], [-1, -2, -3]], "b": [1, 2, 3]})
+        return [Example(config={"units": 3}, input_shape=(4,), id="hand", reference=hand)]
 
 
 class LeakyConfig(LayerConfig):
@@ -315,6 +335,21 @@ class RefSoftmaxCrossEntropy(Loss):
         return [LossExample(config={}, n_classes=4, id="four")]
 
 
+class RefSoftmaxCrossEntropyByHand(RefSoftmaxCrossEntropy):
+    """The reference loss on one example with values worked out by hand."""
+
+    name = "ref_softmax_ce_by_hand"
+
+    @classmethod
+    def examples(cls):
+        # logits [2, 1, 0.1], class 2: p = e^z / 11.2125 = [0.659001, 0.242433, 0.098566],
+        # L = -log 0.098566 = 2.317030, dL/dz = p - y
+        hand = LossReference(z=[[2.0, 1.0, 0.1]], targets=[2], value=2.3170300163,
+                             dz=[[0.6590011389, 0.2424329707, -0.9014341096]],
+                             proba=[[0.6590011389, 0.2424329707, 0.0985658904]], tolerance=1e-9)
+        return [LossExample(config={}, n_classes=3, id="hand", reference=hand)]
+
+
 class RefSparseCrossEntropy(RefSoftmaxCrossEntropy):
     """Cross-entropy that takes class indices only: one-hot and soft rows are refused."""
 
@@ -352,8 +387,24 @@ class RefMomentumSGD(Optimizer):
                 OptimizerExample(config={"momentum": 0.0, "lr": 0.1}, id="plain")]
 
 
+class RefMomentumSGDByHand(RefMomentumSGD):
+    """The reference optimizer on one example with values worked out by hand."""
+
+    name = "ref_momentum_sgd_by_hand"
+
+    @classmethod
+    def examples(cls):
+        # lr 0.05, momentum 0.9, g = 1 twice: b = 1, p = 1 - 0.05 = 0.95; b = 0.9 + 1 = 1.9,
+        # p = 0.95 - 0.05 * 1.9 = 0.855
+        hand = OptimizerReference(params={"dense_1.b": [1.0]},
+                                  grads=[{"dense_1.b": [1.0]}, {"dense_1.b": [1.0]}],
+                                  expected={"dense_1.b": [0.855]})
+        return [OptimizerExample(config={}, id="hand", reference=hand)]
+
+
 REFERENCE = [RefDense, RefLeakyRelu, RefSwish, RefAvgPool, RefDropout, RefAdd, RefBatchCenter,
-             RefChannelScale, RefSoftmaxCrossEntropy, RefSparseCrossEntropy, RefMomentumSGD]
+             RefChannelScale, RefSoftmaxCrossEntropy, RefSparseCrossEntropy, RefMomentumSGD,
+             RefDenseByHand, RefSoftmaxCrossEntropyByHand, RefMomentumSGDByHand]
 
 # -- broken layers: one contract broken each ----------------------------------------------
 
@@ -623,6 +674,22 @@ class ModuleScratchBuffer(RefLeakyRelu):
         self.cache = np.where(x > 0, 1, self.config.slope).astype(x.dtype)
         np.multiply(x, self.cache, out=buffer)
         return buffer.copy()
+
+
+class DenseSubtractsBias(RefDenseByHand):
+    """y = x W - b, with the matching db = -sum dy: self-consistent, and not the documented
+    y = x W + b."""
+
+    name = "dense_subtracts_bias"
+
+    def forward(self, x, *, training):
+        self.cache = x
+        return x @ self._params["W"] - self._params["b"]
+
+    def backward(self, dy, *, input_grad=True):
+        dx = super().backward(dy, input_grad=input_grad)
+        self._grads["b"] *= -1
+        return dx
 
 
 class BackwardAttributeError(RefDense):
@@ -899,6 +966,23 @@ class LossSqueezesTheBatch(RefSoftmaxCrossEntropy):
         return float(-np.sum(y * log_p) / max(len(z) if z.ndim == 2 else 1, 1))
 
 
+class LossWithATemperature(RefSoftmaxCrossEntropyByHand):
+    """Cross-entropy of softmax(z / 2), a temperature left in from an experiment, with
+    its gradient derived correctly: self-consistent, and not the documented loss."""
+
+    name = "loss_with_a_temperature"
+    traits = LossTraits(softmax_cross_entropy=False)
+
+    def compute(self, z, y):
+        return super().compute(z / z.dtype.type(2), y)
+
+    def backward(self):
+        return super().backward() / 2
+
+    def predict_proba(self, logits):
+        return super().predict_proba(logits / logits.dtype.type(2))
+
+
 class LossGradientNotAveraged(RefSoftmaxCrossEntropy):
     name = "loss_gradient_not_averaged"
 
@@ -1060,6 +1144,25 @@ class OptimizerExemptionNeverMatches(OptimizerDecayReadsConfigLr):
         for key, p in params.items():
             if key.replace(".", "/") not in self.config.exempt:
                 p -= self.lr * self.config.weight_decay * p
+
+
+class OptimizerMomentumTheOtherWay(RefMomentumSGDByHand):
+    """Weighs the old velocity by 1 - momentum and the gradient by momentum, the other way
+    round from its documented b = momentum * b + g: self-consistent, converging, and
+    not the formula it promises."""
+
+    name = "optimizer_momentum_the_other_way"
+
+    def update(self, params, grads):
+        mu = self.config.momentum
+        for key, p in params.items():
+            if not mu:
+                p -= self.lr * grads[key]
+                continue
+            b = self.slot("velocity", key, p)
+            b *= 1 - mu
+            b += mu * grads[key]
+            p -= self.lr * b
 
 
 class OptimizerInertTypo(RefMomentumSGD):

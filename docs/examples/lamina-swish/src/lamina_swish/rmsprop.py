@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from lamina import Optimizer, OptimizerConfig, OptimizerExample, hookimpl
+from lamina import Optimizer, OptimizerConfig, OptimizerExample, OptimizerReference, hookimpl
 
 
 class RMSpropConfig(OptimizerConfig):
@@ -52,7 +52,11 @@ class RMSprop(Optimizer):
 
     @classmethod
     def examples(cls) -> list[OptimizerExample]:
-        return [OptimizerExample(config={"lr": 0.05}, id="default"),
+        # Worked by hand: g = 0.5 on p = 1: s = 0.1 * 0.25 = 0.025, and the step is
+        # 0.05 * 0.5 / (sqrt(0.025) + 1e-7) = 0.158113783, so p = 0.841886217.
+        return [OptimizerExample(config={"lr": 0.05}, id="default", reference=OptimizerReference(
+                    params={"dense_1.W": [1.0]}, grads=[{"dense_1.W": [0.5]}],
+                    expected={"dense_1.W": [0.8418862169915]})),
                 OptimizerExample(config={"lr": 0.02, "rho": 0.5}, id="short-memory")]
 
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from lamina import LayerConfig, Loss, LossExample, LossTraits, hookimpl
+from lamina import Loss, LossConfig, LossExample, LossReference, LossTraits, hookimpl
 
 
-class SmoothedCrossEntropyConfig(LayerConfig):
+class SmoothedCrossEntropyConfig(LossConfig):
     """Settings of smoothed_cross_entropy."""
 
     smoothing: float = Field(
@@ -72,7 +72,13 @@ class SmoothedCrossEntropy(Loss):
     @classmethod
     def examples(cls) -> list[LossExample]:
         return [
-            LossExample(config={}, n_classes=4, id="default"),
+            # Worked by hand: equal logits give p = 1/4 everywhere; class 0 smoothed by 0.1
+            # is y' = [0.925, 0.025, 0.025, 0.025], so L = -sum y' log(1/4) = log 4 and
+            # dL/dz = p - y' = [-0.675, 0.225, 0.225, 0.225].
+            LossExample(config={}, n_classes=4, id="default", reference=LossReference(
+                z=[[0.0, 0.0, 0.0, 0.0]], targets=[0], value=1.386294361120,
+                dz=[[-0.675, 0.225, 0.225, 0.225]], proba=[[0.25, 0.25, 0.25, 0.25]],
+                tolerance=1e-9)),
             LossExample(config={"smoothing": 0.3}, n_classes=10, id="strong"),
         ]
 

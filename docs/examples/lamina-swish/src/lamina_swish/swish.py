@@ -19,7 +19,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from lamina import Example, Layer, LayerConfig, Shape, hookimpl
+from lamina import Example, Layer, LayerConfig, Reference, Shape, hookimpl
+
+LN3 = float(np.log(3.0))
 
 
 class SwishConfig(LayerConfig):
@@ -65,7 +67,16 @@ class Swish(Layer):
     @classmethod
     def examples(cls) -> list[Example]:
         return [
-            Example(config={}, input_shape=(6,), id="silu"),
+            # Worked by hand: at x = ln 3, sigmoid(x) = 3/4, so y = (3/4) ln 3 = 0.823959 and
+            # dy/dx = 3/4 (1 + ln 3 / 4) = 0.955990; at -ln 3 the gate is 1/4: y = -0.274653,
+            # dy/dx = 1/4 (1 - 3 ln 3 / 4) = 0.044010; at 0, y = 0 and dy/dx = 1/2.
+            Example(config={}, input_shape=(6,), id="silu", reference=Reference(
+                x=[[0.0, LN3, -LN3, 0.0, LN3, -LN3]],
+                y=[[0.0, 0.823959216501, -0.274653072167, 0.0, 0.823959216501,
+                    -0.274653072167]],
+                dy=[[1.0, 1.0, 1.0, 2.0, 2.0, 2.0]],
+                dx=[[0.5, 0.955989804125, 0.044010195875, 1.0, 1.911979608251,
+                     0.088020391749]], tolerance=1e-9)),
             Example(config={"beta": 4.0}, input_shape=(2, 3, 3), id="sharp_image",
                     input_range=(-3.0, 3.0)),
         ]
