@@ -196,7 +196,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                   "is not installed: pip install onnx onnxruntime (or leave out --onnx)",
                   file=sys.stderr)
             return EXIT_INVALID
-    text, n_failed = run_report(_registry(args), args.names or None, onnx=args.onnx)
+    text, n_failed = run_report(_registry(args), args.names or None, onnx=args.onnx,
+                                quick=args.quick)
     print(text)
     return EXIT_FAILED if n_failed else 0
 
@@ -342,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", action="store_true",
                    help="also check each layer's ONNX export in ONNX Runtime (needs onnx "
                         "and onnxruntime)")
+    p.add_argument("--quick", action="store_true",
+                   help="leave out the slowest checks (threads, every input rank), for an "
+                        "edit-test loop; CI runs them all")
 
     p = add("bench", cmd_bench,
             "time each layer, the training step and inference on random data (samples/s)")

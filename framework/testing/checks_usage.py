@@ -20,7 +20,6 @@ import inspect
 import os
 import sys
 import threading
-import time
 from typing import Any
 
 import numpy as np
@@ -50,10 +49,9 @@ from .harness import (
 CONTINUATION_STEPS = (2, 2)
 #: the largest input magnitudes checked, for a layer defined on the whole line
 LARGE_MAGNITUDES = (1e2, 1e4)
-#: samples per replica and rounds in the threads check: enough work per call for NumPy
-#: to release the GIL, and enough rounds for a shared buffer to be caught
-THREAD_BATCH = 64
-THREAD_ROUNDS = 30
+#: samples per replica and rounds in the threads check: a shard's worth of work per call
+THREAD_BATCH = 32
+THREAD_ROUNDS = 8
 
 
 def _step(layer: Any, xs: list[np.ndarray], *, lr: float = 0.1) -> dict[str, Any]:
@@ -331,29 +329,28 @@ def check_threads(plugin: type, example: Any) -> None:
         except BaseException as exc:  # reported below, in the checking thread
             errors.append(exc)
 
-    # Interleave the two threads line by line in the plugin's own code: each thread lets
-    # the other run after every line of it (and switches often otherwise), so that a
-    # buffer shared between two lines of one call is overwritten by the other thread
-    # every time, not once in a while.
+    # The two threads take turns line by line in the plugin's own code (A runs a line,
+    # then B runs its line, then A...): running the same code in step, each finds what
+    # the other wrote between two of its lines, every round, not once in a while. A
+    # thread outside the plugin's code is waited for only briefly.
     package = os.path.dirname(os.path.abspath(inspect.getsourcefile(plugin) or ""))
+    turns = Turns()
 
-    def tracer(frame, event, arg):
-        if not os.path.abspath(frame.f_code.co_filename).startswith(package):
-            return None  # not the plugin's code: no line events from this frame
-        if event == "line":
-            time.sleep(0)
+    def tracer_of(k: int):
+        def tracer(frame, event, arg):
+            if not os.path.abspath(frame.f_code.co_filename).startswith(package):
+                return None  # not the plugin's code: no line events from this frame
+            if event == "line":
+                turns.take(k)
+            return tracer
         return tracer
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=traced, args=(tracer, work, k)) for k in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    threads = [threading.Thread(target=traced, args=(tracer_of(k), work, k, turns))
+               for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     if errors:
         raise errors[0]
     for k in range(2):
@@ -371,13 +368,37 @@ def check_threads(plugin: type, example: Any) -> None:
                      "class: the sharded step runs replicas of the layer in parallel threads")
 
 
-def traced(tracer: Any, work: Any, *args: Any) -> None:
-    """``work(*args)`` with ``tracer`` as this thread's trace function."""
+class Turns:
+    """Two threads taking turns: ``take(k)`` waits (briefly) until it is thread k's turn,
+    then gives the next turn to the other thread."""
+
+    def __init__(self, patience: float = 0.005):
+        self._cond = threading.Condition()
+        self._turn = 0
+        self._done: set[int] = set()
+        self._patience = patience
+
+    def take(self, k: int) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._turn == k or (1 - k) in self._done,
+                                timeout=self._patience)
+            self._turn = 1 - k
+            self._cond.notify_all()
+
+    def finish(self, k: int) -> None:
+        with self._cond:
+            self._done.add(k)
+            self._cond.notify_all()
+
+
+def traced(tracer: Any, work: Any, k: int, turns: Turns) -> None:
+    """``work(k)`` with ``tracer`` as this thread's trace function."""
     sys.settrace(tracer)
     try:
-        work(*args)
+        work(k)
     finally:
         sys.settrace(None)
+        turns.finish(k)
 
 
 USAGE_CHECKS = [check_eval_changes_nothing, check_continuation,

@@ -73,10 +73,11 @@ class GradReport:
         return f"{where}; {self.checked} elements checked, {self.kinks} skipped at kinks"
 
 
-def sample_indices(shape: tuple[int, ...], rng: np.random.Generator) -> list[tuple[int, ...]]:
+def sample_indices(shape: tuple[int, ...], rng: np.random.Generator,
+                   limit: int = MAX_ELEMENTS) -> list[tuple[int, ...]]:
+    """Every index of ``shape``, or ``limit`` of them drawn from ``rng`` when it has more."""
     size = int(np.prod(shape))
-    flat = np.arange(size) if size <= MAX_ELEMENTS else np.sort(
-        rng.choice(size, MAX_ELEMENTS, replace=False))
+    flat = np.arange(size) if size <= limit else np.sort(rng.choice(size, limit, replace=False))
     return [tuple(int(i) for i in np.unravel_index(k, shape)) for k in flat]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from lamina.errors import UnknownPluginError
 
 from .base import CheckResult
-from .runner import run_checks
+from .runner import QUICK_SKIPS, run_checks
 
 
 def _selected(registry: Any, names: Sequence[str] | None) -> list[Any]:
@@ -64,17 +64,22 @@ def format_report(results: dict[Any, list[CheckResult]], problems: Sequence[Any]
     return "\n".join(lines)
 
 
-def run_report(registry: Any, names: Sequence[str] | None = None, *, onnx: bool = False
-               ) -> tuple[str, int]:
+def run_report(registry: Any, names: Sequence[str] | None = None, *, onnx: bool = False,
+               quick: bool = False) -> tuple[str, int]:
     """Run the conformance checks on the named (default: all) layers, losses and optimizers.
 
-    ``onnx`` adds the ONNX export check (it needs ONNX Runtime, and takes longer).
+    ``onnx`` adds the ONNX export check (it needs ONNX Runtime, and takes longer);
+    ``quick`` leaves out the slowest checks (:data:`lamina.testing.runner.QUICK_SKIPS`)
+    and says so under the table.
     Returns ``(text, n_failed)``: the table to print and the number of failed checks
     plus, when no names are given, plugins the registry had to skip. An unknown
     name raises :class:`~lamina.errors.UnknownPluginError`.
     """
     entries = _selected(registry, names)
-    results = {entry: run_checks(entry.cls, onnx=onnx) for entry in entries}
+    results = {entry: run_checks(entry.cls, onnx=onnx, quick=quick) for entry in entries}
     problems = [] if names else list(getattr(registry, "problems", []))
     text = format_report(results, problems)
+    if quick:
+        text += (f"\n--quick left out {', '.join(QUICK_SKIPS)}; run without it before "
+                 "releasing (CI does)")
     return text, sum(not r.ok for c in results.values() for r in c) + len(problems)

@@ -192,12 +192,19 @@ def check_examples(plugin: type, example: Any) -> None:
                  "Fix the spelling: an unknown key overrides nothing")
 
 
-def generate_checks(plugin: Any, *, onnx: bool | None = None
+#: the checks ``quick=True`` leaves out: the two slowest (threads running many rounds,
+#: every input rank's gradient check); an author's edit-test loop may skip them, CI
+#: and a certificate run them all
+QUICK_SKIPS = ("check_threads", "check_input_ranks")
+
+
+def generate_checks(plugin: Any, *, onnx: bool | None = None, quick: bool = False
                     ) -> Iterator[tuple[type, Any, Any]]:
     """Yield (plugin class, example, check) for every check that applies to ``plugin``.
 
-    ``onnx`` adds check_onnx_export for a layer that defines ``export_onnx``: True
-    always, False never, None (the default) when ONNX Runtime is installed."""
+    ``onnx`` adds check_onnx_export for a layer (reported "not exportable" for one
+    without ``export_onnx``): True always, False never, None (the default) when ONNX
+    Runtime is installed. ``quick`` leaves out the checks in :data:`QUICK_SKIPS`."""
     cls = plugin_class(plugin)
     kind = plugin_kind(cls)
     # With the ONNX check on, a layer without export_onnx gets it too, reported as not
@@ -220,7 +227,8 @@ def generate_checks(plugin: Any, *, onnx: bool | None = None
         for func in _CONFIG_CHECKS:
             yield cls, example, func
         for func in _KIND_CHECKS[kind](cls, example):
-            yield cls, example, func
+            if not (quick and func.__name__ in QUICK_SKIPS):
+                yield cls, example, func
         if exports and exportable(cls):
             yield cls, example, check_onnx_export
 
@@ -248,10 +256,10 @@ def _declared_but_unknown(reasons: dict[str, str], cases: list[tuple[type, Any, 
 
 
 def _planned(plugin: Any, expected_failed_checks: ExpectedFailures | None,
-             onnx: bool | None = None):
+             onnx: bool | None = None, quick: bool = False):
     """The checks that apply to ``plugin`` and its declared failures; a declaration that
     names no check that runs is an error (a typo must not silently hide a failure)."""
-    cases = list(generate_checks(plugin, onnx=onnx))
+    cases = list(generate_checks(plugin, onnx=onnx, quick=quick))
     reasons = _reasons(plugin, expected_failed_checks)
     unknown = _declared_but_unknown(reasons, cases)
     if unknown:
@@ -261,10 +269,10 @@ def _planned(plugin: Any, expected_failed_checks: ExpectedFailures | None,
 
 
 def run_checks(plugin: Any, *, expected_failed_checks: ExpectedFailures | None = None,
-               onnx: bool | None = None) -> list[CheckResult]:
+               onnx: bool | None = None, quick: bool = False) -> list[CheckResult]:
     """Run every check that applies to ``plugin`` (a layer, loss or optimizer); ``onnx``
-    as for :func:`generate_checks`."""
-    cases, reasons = _planned(plugin, expected_failed_checks, onnx)
+    and ``quick`` as for :func:`generate_checks`."""
+    cases, reasons = _planned(plugin, expected_failed_checks, onnx, quick)
     results = []
     for cls, example, func in cases:
         skipped = None

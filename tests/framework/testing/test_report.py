@@ -49,3 +49,20 @@ def test_a_plugin_that_could_not_load_counts_as_a_failure():
     text, n_failed = run_report(registry)
     assert n_failed == 1
     assert "plugin 'bad = bad' from bad-plugin 1.0 was skipped: boom" in text
+
+
+def test_quick_leaves_out_the_slowest_checks_and_says_so():
+    from lamina.testing.runner import QUICK_SKIPS
+
+    full, _ = run_report(make_registry(), ["ref_dense"])
+    quick, n_failed = run_report(make_registry(), ["ref_dense"], quick=True)
+    assert n_failed == 0
+    assert quick.endswith("--quick left out check_threads, check_input_ranks; run without it "
+                          "before releasing (CI does)")
+    import re
+
+    def checks(text: str) -> int:
+        return int(re.search(r"(\d+) checks, ", text).group(1))
+
+    assert checks(quick) < checks(full)
+    assert set(QUICK_SKIPS) == {"check_threads", "check_input_ranks"}
