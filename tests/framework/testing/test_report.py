@@ -66,3 +66,12 @@ def test_quick_leaves_out_the_slowest_checks_and_says_so():
 
     assert checks(quick) < checks(full)
     assert set(QUICK_SKIPS) == {"check_threads", "check_input_ranks"}
+
+
+def test_with_onnx_a_layer_without_export_is_listed_not_exportable():
+    text, n_failed = run_report(make_registry(), ["ref_dense"], onnx=True)
+    assert n_failed == 0
+    row = next(line for line in text.splitlines() if line.startswith("ref_dense"))
+    assert row.endswith("ok, not exportable")
+    assert "not applicable (neither passed nor failed):" in text
+    assert "check_onnx_export: not exportable: RefDense defines no export_onnx()" in text
