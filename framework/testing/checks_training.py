@@ -64,11 +64,12 @@ FLOAT32_FIX = ("Compute in the input's dtype or wider, never narrower (no float1
 
 
 def float32_problems(low: Any, high: Any, xs: list[np.ndarray], training: bool,
-                     *, finite_only: bool = False) -> list[str]:
+                     *, where_finite: bool = False) -> list[str]:
     """How a float32 layer ``low`` and a float64 twin ``high`` (given ``low``'s values)
-    disagree on the float32 inputs ``xs``: forward, input and parameter gradients.
-    Where float64 is finite float32 must be; with ``finite_only`` nothing else is
-    compared (inputs far beyond the usual scale), else within FLOAT32_TOLERANCE."""
+    disagree on the float32 inputs ``xs``: forward, input and parameter gradients, within
+    FLOAT32_TOLERANCE of each array's largest magnitude. Where float64 is finite float32
+    must be. With ``where_finite`` (inputs far beyond the usual scale, where float64 may
+    overflow too) only the entries float64 has finite are compared."""
     copy_values(low, high)  # the float32 values, exactly, in both
     y_low = forward(low, xs, training=training)
     y_high = forward(high, [x.astype(np.float64) for x in xs], training=training)
@@ -86,8 +87,9 @@ def float32_problems(low: Any, high: Any, xs: list[np.ndarray], training: bool,
             wrong.append(f"{what} not finite in float32 at {int(lost.sum())} entries where "
                          "float64 is")
             continue
-        if finite_only:
-            continue
+        if where_finite:
+            finite = np.isfinite(b)
+            a, b = np.where(finite, a, 0), np.where(finite, b, 0)
         err = _relative_error(a, b)  # NaN, and a failure, where either is not finite
         if not err <= FLOAT32_TOLERANCE:
             wrong.append(f"{what} off by {err:.3g}")

@@ -247,8 +247,8 @@ def check_memory_layouts(plugin: type, example: Any) -> None:
 @check
 def check_large_inputs(plugin: type, example: Any) -> None:
     """Inputs far beyond the examples' scale, and the float settings at their bounds, give
-    finite float32 results wherever float64's are finite: lamina trains in float32, on
-    activations no example bounds."""
+    float32 results that are finite wherever float64's are and agree with them: lamina
+    trains in float32, on activations no example bounds."""
     training = not flag(plugin, example, "stochastic")
     problems = []
     if tuple(example.input_range) == (-1.0, 1.0):  # defined on the whole line
@@ -258,7 +258,7 @@ def check_large_inputs(plugin: type, example: Any) -> None:
             xs = [x * np.float32(magnitude) for x in
                   draw_inputs(plugin, example, dtype=np.float32)]
             with np.errstate(all="ignore"):
-                wrong = float32_problems(low, high, xs, training, finite_only=True)
+                wrong = float32_problems(low, high, xs, training, where_finite=True)
             problems += [f"inputs up to {magnitude:g}: {w}" for w in wrong]
     for key, value in _float_settings_at_bounds(plugin, example):
         bounded = dataclasses.replace(example, config={**example.config, key: value})
@@ -266,11 +266,12 @@ def check_large_inputs(plugin: type, example: Any) -> None:
         high, _ = build(plugin, bounded)
         with np.errstate(all="ignore"):
             wrong = float32_problems(low, high, draw_inputs(plugin, bounded, dtype=np.float32),
-                                     training, finite_only=True)
+                                     training, where_finite=True)
         problems += [f"{key}={value:g}: {w}" for w in wrong]
     if problems:
-        fail("float32 results to be finite wherever float64's are, at large inputs and at "
-             "the settings' bounds", "; ".join(problems),
+        fail("float32 results to be finite wherever float64's are, and to agree with them as "
+             "in check_float32_matches_float64, at large inputs and at the settings' bounds",
+             "; ".join(problems),
              "Rewrite the formula so that no intermediate overflows in float32 (exp of a "
              "large number: use log1p(exp(-|x|)) + max(x, 0), or np.logaddexp; divide "
              "before multiplying)")

@@ -36,6 +36,7 @@ from lamina.testing.runner import examples_of, generate_checks
 #   continued run;
 # - optimizer_keeps_config_lr: a learning rate set at run time that changes nothing cannot
 #   change it as a configured one does;
+# - low_precision_gradient: float16 disagrees with float64 at every scale, the large one too;
 # - class_level_cache: a cache on the class is shared by instances used in turn and by
 #   instances running at once in threads.
 BROKEN = {
@@ -68,7 +69,7 @@ BROKEN = {
     broken.AccumulatingGrads: {"check_backward_twice", "check_gradient", "check_continuation"},
     broken.RebindsGrads: {"check_arrays_stay_live"},
     broken.SkipsGradsWithoutInputGrad: {"check_backward_without_input_grad"},
-    broken.LowPrecisionGradient: {"check_float32_matches_float64"},
+    broken.LowPrecisionGradient: {"check_float32_matches_float64", "check_large_inputs"},
     broken.DtypeUpcast: {"check_dtype_preserved"},
     broken.StaleWeightCopy: {"check_state_roundtrip", "check_uses_current_params"},
     broken.CachesWeightsAtFirstForward: {"check_uses_current_params", "check_gradient",
