@@ -72,12 +72,12 @@ def check_onnx_export(plugin: type, example: Any) -> None:
              "pip install onnxruntime (or leave the ONNX check out)")
     from .checks_usage import other_rank_shapes
 
-    for shape in [example.input_shape, *other_rank_shapes(plugin, example)]:
+    for shape in other_rank_shapes(plugin, example):
         ranked = dataclasses.replace(example, input_shape=shape)
         layer, _ = build(plugin, ranked, dtype=np.float32)
-        where = "" if shape == example.input_shape else f"on inputs of shape {shape}: "
-        _compare(where, [layer], plugin, ranked)
+        _compare(f"on inputs of shape {shape}: ", [layer], plugin, ranked)
     trained, _ = build(plugin, example, dtype=np.float32)
+    _compare("", [trained], plugin, example)  # exported once before: no cache may survive
     xs = draw_inputs(plugin, example, dtype=np.float32)
     backward(trained, upstream(forward(trained, xs, training=True), np.float32), len(xs))
     for key in shared_keys(trained):

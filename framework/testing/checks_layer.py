@@ -178,6 +178,8 @@ def situations(plugin: type, example: Any, *, dtype=np.float64, seed: int = 0):
         used, _ = build(plugin, example, dtype=dtype, seed=seed)
         xs = draw_inputs(plugin, example, dtype=dtype, n=before, seed=31)
         backward(used, upstream(forward(used, xs, training=True), dtype), len(xs))
+        for key in shared_keys(used):  # parameters away from how they started (ones...)
+            used.params()[key] -= dtype(0.5) * used.grads()[key]
         yield (f"after a training step on {before} sample{'s' if before != 1 else ''}, on a "
                f"batch of {n}: ", used, draw_inputs(plugin, example, dtype=dtype, n=n))
 

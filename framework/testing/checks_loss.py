@@ -319,13 +319,14 @@ def check_loss_shard_decomposition(plugin: type, example: Any) -> None:
     z = gen.normal(0.0, 2.0, size=(SHARD_ROWS, example.n_classes))
     forms = {form: t for form, t in _rows_of_every_form(example, SHARD_ROWS).items()
              if form in accepted(plugin)}
+    # One instance for every batch, as the trainer keeps one loss for a whole run.
+    loss = new_loss(plugin, example)
     for form, t in forms.items():
-        value, dz = run(new_loss(plugin, example), z, t)
+        value, dz = run(loss, z, t)
         for sizes in SPLITS:
             start, combined, parts = 0, 0.0, []
             for n in sizes:
-                part_value, part_dz = run(new_loss(plugin, example), z[start:start + n],
-                                          t[start:start + n])
+                part_value, part_dz = run(loss, z[start:start + n], t[start:start + n])
                 if part_dz.shape != (n, example.n_classes):
                     fail(f"backward() on a batch of {n} row{'s' if n != 1 else ''} ({form}) to "
                          f"give the gradient of its logits, shape {(n, example.n_classes)}",
@@ -343,9 +344,10 @@ def check_loss_shard_decomposition(plugin: type, example: Any) -> None:
                      "(how the sharded step combines shards)",
                      f"loss {value!r} against {combined!r}, gradients differing by up to "
                      f"{np.max(np.abs(joined - dz)) if joined.shape == dz.shape else 'shape'}",
-                     "Average over the rows of the batch (divide by N), never by a total that "
-                     "depends on which rows are in it (a sum of class weights), and do not "
-                     "squeeze(): a batch of one row is (1, C)")
+                     "Average over the rows of the batch (divide by this call's N, never one "
+                     "kept from an earlier call, nor a total that depends on which rows are "
+                     "in it such as a sum of class weights), and do not squeeze(): a batch of "
+                     "one row is (1, C)")
 
 
 def _rows_of_every_form(example: Any, n: int) -> dict[str, np.ndarray]:

@@ -148,19 +148,28 @@ def check_optimizer_lr_set_at_run_time(plugin: type, example: Any) -> None:
     configured with ``lr = v`` gives: the schedules set ``lr`` during training, and every
     part of the update (a decay term too) must follow it."""
     task = problem()
-    value = new_optimizer(plugin, example).lr / 3
-    scheduled = new_optimizer(plugin, example)
-    scheduled.lr = value
-    configured = plugin({**example.config, "lr": value})
-    a, b = task.params(), task.params()
-    run(scheduled, task, a, 5)
-    run(configured, task, b, 5)
-    if any(not np.array_equal(a[k], b[k]) for k in a):
-        fail("5 steps after setting optimizer.lr = v to give bit for bit what an optimizer "
-             "configured with lr = v gives", f"parameters differing by up to "
-             f"{_differ(a, b):.3g}",
-             "Read self.lr wherever the update uses the learning rate (a decoupled weight "
-             "decay too), never self.config.lr")
+    # the example's config, and each other setting moved once: a part of the update that
+    # only acts when a setting is on (a weight decay off by default) is tried too
+    configs = [dict(example.config)]
+    configs += [{**example.config, key: values[0]}
+                for key, values in setting_values(plugin, example).items() if key != "lr"]
+    for config in configs:
+        try:
+            value = plugin(config).lr / 3
+        except Exception:  # the config refuses this value (a cross-field rule)
+            continue
+        scheduled = plugin(config)
+        scheduled.lr = value
+        configured = plugin({**config, "lr": value})
+        a, b = task.params(), task.params()
+        run(scheduled, task, a, 5)
+        run(configured, task, b, 5)
+        if any(not np.array_equal(a[k], b[k]) for k in a):
+            fail(f"5 steps after setting optimizer.lr = v to give bit for bit what an optimizer "
+                 f"configured with lr = v gives (config {config})",
+                 f"parameters differing by up to {_differ(a, b):.3g}",
+                 "Read self.lr wherever the update uses the learning rate (a decoupled "
+                 "weight decay too), never self.config.lr")
 
 
 @check
@@ -217,6 +226,9 @@ def setting_values(plugin: type, example: Any) -> dict[str, list[Any]]:
         branch = prop
         if "$ref" in prop:
             branch = {**defs.get(prop["$ref"].rsplit("/", 1)[-1], {}), **prop}
+        if "anyOf" in branch:  # an optional setting (float | None): its value's branch
+            usable = [b for b in branch["anyOf"] if b.get("type") != "null"]
+            branch = usable[0] if len(usable) == 1 else branch
         kind = branch.get("type")
         choices = [v for v in [*branch.get("enum", []), branch.get("const")] if v is not None]
         if kind == "boolean":
@@ -239,7 +251,10 @@ def _numbers_within(prop: dict[str, Any], current: Any, integer: bool) -> list[A
     hi = prop.get("maximum", prop.get("exclusiveMaximum"))
     base = current if isinstance(current, int | float) and not isinstance(current, bool) \
         else (lo if lo is not None else 0)
-    candidates = [base * 2 if base else 1, base / 2 if base else 0.5]
+    # twice and half the value, a hundredth (a threshold this problem then reaches), and
+    # the middle of the bounds
+    candidates = [base * 2 if base else 1, base / 2 if base else 0.5,
+                  base / 100 if base else 0.01]
     if lo is not None and hi is not None:
         candidates.append((lo + hi) / 2)
     found = []

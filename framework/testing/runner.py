@@ -56,7 +56,7 @@ from .checks_training import (
     check_uses_current_params,
 )
 from .checks_traits import check_max_selecting, check_monotone_elementwise
-from .checks_usage import USAGE_CHECKS
+from .checks_usage import USAGE_CHECKS, applies
 from .harness import flag
 
 #: the example id of checks that look at the plugin as a whole
@@ -113,7 +113,8 @@ def layer_checks(plugin: type, example: Any) -> list:
     checks += [check_backward_before_forward, check_backward_twice,
                check_backward_without_input_grad, check_state_roundtrip,
                check_uses_current_params, check_arrays_stay_live,
-               check_instances_independent, check_optimizer_step, *USAGE_CHECKS]
+               check_instances_independent, check_optimizer_step,
+               *(func for func in USAGE_CHECKS if applies(func, plugin, example))]
     if flag(plugin, example, "monotone_elementwise"):
         checks.append(check_monotone_elementwise)
     if flag(plugin, example, "max_selecting"):

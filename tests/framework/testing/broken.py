@@ -692,6 +692,58 @@ class DenseSubtractsBias(RefDenseByHand):
         return dx
 
 
+class ScaleStartsAtOnes(RefChannelScale):
+    """A per-channel scale whose gamma starts at ones and whose dx forgets it (dx = dy):
+    right while gamma is 1, wrong once training has moved it."""
+
+    name = "scale_starts_at_ones"
+
+    def param_specs(self, input_shape):
+        return {"gamma": ParamSpec((input_shape[0],), init="ones"),
+                "beta": ParamSpec((input_shape[0],), init="zeros")}
+
+    def backward(self, dy, *, input_grad=True):
+        super().backward(dy, input_grad=input_grad)
+        return dy.copy()
+
+
+class BatchSizeKeptConsistently(RefBatchCenter):
+    """Centres with sum(x) / n, n the batch size of its first forward, in forward and
+    backward alike: self-consistent, wrong on every batch of another size."""
+
+    name = "batch_size_kept_consistently"
+
+    def forward(self, x, *, training):
+        if not hasattr(self, "_n"):
+            self._n = len(x)
+        self.cache = training
+        if not training:
+            return x - self.eval_offset()
+        mu = x.sum(axis=0) / self._n
+        m = self.config.momentum
+        self._state["running_mean"][...] = m * self._state["running_mean"] + (1 - m) * mu
+        return x - mu
+
+    def backward(self, dy, *, input_grad=True):
+        training = self.cached()
+        return dy - dy.sum(axis=0) / self._n if training else dy.copy()
+
+
+class EvalCachesWeights(RefDense):
+    """Caches W at its first eval forward "to serve predictions fast": a later step or a
+    load never reaches predictions."""
+
+    name = "eval_caches_weights"
+
+    def forward(self, x, *, training):
+        if training:
+            return super().forward(x, training=True)
+        if not hasattr(self, "_served"):
+            self._served = self._params["W"].copy()
+        self.cache = x
+        return x @ self._served + self._params["b"]
+
+
 class BackwardAttributeError(RefDense):
     name = "backward_attribute_error"
 
@@ -881,6 +933,22 @@ class ExportNamesItsConstantsAlike(ExportedDense):
         return graph.add("Add", [graph.add("MatMul", [*inputs, "W"], f"{name}.xW"), "b"], name)
 
 
+class ExportCachesItsConstants(ExportedDense):
+    """Keeps the constants of its first export: a second export after training writes
+    the old weights."""
+
+    name = "export_caches_its_constants"
+
+    def export_onnx(self, graph, inputs, name):
+        if not hasattr(self, "_exported"):
+            self._exported = (self._params["W"].astype(np.float32),
+                              self._params["b"].astype(np.float32))
+        product = graph.add("MatMul", [*inputs, graph.constant(self._exported[0],
+                                                               f"{name}.W")], f"{name}.xW")
+        return graph.add("Add", [product, graph.constant(self._exported[1], f"{name}.b")],
+                         name)
+
+
 class ExportHandlesOneRank(RefChannelScale):
     """Exports the per-channel scale for (N, C) inputs only: the (C, H, W) rank the layer
     accepts gets gamma broadcast along the last axis."""
@@ -981,6 +1049,22 @@ class LossWithATemperature(RefSoftmaxCrossEntropyByHand):
 
     def predict_proba(self, logits):
         return super().predict_proba(logits / logits.dtype.type(2))
+
+
+class LossKeepsTheFirstN(RefSoftmaxCrossEntropy):
+    """Divides by the N of its first batch ever: right while every batch has that size."""
+
+    name = "loss_keeps_the_first_n"
+
+    def compute(self, z, y):
+        self._n = getattr(self, "_n", z.shape[0])
+        log_p = self.log_proba(z)
+        self.cache = (np.exp(log_p), y)
+        return float(-np.sum(y * log_p) / self._n)
+
+    def backward(self):
+        p, y = self.cached()
+        return (p - y) / p.dtype.type(self._n)
 
 
 class LossGradientNotAveraged(RefSoftmaxCrossEntropy):
@@ -1163,6 +1247,28 @@ class OptimizerMomentumTheOtherWay(RefMomentumSGDByHand):
             b *= 1 - mu
             b += mu * grads[key]
             p -= self.lr * b
+
+
+class QuietDecayConfig(SGDConfig):
+    weight_decay: float = Field(0.0, ge=0, le=1, description="decoupled weight decay, off")
+
+
+class OptimizerQuietDecayReadsConfigLr(OptimizerDecayReadsConfigLr):
+    """The decay that reads config.lr, off by default: the examples never turn it on."""
+
+    name = "optimizer_quiet_decay_reads_config_lr"
+    Config = QuietDecayConfig
+
+
+class ClipConfig(SGDConfig):
+    clip_norm: float | None = Field(None, gt=0, le=1e6, description="clip gradients to this")
+
+
+class OptimizerIgnoresClipNorm(RefMomentumSGD):
+    """Takes an optional clip_norm and never reads it."""
+
+    name = "optimizer_ignores_clip_norm"
+    Config = ClipConfig
 
 
 class OptimizerInertTypo(RefMomentumSGD):

@@ -36,6 +36,7 @@ from lamina.testing.runner import examples_of, generate_checks
 #   continued run;
 # - optimizer_keeps_config_lr: a learning rate set at run time that changes nothing cannot
 #   change it as a configured one does;
+# - batch_size_captured_once: a run's batches change size, a continued run's too;
 # - low_precision_gradient: float16 disagrees with float64 at every scale, the large one too;
 # - class_level_cache: a cache on the class is shared by instances used in turn and by
 #   instances running at once in threads.
@@ -59,7 +60,7 @@ BROKEN = {
                              "check_uses_current_params", "check_continuation"},
     broken.EvalUpdatesState: {"check_eval_deterministic", "check_eval_changes_nothing"},
     broken.EvalCentresWithTheBatch: {"check_eval_changes_nothing"},
-    broken.BatchSizeCapturedOnce: {"check_gradient"},
+    broken.BatchSizeCapturedOnce: {"check_gradient", "check_continuation"},
     broken.FirstBatchInitialises: {"check_continuation"},
     broken.ChannelScaleImageBranchBug: {"check_input_ranks"},
     broken.WritesThroughRavel: {"check_memory_layouts"},
@@ -81,6 +82,13 @@ BROKEN = {
     broken.ExportForgetsTheBias: {"check_onnx_export"},
     broken.ExportFreezesWeightsAtBuild: {"check_onnx_export"},
     broken.ExportHandlesOneRank: {"check_onnx_export"},
+    broken.ExportCachesItsConstants: {"check_onnx_export"},
+    broken.ScaleStartsAtOnes: {"check_gradient"},
+    broken.BatchSizeKeptConsistently: {"check_continuation"},
+    broken.EvalCachesWeights: {"check_uses_current_params"},
+    broken.LossKeepsTheFirstN: {"check_loss_shard_decomposition"},
+    broken.OptimizerQuietDecayReadsConfigLr: {"check_optimizer_lr_set_at_run_time"},
+    broken.OptimizerIgnoresClipNorm: {"check_optimizer_settings_matter"},
     broken.ExportNamesItsConstantsAlike: {"check_onnx_export"},
     broken.FlagOnTheClass: {"check_declarations"},
     broken.ExampleOverrideTypo: {"check_examples"},

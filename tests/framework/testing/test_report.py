@@ -23,12 +23,12 @@ def make_registry() -> Registry:
 def test_report_lists_every_plugin_and_counts_failures():
     text, n_failed = run_report(make_registry())
     rows = {line.split()[0]: line.split() for line in text.splitlines() if line}
-    assert rows["ref_dense"][1:] == ["layer", "lamina-selftest", "9.9", "56", "0", "0", "ok"]
+    assert rows["ref_dense"][1:] == ["layer", "lamina-selftest", "9.9", "54", "0", "0", "ok"]
     assert rows["wrong_gradient_sign"][-1] == "FAIL"
     assert rows["ref_softmax_ce"][-1] == "ok"
     assert n_failed == 2  # check_gradient on both examples of wrong_gradient_sign
     assert "wrong_gradient_sign-units_3-check_gradient: wrong_gradient_sign [example" in text
-    assert text.endswith("3 plugins, 131 checks, 2 failures")
+    assert text.endswith("3 plugins, 127 checks, 2 failures")
 
 
 def test_report_on_named_plugins_only():
