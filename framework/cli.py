@@ -24,9 +24,12 @@ EXIT_INVALID = 2
 
 
 def _registry(args: argparse.Namespace, comm=None):
+    from .localplugins import as_plugins
     from .registry import load_registry
 
-    registry = load_registry(strict=True if args.strict_plugins else None)
+    given = getattr(args, "plugins", None) or []
+    local = as_plugins(given, labels=[f"-p {spec}" for spec in given])
+    registry = load_registry(strict=True if args.strict_plugins else None, extra_plugins=local)
     if comm is None or comm.rank == 0:  # one warning, not one per MPI rank
         for problem in registry.problems:
             print(f"warning: {problem}", file=sys.stderr)
@@ -196,8 +199,11 @@ def cmd_check(args: argparse.Namespace) -> int:
                   "is not installed: pip install onnx onnxruntime (or leave out --onnx)",
                   file=sys.stderr)
             return EXIT_INVALID
-    text, n_failed = run_report(_registry(args), args.names or None, onnx=args.onnx,
-                                quick=args.quick)
+    registry = _registry(args)
+    names = args.names or None
+    if names is None and args.plugins:  # `lamina check -p my_layers.py` certifies those
+        names = [e.name for e in registry.entries() if e.provider.local]
+    text, n_failed = run_report(registry, names, onnx=args.onnx, quick=args.quick)
     print(text)
     return EXIT_FAILED if n_failed else 0
 
@@ -262,8 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "(also LAMINA_STRICT_PLUGINS=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    # -p, as pytest's: plugins defined where you work, for one command (lamina.localplugins)
+    local = argparse.ArgumentParser(add_help=False)
+    local.add_argument("-p", "--plugin", dest="plugins", action="append", default=[],
+                       metavar="MODULE",
+                       help="also load this plugin: the path of a .py file or an importable "
+                            "module's name (repeat for several)")
+
     def add(name: str, func: Callable[[argparse.Namespace], int], help: str):
-        p = sub.add_parser(name, help=help, description=help)
+        p = sub.add_parser(name, help=help, description=help, parents=[local])
         p.set_defaults(func=func)
         return p
 

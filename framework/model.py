@@ -41,6 +41,8 @@ class Model:
 
     ``config`` is a shipped config's name (``"mnist_cnn"``), a ``.toml``/``.json`` file
     or a dict of the same structure; it is checked as ``lamina validate`` checks it.
+    ``plugins`` adds plugins defined where you work (classes, modules, module names or
+    ``.py`` paths; :mod:`lamina.localplugins`) to the installed ones.
     ``seed`` replaces ``training.seed``: it seeds the initial weights and then the
     shuffles and dropout masks of every ``fit``. The network is built when first
     used, so ``fit(seed=...)`` on a new model seeds its initial weights too.
@@ -50,8 +52,8 @@ class Model:
     """
 
     def __init__(self, config: str | Path | dict[str, Any] = "mnist_cnn", *,
-                 seed: int | None = None, registry: Registry | None = None,
-                 distributed: str | None = None):
+                 seed: int | None = None, plugins: Sequence[Any] = (),
+                 registry: Registry | None = None, distributed: str | None = None):
         from .plan import make_plan
         from .runtime.distributed import check_shards
 
@@ -59,7 +61,7 @@ class Model:
             raise InputError(f"config must be a shipped config's name (such as 'mnist_cnn'), a "
                              f"path to a .toml or .json file, or a dict of the same structure; "
                              f"received {received(config)}")
-        registry = _checked_registry(registry)
+        registry = _checked_registry(registry, plugins)
         overrides = {"seed": seed} if seed is not None else None
         comm = _communicator(distributed)
 
@@ -77,16 +79,17 @@ class Model:
 
     # -- construction -----------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path, *, weights: str | None = None,
+    def load(cls, path: str | Path, *, weights: str | None = None, plugins: Sequence[Any] = (),
              registry: Registry | None = None) -> Model:
         """A model from a run directory (``lamina train``'s or :meth:`save`'s): its config
         and trained weights, ``weights="last"`` or ``"best"`` (default: the run's choice,
-        see :func:`lamina.training.load_trained`); ``model.weights`` says which."""
+        see :func:`lamina.training.load_trained`); ``model.weights`` says which.
+        ``plugins`` are the local plugins the run was trained with, passed again."""
         from .plan import make_plan
         from .training import load_trained
 
         path = checked_path(path, "a run directory's path")
-        registry = _checked_registry(registry)
+        registry = _checked_registry(registry, plugins)
         session = load_trained(path, registry, weights=weights)
         model = cls.__new__(cls)
         model._set_up(registry, make_plan(session.config, registry), session, None)
@@ -323,6 +326,7 @@ class Model:
 
     def _write(self, run, path: Path) -> None:
         from .training import runs
+        from .training.provenance import provenance
         from .training.runs import Checkpoint
         from .training.trainer import optimizer_state
 
@@ -336,8 +340,10 @@ class Model:
                           rng_state=run.rng.bit_generator.state, history=run.history,
                           extra=run.extra,
                           best_params=run.best_state if best is not None else None)
+        record = provenance(run, self.registry, {})
         runs.create_run_dir(path)
         runs.write_json(path / runs.CONFIG, run.config.to_dict())
+        runs.write_json(path / runs.PROVENANCE, record)
         runs.save_checkpoint(path, ckpt)
         runs.write_metrics(path, run.history)
 
@@ -374,9 +380,12 @@ class Model:
         return self._session.network.dtype if self._session is not None else DTYPE
 
 
-def _checked_registry(registry: Any) -> Registry:
+def _checked_registry(registry: Any, plugins: Any) -> Registry:
     if registry is None:
-        return load_registry()
+        return load_registry(plugins=plugins)
+    if not (isinstance(plugins, list | tuple) and not plugins):
+        raise InputError("pass plugins or registry, not both: a registry is built with its "
+                         "plugins already (lamina.load_registry(plugins=[...]))")
     if not isinstance(registry, Registry):
         raise InputError(f"registry must be a lamina.registry.Registry (from "
                          f"lamina.load_registry()), received {received(registry)}")

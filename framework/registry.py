@@ -71,14 +71,17 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
 @dataclass(frozen=True)
 class Provider:
-    """Where a plugin came from: distribution, version and module (or entry point)."""
+    """Where a plugin came from: distribution, version and module (or entry point). A
+    ``local`` plugin was handed to lamina directly (:mod:`lamina.localplugins`): its
+    ``dist`` is the module that defines it and ``module`` the class (or module) given."""
 
     dist: str
     version: str
     module: str
+    local: bool = False
 
     def __str__(self) -> str:
-        return f"{self.dist} {self.version}"
+        return f"{self.dist} (local)" if self.local else f"{self.dist} {self.version}"
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,9 @@ def unknown_name_message(kind: str, name: Any, known: dict[str, Any]) -> str:
     hint = f"did you mean {close[0]!r}? " if close else ""
     return (
         f"unknown {kind} type {name!r}; {hint}known {kind} types: {', '.join(sorted(known))}"
-        f" (install the plugin that provides it, or run `lamina layers` to list them)"
+        f" (install the plugin that provides it, pass one defined where you work with "
+        f"plugins=[...] in Python or -p FILE.py on the command line, or run `lamina layers` "
+        f"to list them)"
     )
 
 
@@ -179,14 +184,21 @@ def load_registry(
     load_entry_points: bool | None = None,
     strict: bool | None = None,
     extra_plugins: tuple[tuple[object, Provider], ...] = (),
+    plugins: Any = (),
 ) -> Registry:
     """Discover, validate and register every plugin.
 
+    ``plugins`` adds plugins defined where you work: classes, modules with hooks, or
+    module names and ``.py`` paths (:func:`lamina.localplugins.as_plugins`); they are
+    validated like installed ones, and any failure of theirs is an error at once.
     ``load_entry_points`` defaults to true unless ``LAMINA_DISABLE_PLUGIN_AUTOLOAD``
     is set; ``strict`` defaults to ``LAMINA_STRICT_PLUGINS``. ``extra_plugins``
     registers plugin objects directly (with the provider to report), for tests and
     for programs that embed lamina.
     """
+    from .localplugins import as_plugins
+
+    local = as_plugins(plugins)
     if load_entry_points is None:
         load_entry_points = not _env_flag(DISABLE_AUTOLOAD_ENV)
     if strict is None:
@@ -206,11 +218,14 @@ def load_registry(
 
     def skip(provider: Provider, reason: str, exc: BaseException | None = None) -> None:
         problem = PluginProblem(provider, reason)
+        if provider.local:  # asked for by name: the error now, not "unknown type" later
+            raise PluginError(f"local plugin {provider.module!r} cannot be used: {reason}") \
+                from exc
         if strict:
             raise PluginError(f"{problem} (strict plugin loading is on)") from exc
         registry.problems.append(problem)
 
-    candidates = list(extra_plugins)
+    candidates = [*extra_plugins, *local]
     if load_entry_points:
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = ep.dist
@@ -231,7 +246,8 @@ def load_registry(
                 skip(provider, f"import failed: {type(exc).__name__}: {exc}{hint}", exc)
 
     for plugin, provider in candidates:
-        key = provider.module
+        # a local plugin's key is unique: a notebook may define two classes of one name
+        key = f"{provider.module}@{id(plugin):x}" if provider.local else provider.module
         try:
             pm.register(plugin, name=key)
         except Exception as exc:
@@ -380,9 +396,18 @@ def _add(registry: Registry, entry: Entry) -> None:
     table = registry.table(entry.kind)
     if entry.name in table:
         first = table[entry.name]
+        if entry.provider.local and first.provider.local \
+                and first.provider.module == entry.provider.module:
+            fix = (f"the code defining {entry.cls.__qualname__} ran twice (a notebook cell run "
+                   "again?) and both classes were passed; pass only the newest")
+        elif entry.provider.local or first.provider.local:
+            fix = "give the local plugin another `name`: plugins never replace each other"
+        else:
+            fix = ("uninstall one of the two distributions, or ask its author to rename the "
+                   "plugin")
         raise PluginError(
             f"{entry.kind} type {entry.name!r} is provided twice: by {first.provider} "
             f"({first.provider.module}) and by {entry.provider} ({entry.provider.module}); "
-            "uninstall one of the two distributions, or ask its author to rename the plugin"
+            + fix
         )
     table[entry.name] = entry

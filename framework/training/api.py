@@ -38,6 +38,7 @@ from ..runtime.distributed import (
 )
 from . import runs
 from .callbacks import EarlyStopping, silent, to_stderr
+from .provenance import check_plugins_loaded, provenance
 from .runs import Checkpoint, RunLock, shown
 from .trainer import (
     Data,
@@ -45,7 +46,6 @@ from .trainer import (
     check_fits,
     fit,
     make_session,
-    provenance,
     restore,
     split_validation,
 )
@@ -287,8 +287,10 @@ def _kept(session: Session) -> str:
 def _checked_run(path: Path, registry: Registry, *, epochs: int | None = None
                  ) -> tuple[Plan, Checkpoint | None]:
     """The run directory checked as a whole: its config (by the same rules as a config
-    file, with ``epochs`` applied) and its checkpoint (schema, hash, arrays)."""
+    file, with ``epochs`` applied) and its checkpoint (schema, hash, arrays). A plugin the
+    run was trained with and the registry lacks is named with where it came from."""
     raw = runs.read_json(path / runs.CONFIG, "run's config")
+    check_plugins_loaded(path, registry)
     training = raw.get("training") if isinstance(raw, dict) else None
     if isinstance(training, dict) and "shards" not in training:
         # Written before lamina split batches into shards: those runs ran whole.

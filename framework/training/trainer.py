@@ -12,7 +12,6 @@ the uninterrupted run would have drawn and ends with bit-identical weights.
 from __future__ import annotations
 
 import math
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -188,28 +187,6 @@ def optimizer_state(session: Session) -> dict[str, np.ndarray]:
                           "state_dict(); a checkpoint needs a dict of arrays by str keys. This "
                           "is a bug in the plugin; report it to its author")
     return state
-
-
-def provenance(session: Session, registry: Registry, dataset_files: dict[str, Any]) -> dict:
-    from .. import __version__
-
-    used = {node.type for node in session.config.nodes}
-    used |= {session.config.loss.type, session.config.optimizer.type}
-    return {
-        "lamina": __version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "command": sys.argv,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "plugins": {e.name: {"kind": e.kind, "provider": e.provider.dist,
-                             "version": e.provider.version, "module": e.provider.module}
-                    for e in registry.entries() if e.name in used},
-        "data_files": {k: str(v) for k, v in dataset_files.items()},
-        "shards": session.step.shards,
-        "parallel": session.step.describe(),
-        "blas": session.step.blas.path if session.step.blas is not None else None,
-    }
 
 
 # -- the loop -------------------------------------------------------------------------

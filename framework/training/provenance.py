@@ -1,0 +1,102 @@
+"""A run's ``provenance.json``: where everything it was trained with came from, and the
+message for a run used without a plugin it was trained with.
+
+``lamina train`` and :meth:`lamina.Model.save` write it. It is a record for people and
+for hints: nothing a run computes is read from it, so a run whose provenance is missing
+or damaged still loads (its ``config.json`` and checkpoint decide).
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CheckpointError, UnknownPluginError
+from ..registry import Registry
+from . import runs
+
+
+def used_plugins(config: Any) -> set[str]:
+    """The type names a resolved config uses: its layers, loss and optimizer."""
+    used = {node.type for node in config.nodes}
+    return used | {config.loss.type, config.optimizer.type}
+
+
+def provenance(session: Any, registry: Registry, dataset_files: dict[str, Any]) -> dict:
+    """The record of a run: versions, the command, each plugin used and its provider (for
+    a local plugin, the class, its file and the SHA-256 of its source), the data files
+    and how the training step ran."""
+    from .. import __version__
+    from ..localplugins import source_fingerprint
+
+    used = used_plugins(session.config)
+    plugins = {}
+    for entry in registry.entries():
+        if entry.name not in used:
+            continue
+        record = {"kind": entry.kind, "provider": entry.provider.dist,
+                  "version": entry.provider.version, "module": entry.provider.module}
+        if entry.provider.local:
+            record |= {"local": True, **source_fingerprint(entry.cls)}
+        plugins[entry.name] = record
+    return {
+        "lamina": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "command": sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "plugins": plugins,
+        "data_files": {k: str(v) for k, v in dataset_files.items()},
+        "shards": session.step.shards,
+        "parallel": session.step.describe(),
+        "blas": session.step.blas.path if session.step.blas is not None else None,
+    }
+
+
+def check_plugins_loaded(run_dir: Path, registry: Registry) -> None:
+    """Raise UnknownPluginError naming where each plugin the run was trained with came
+    from, when ``registry`` lacks it: the local module to pass again, or the
+    distribution to install. Silent when the run records nothing readable."""
+    try:
+        record = runs.read_json(run_dir / runs.PROVENANCE, "run's provenance")
+    except CheckpointError:
+        return  # older runs and damaged records: the config's own messages remain
+    plugins = record.get("plugins") if isinstance(record, dict) else None
+    if not isinstance(plugins, dict):
+        return
+    skipped = {p.provider.dist for p in registry.problems}
+    missing = []
+    for name, info in plugins.items():
+        if not isinstance(info, dict) or info.get("kind") not in ("layer", "loss", "optimizer",
+                                                                   "block"):
+            continue
+        if name in registry.table(info["kind"]) or info.get("provider") in skipped:
+            continue  # loaded, or failed to load (that failure is the message to read)
+        missing.append(_missing(str(name), info))
+    if missing:
+        shown = runs.shown(run_dir)
+        raise UnknownPluginError(f"{shown} was trained with plugins that are not loaded now: "
+                                 + "; ".join(missing) + f". Nothing in {shown} was changed")
+
+
+def _missing(name: str, info: dict) -> str:
+    kind, provider = info["kind"], str(info.get("provider", "?"))
+    if not info.get("local"):
+        version = info.get("version")
+        return (f"the {kind} plugin {name!r} from {provider} {version or ''}".rstrip()
+                + f": install it (pip install {provider})")
+    where = str(info.get("class") or info.get("module") or provider)
+    file = info.get("file")
+    module = provider
+    command_line = (f"-p {file}" if file and module != "__main__"
+                    else "-p with the module or .py file that defines it")
+    cls = where.rsplit(".", 1)[-1] if info.get("class") else module
+    return (f"the local {kind} plugin {name!r} ({where}" + (f", in {file}" if file else "")
+            + f"): pass it again, with {command_line} on the command line or "
+            f"Model.load(path, plugins=[{cls}]) in Python")
