@@ -12,6 +12,7 @@ if __name__ != "lamina":
         "repository; import it as 'lamina' (install the checkout with pip install -e .)"
     )
 
+from .block import Block
 from .config import NetworkConfig, load_config
 from .errors import (
     BackwardBeforeForwardError,
@@ -72,6 +73,7 @@ __all__ = [
     "TARGET_FORMS",
     "Architecture",
     "BackwardBeforeForwardError",
+    "Block",
     "CheckpointError",
     "ConfigError",
     "ConfigIssue",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -74,7 +75,11 @@ def read_npy_header(stream: BinaryIO, size: int, *, kinds: str = NUMERIC) -> Npy
         raise BadArrayFile(f"has .npy format version {'.'.join(map(str, version))}, which "
                            "lamina does not read (it reads 1.0 and 2.0)")
     try:
-        shape, fortran, dtype = reader(stream, max_header_size=MAX_HEADER_BYTES)
+        with warnings.catch_warnings():
+            # a header written by Python 2 (3L) parses with advice to save it again:
+            # lamina checks what it declares below, and the advice is not the user's to act on
+            warnings.simplefilter("ignore", UserWarning)
+            shape, fortran, dtype = reader(stream, max_header_size=MAX_HEADER_BYTES)
     except Exception:  # NumPy's parser raises half a dozen types (tokenize's too)
         raise BadArrayFile("has a damaged .npy header (not the dictionary of descr, "
                            "fortran_order and shape that numpy.save writes)") from None

@@ -74,13 +74,15 @@ def _exports(entry) -> str:
     """Whether ``lamina export`` can write this plugin: a layer's or loss's export_onnx."""
     if entry.kind == "optimizer":
         return ""
+    if entry.kind == "block":
+        return "as its layers"
     return "yes" if callable(getattr(entry.cls, "export_onnx", None)) else "not exportable"
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
     plan = _plan(args, _registry(args))
     print(f"config: {plan.config.source}")
-    print(plan.architecture.summary())
+    print(plan.architecture.summary(expand=args.expand))
     return 0
 
 
@@ -285,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("layers", cmd_layers, "list every registered layer, loss and optimizer with its provider")
     p = add("summary", cmd_summary, "print a network's layers, output shapes and parameters")
     p.add_argument("config", nargs="?", default=DEFAULT_CONFIG, metavar="CONFIG", help=config_help)
+    p.add_argument("--expand", action="store_true",
+                   help="list the layers of each block under it (by default a block is one row)")
     p = add("validate", cmd_validate,
             "check a config (structure, plugin settings and shapes); exit 0 if valid, 2 if not")
     p.add_argument("config", metavar="CONFIG", help=config_help)

@@ -168,19 +168,15 @@ class Architecture:
         return sum(spec.size for node in self.nodes for spec in node.specs.values()
                    if spec.trainable == trainable)
 
-    def summary(self) -> str:
-        """A table of layers, types, output shapes, parameter counts and providers."""
-        dag = not self.config.is_sequential()
-        header = ["Layer", "Type", "Output shape", "Params"]
-        header += ["Inputs"] if dag else []
-        header += ["Plugin"]
-        rows = [["input", "", str(self.input_shape), "0"] + ([""] if dag else []) + [""]]
-        for node in self.nodes:
-            count = sum(spec.size for spec in node.specs.values() if spec.trainable)
-            row = [node.name, node.config.type, str(node.output_shape), f"{count:,}"]
-            row += [", ".join(node.inputs)] if dag else []
-            row += [str(node.provider)]
-            rows.append(row)
+    def summary(self, *, expand: bool = False) -> str:
+        """A table of layers, types, output shapes, parameter counts and providers. A
+        block is one row (its parameters summed); ``expand`` lists its layers under it,
+        indented, by their names within it."""
+        rows = [["input", "", str(self.input_shape), "0", "", ""]]
+        rows += self._rows(self.config.top_level(), depth=0, expand=expand)
+        header = ["Layer", "Type", "Output shape", "Params", "Inputs", "Plugin"]
+        if all(row[4] == "" for row in rows):
+            header, rows = header[:4] + header[5:], [r[:4] + r[5:] for r in rows]
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
         def line(cells: list[str]) -> str:
@@ -195,6 +191,47 @@ class Architecture:
             f"Trainable params: {trainable:,}",
             f"Non-trainable params: {frozen:,}",
         ])
+
+    def _rows(self, units: list, depth: int, expand: bool) -> list[list[str]]:
+        """Rows for ``units`` (a list's layers and block uses, in order): the Inputs cell
+        is filled only where a unit does not read the unit before it, by the names the
+        list itself uses (a block by its name, the list's input as ``input``)."""
+        by_name = {node.name: node for node in self.nodes}
+        uses = {use.name: use for use in self.config.blocks}
+        shown = {unit.output: unit.short_name for unit in units}
+        rows, previous = [], None
+        for unit in units:
+            inputs = [shown.get(ref, "input") for ref in unit.inputs]
+            sequential = inputs == [previous or "input"]
+            previous = unit.short_name
+            indent = "  " * depth + ("└ " if depth else "")
+            if unit.name in by_name:
+                node = by_name[unit.name]
+                count = sum(spec.size for spec in node.specs.values() if spec.trainable)
+                rows.append([indent + unit.short_name, node.config.type, str(node.output_shape),
+                             f"{count:,}", "" if sequential else ", ".join(inputs),
+                             str(node.provider)])
+                continue
+            inner = [n for n in self.nodes if n.name.startswith(unit.name + ".")]
+            count = sum(spec.size for n in inner for spec in n.specs.values() if spec.trainable)
+            rows.append([indent + unit.short_name, unit.type,
+                         str(by_name[unit.output].output_shape), f"{count:,}",
+                         "" if sequential else ", ".join(inputs), unit.provider])
+            if expand:
+                rows += self._rows(self._members(unit.name, uses), depth + 1, expand)
+        return rows
+
+    def _members(self, block: str, uses: dict) -> list:
+        """The layers and block uses directly inside block instance ``block``, in order."""
+        members: list = []
+        for node in self.config.nodes:
+            if not node.name.startswith(block + "."):
+                continue
+            rest = node.name[len(block) + 1:]
+            unit = uses[f"{block}.{rest.split('.')[0]}"] if "." in rest else node
+            if not members or members[-1] is not unit:
+                members.append(unit)
+        return members
 
 
 class Network:
@@ -399,7 +436,7 @@ class Network:
                 f"the state does not fit this network ({len(problems)} problem"
                 f"{'s' if len(problems) != 1 else ''}): " + "; ".join(problems[:8])
                 + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
-                + ". Was it saved from a different config?"
+                + (_renamed(targets, state) or ". Was it saved from a different config?")
             )
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
@@ -410,6 +447,22 @@ class Network:
             np.copyto(target, state[key], casting="same_kind")
 
     # -- description ------------------------------------------------------------------
-    def summary(self) -> str:
+    def summary(self, *, expand: bool = False) -> str:
         """A table of layers, types, output shapes, parameter counts and providers."""
-        return self.architecture.summary()
+        return self.architecture.summary(expand=expand)
+
+
+def _renamed(targets: dict[str, np.ndarray], state: dict[str, Any]) -> str:
+    """When the missing and unexpected keys pair up in order with equal shapes, the
+    layers were renamed (as putting them into a block renames them: ``conv2d_2.W``
+    becomes ``residual_1.conv2d_1.W``): say so, with the first pair."""
+    missing = [k for k in targets if k not in state]
+    unexpected = [k for k in state if k not in targets]
+    if not missing or len(missing) != len(unexpected) or not all(
+            np.shape(state[u]) == targets[m].shape for m, u in zip(missing, unexpected,
+                                                                    strict=True)):
+        return ""
+    return (f". The {len(missing)} unexpected arrays fit the missing ones in order and shape "
+            f"({unexpected[0]!r} for {missing[0]!r}): the layers were renamed, as putting "
+            "them into a block renames them. Load it into the config it was saved with, or "
+            "rename the keys")

@@ -69,3 +69,16 @@ def lamina_register_optimizers() -> list[type]:
     :mod:`lamina.optimizer`; subclassing :class:`lamina.Optimizer` provides all but
     ``examples``, and calls the plugin's ``update(params, grads)``).
     """
+
+
+@hookspec
+def lamina_register_blocks() -> list[type]:
+    """Return the block classes this plugin provides: named sub-networks of existing
+    layers, usable as a layer type.
+
+    Each class must have ``name`` (as for layers; layers and blocks share one set of
+    names), ``Config`` (its settings, as for layers) and the class methods
+    ``layers(config) -> list[dict]`` (the layer tables it stands for, a pure function
+    of its settings) and ``examples()`` (see :mod:`lamina.block`; subclass
+    :class:`lamina.Block`).
+    """

@@ -73,15 +73,17 @@ def local_provider(module: str, defines: str) -> Provider:
 def plugin_kind(cls: type) -> str | None:
     """The kind of a plugin class (by base class, else by the hook methods it has), or
     None when it is none of them."""
+    from .block import Block
     from .layer import Layer
     from .loss import Loss
     from .optimizer import Optimizer
 
-    for kind, base in (("layer", Layer), ("loss", Loss), ("optimizer", Optimizer)):
+    for kind, base in (("layer", Layer), ("loss", Loss), ("optimizer", Optimizer),
+                       ("block", Block)):
         if issubclass(cls, base):
             return kind
     for kind, method in (("layer", "build"), ("loss", "predict_proba"),
-                         ("optimizer", "load_state_dict")):
+                         ("optimizer", "load_state_dict"), ("block", "layers")):
         if callable(getattr(cls, method, None)):
             return kind
     return None
@@ -117,8 +119,8 @@ def _one(item: Any, where: str) -> tuple[object, Provider]:
         if kind is None:
             raise PluginError(
                 f"{where} is the class {qualified_name(item)}, which is not a lamina plugin: "
-                "pass a subclass of lamina.Layer, lamina.Loss or lamina.Optimizer, or a "
-                "module with @lamina.hookimpl functions")
+                "pass a subclass of lamina.Layer, lamina.Loss, lamina.Optimizer or "
+                "lamina.Block, or a module with @lamina.hookimpl functions")
         return LocalPlugin(kind, item), local_provider(item.__module__, qualified_name(item))
     if isinstance(item, ModuleType):
         hooks = [name for name in HOOKS.values() if callable(getattr(item, name, None))]

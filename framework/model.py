@@ -123,9 +123,10 @@ class Model:
             return "initial"
         return self._session.weights or f"epoch {self._session.epoch} (last)"
 
-    def summary(self) -> str:
-        """Layers, output shapes and parameter counts, as ``lamina summary`` prints them."""
-        return self._plan.architecture.summary()
+    def summary(self, *, expand: bool = False) -> str:
+        """Layers, output shapes and parameter counts, as ``lamina summary`` prints them:
+        a block as one row, or with ``expand`` its layers listed under it."""
+        return self._plan.architecture.summary(expand=expand)
 
     @property
     def _run(self):

@@ -43,6 +43,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "lamina.plugins.dense",
     "lamina.plugins.batchnorm",
     "lamina.plugins.add",
+    "lamina.plugins.residual",
     "lamina.plugins.softmax_cross_entropy",
     "lamina.plugins.sgd",
     "lamina.plugins.adam",
@@ -52,17 +53,19 @@ ENTRY_POINT_GROUP = "lamina"
 DISABLE_AUTOLOAD_ENV = "LAMINA_DISABLE_PLUGIN_AUTOLOAD"
 STRICT_ENV = "LAMINA_STRICT_PLUGINS"
 
-KINDS = ("layer", "loss", "optimizer")
+KINDS = ("layer", "loss", "optimizer", "block")
 HOOKS = {
     "layer": "lamina_register_layers",
     "loss": "lamina_register_losses",
     "optimizer": "lamina_register_optimizers",
+    "block": "lamina_register_blocks",
 }
 REQUIRED_METHODS = {
     "layer": ("compute_output_shape", "param_specs", "build", "forward", "backward", "params",
               "grads", "state", "examples"),
     "loss": ("forward", "backward", "predict_proba", "examples"),
     "optimizer": ("step", "state_dict", "load_state_dict", "examples"),
+    "block": ("layers", "examples"),
 }
 #: keys of a layer table that the graph runner reads itself, never the layer's Config
 RESERVED_LAYER_KEYS = ("type", "name", "inputs")
@@ -115,15 +118,17 @@ class PluginProblem:
 
 @dataclass
 class Registry:
-    """Every layer, loss and optimizer class that the loaded plugins provide."""
+    """Every layer, loss, optimizer and block class that the loaded plugins provide."""
 
     layers: dict[str, Entry] = field(default_factory=dict)
     losses: dict[str, Entry] = field(default_factory=dict)
     optimizers: dict[str, Entry] = field(default_factory=dict)
+    blocks: dict[str, Entry] = field(default_factory=dict)
     problems: list[PluginProblem] = field(default_factory=list)
 
     def table(self, kind: str) -> dict[str, Entry]:
-        return {"layer": self.layers, "loss": self.losses, "optimizer": self.optimizers}[kind]
+        return {"layer": self.layers, "loss": self.losses, "optimizer": self.optimizers,
+                "block": self.blocks}[kind]
 
     def entry(self, kind: str, name: str) -> Entry:
         """The entry for ``name``; an unknown name lists the known ones with a did-you-mean."""
@@ -153,7 +158,8 @@ class Registry:
         return self.entry("optimizer", name).cls
 
     def entries(self) -> list[Entry]:
-        return [*self.layers.values(), *self.losses.values(), *self.optimizers.values()]
+        return [*self.layers.values(), *self.losses.values(), *self.optimizers.values(),
+                *self.blocks.values()]
 
 
 def unknown_name_message(kind: str, name: Any, known: dict[str, Any]) -> str:
@@ -328,7 +334,7 @@ def _validate_class(kind: str, cls: Any) -> None:
             "reported; set model_config = ConfigDict(extra='forbid') "
             "(or subclass lamina.LayerConfig)"
         )
-    if kind == "layer":
+    if kind in ("layer", "block"):
         clash = [k for k in RESERVED_LAYER_KEYS if k in config.model_fields]
         if clash:
             raise PluginError(
@@ -394,8 +400,11 @@ def validate_declarations(kind: str, cls: Any, who: str) -> None:
 
 def _add(registry: Registry, entry: Entry) -> None:
     table = registry.table(entry.kind)
-    if entry.name in table:
-        first = table[entry.name]
+    # layers and blocks share one namespace: both are a layer table's `type`
+    shared = ("layer", "block") if entry.kind in ("layer", "block") else (entry.kind,)
+    first = next((registry.table(kind)[entry.name] for kind in shared
+                  if entry.name in registry.table(kind)), None)
+    if first is not None:
         if entry.provider.local and first.provider.local \
                 and first.provider.module == entry.provider.module:
             fix = (f"the code defining {entry.cls.__qualname__} ran twice (a notebook cell run "
@@ -407,7 +416,8 @@ def _add(registry: Registry, entry: Entry) -> None:
                    "plugin")
         raise PluginError(
             f"{entry.kind} type {entry.name!r} is provided twice: by {first.provider} "
-            f"({first.provider.module}) and by {entry.provider} ({entry.provider.module}); "
-            + fix
+            f"({first.provider.module}"
+            + (f", as a {first.kind}" if first.kind != entry.kind else "")
+            + f") and by {entry.provider} ({entry.provider.module}); " + fix
         )
     table[entry.name] = entry

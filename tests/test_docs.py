@@ -30,7 +30,7 @@ def test_every_builtin_plugin_is_documented(entry):
         path = DOCS / "optimizers.md"
         assert f"`{entry.name}`" in path.read_text(), f"{path} does not describe {entry.name}"
         return
-    folder = {"layer": "layers", "loss": "losses"}[entry.kind]
+    folder = {"layer": "layers", "block": "layers", "loss": "losses"}[entry.kind]
     path = DOCS / folder / f"{entry.name}.md"
     assert path.is_file(), f"built-in {entry.kind} {entry.name!r} has no {path}"
     text = path.read_text()

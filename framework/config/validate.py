@@ -35,20 +35,21 @@ checked by :func:`lamina.plan.make_plan`, in the same pass.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from ..errors import PASSED_THROUGH, ConfigError, ConfigIssue
-from ..registry import Entry, Registry
+from ..errors import ConfigError, ConfigIssue
+from ..registry import Registry
+from .blocks import config_blocks, plugin_block
 from .dag import graph_issues
 from .files import check_depth, read_config
 from .issues import pydantic_issues
+from .nodes import Expansion, plugin_settings
 from .run import TrainingConfig, cross_section_issues, schedule_of
-from .schema import INPUT, ModelSection, NetworkConfig, NodeConfig, NodeKeys, PluginConfig, Sections
+from .schema import BlockUse, ModelSection, NetworkConfig, NodeConfig, PluginConfig, Sections
 from .strict import validate_settings
 
 
@@ -62,6 +63,8 @@ class Validated:
     issues: list[ConfigIssue] = field(default_factory=list)
     input_shape: tuple[int, ...] | None = None
     nodes: list[NodeConfig] = field(default_factory=list)
+    uses: tuple[BlockUse, ...] = ()
+    definitions: dict[str, Any] = field(default_factory=dict)
     all_nodes_valid: bool = False
     training: TrainingConfig | None = None
     config: NetworkConfig | None = None
@@ -105,6 +108,12 @@ def validate_document(raw: Any, registry: Registry, *, source: str = "<dict>") -
         return result
 
     issues = result.issues
+    before = len(issues)
+    blocks = {name: plugin_block(entry) for name, entry in registry.blocks.items()}
+    defined, broken = config_blocks(
+        sections.blocks, lambda name: _provided(registry, name),
+        set(registry.layers) | set(registry.blocks), issues)
+    blocks |= defined
     model, found = validate_settings(ModelSection, sections.model, "model")
     issues.extend(found)
     if model is not None:
@@ -114,8 +123,11 @@ def validate_document(raw: Any, registry: Registry, *, source: str = "<dict>") -
             )))
         else:
             result.input_shape = tuple(model.input_shape)
-        before = len(issues)
-        result.nodes = _validate_nodes(model.layers, registry, issues)
+        expansion = Expansion(registry, blocks, issues, broken)
+        result.nodes = expansion.layers(model.layers)
+        result.uses, result.definitions = tuple(expansion.uses), expansion.definitions
+        if len(issues) == before:
+            issues.extend(graph_issues(result.nodes))
         result.all_nodes_valid = len(issues) == before and result.input_shape is not None
     loss = _validate_plugin("loss", sections.loss, registry, issues)
     optimizer = _validate_plugin("optimizer", sections.optimizer, registry, issues)
@@ -127,90 +139,8 @@ def validate_document(raw: Any, registry: Registry, *, source: str = "<dict>") -
         issues.extend(cross_section_issues(schedule, optimizer.config))
     if not issues:
         result.config = NetworkConfig(result.input_shape, tuple(result.nodes), loss, optimizer,
-                                      training, source)
+                                      training, source, result.uses, result.definitions)
     return result
-
-
-def _validate_nodes(
-    tables: list[dict[str, Any]], registry: Registry, issues: list[ConfigIssue]
-) -> list[NodeConfig]:
-    typed: list[tuple[int, NodeKeys, type | None, BaseModel | None]] = []
-    for i, table in enumerate(tables):
-        label = f"model.layers[{i}]"
-        try:
-            keys = NodeKeys.model_validate(table)
-        except ValidationError as exc:
-            issues.extend(pydantic_issues(exc, label))
-            continue
-        label = f"{label} ({keys.type})"
-        if keys.type not in registry.layers:
-            issues.append(ConfigIssue(f"{label}.type", registry.unknown_message("layer",
-                                                                                keys.type)))
-            typed.append((i, keys, None, None))
-            continue
-        entry = registry.entry("layer", keys.type)
-        settings = {k: v for k, v in table.items() if k not in ("type", "name", "inputs")}
-        typed.append((i, keys, entry.cls, _plugin_settings(entry, settings, label, issues)))
-
-    # Names: explicit ones kept, the rest numbered per type as Keras does (conv2d_1, ...).
-    names: dict[str, int] = {}
-    counters: dict[str, int] = {}
-    resolved: list[tuple[int, NodeKeys, type | None, BaseModel | None, str]] = []
-    explicit = {keys.name for _, keys, _, _ in typed if keys.name}
-    for i, keys, cls, config in typed:
-        name = keys.name
-        if name is None:
-            counters[keys.type] = counters.get(keys.type, 0) + 1
-            name = f"{keys.type}_{counters[keys.type]}"
-            while name in explicit:
-                counters[keys.type] += 1
-                name = f"{keys.type}_{counters[keys.type]}"
-        label = f"model.layers[{i}] ({keys.type})"
-        if name == INPUT:
-            issues.append(ConfigIssue(f"{label}.name",
-                                      f"{INPUT!r} is reserved for the network input; rename it"))
-        elif name in names:
-            issues.append(ConfigIssue(f"{label}.name", (
-                f"name {name!r} is already used by model.layers[{names[name]}]; "
-                "layer names must be unique"
-            )))
-        names[name] = i
-        resolved.append((i, keys, cls, config, name))
-
-    nodes: list[NodeConfig] = []
-    previous = INPUT
-    for i, keys, cls, config, name in resolved:
-        label = f"model.layers[{i}] ({keys.type})"
-        inputs = tuple(keys.inputs) if keys.inputs is not None else (previous,)
-        previous = name
-        for j, ref in enumerate(inputs):
-            if ref != INPUT and ref not in names:
-                known = [INPUT, *(n for n in names if n != name)]
-                close = difflib.get_close_matches(ref, known, n=1, cutoff=0.6)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                issues.append(ConfigIssue(f"{label}.inputs[{j}]", (
-                    f"no layer named {ref!r}; {hint}the layers are: {', '.join(known)}"
-                )))
-            elif ref == name:
-                issues.append(ConfigIssue(f"{label}.inputs[{j}]",
-                                          "a layer cannot be its own input"))
-        if cls is not None:
-            multi = cls.traits.multi_input
-            if multi and len(inputs) < 2:
-                issues.append(ConfigIssue(f"{label}.inputs", (
-                    f"{keys.type} merges two or more inputs, received {list(inputs)}; "
-                    "list the layers to merge, e.g. inputs = [\"conv2d_1\", \"relu_2\"]"
-                )))
-            elif not multi and len(inputs) != 1:
-                issues.append(ConfigIssue(f"{label}.inputs", (
-                    f"{keys.type} takes one input, received {len(inputs)}: {list(inputs)}; "
-                    "merge them first with a layer such as add"
-                )))
-        if cls is not None and config is not None:
-            nodes.append(NodeConfig(i, keys.type, name, inputs, config))
-    if not issues:
-        issues.extend(graph_issues(nodes))
-    return nodes
 
 
 def _validate_plugin(
@@ -228,24 +158,14 @@ def _validate_plugin(
         return None
     entry = registry.entry(kind, kind_type)
     settings = {k: v for k, v in table.items() if k != "type"}
-    config = _plugin_settings(entry, settings, f"{kind} ({kind_type})", issues)
+    config = plugin_settings(entry, settings, f"{kind} ({kind_type})", issues)
     return PluginConfig(kind_type, config) if config is not None else None
 
 
-def _plugin_settings(entry: Entry, settings: dict[str, Any], label: str,
-                     issues: list[ConfigIssue]) -> BaseModel | None:
-    """``settings`` validated by the plugin's own ``Config``; each mistake becomes an issue.
-    A validator of the plugin's that breaks (raises anything but a ValidationError, such
-    as a TypeError) is a bug in the plugin, reported as an issue naming it."""
-    try:
-        config, found = validate_settings(entry.cls.Config, settings, label)
-    except PASSED_THROUGH:
-        raise
-    except BaseException as exc:
-        issues.append(ConfigIssue(label, (
-            f"the {entry.name} plugin's config validation raised {type(exc).__name__}: {exc}. "
-            f"This is a bug in the plugin ({entry.provider.module}, from {entry.provider}); "
-            f"report it to its author, or use another {entry.kind}")))
-        return None
-    issues.extend(found)
-    return config
+def _provided(registry: Registry, name: str) -> str | None:
+    """What already provides a layer type ``name``, for a config block of that name."""
+    for kind in ("layer", "block"):
+        if name in registry.table(kind):
+            entry = registry.table(kind)[name]
+            return f"name of the {kind} plugin {entry.provider.module} ({entry.provider})"
+    return None

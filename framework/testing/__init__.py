@@ -1,5 +1,5 @@
-"""lamina's conformance suite: certify any layer, loss or optimizer plugin, built-in or
-third-party.
+"""lamina's conformance suite: certify any layer, loss, optimizer or block plugin, built-in
+or third-party (a block as the layer lamina makes of it, :mod:`lamina.testing.blocks`).
 
 Three ways to run the same checks:
 
@@ -16,6 +16,7 @@ imports neither pytest nor any plugin.
 """
 
 from .base import CheckResult, ConformanceError
+from .blocks import block_layer, check_block_expansion
 from .checks_config import (
     check_config_forbids_unknown_keys,
     check_config_json_roundtrip,
@@ -102,7 +103,9 @@ __all__ = [
     "ConformanceError",
     "check_arrays_stay_live",
     "check_backward_before_forward",
+    "block_layer",
     "check_backward_twice",
+    "check_block_expansion",
     "check_backward_without_input_grad",
     "check_batch_independence",
     "check_config_forbids_unknown_keys",

@@ -40,6 +40,8 @@ _DTYPES = (np.float32, np.float64)
 #: keys of params() and state(): a network names them <layer>.<key>, so a key must not
 #: hold a dot (checkpoints and optimizer state would be ambiguous) or a slash
 KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: a block's arrays are its layers', named through them (``conv2d_1.W``)
+BLOCK_KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)+$")
 
 
 # -- the checks -------------------------------------------------------------------------
@@ -88,7 +90,8 @@ def check_params_grads_match(plugin: type, example: Any) -> None:
 
     compare("after build")
     params, state = layer.params(), layer.state()
-    bad = [k for k in [*params, *state] if not (isinstance(k, str) and KEY_PATTERN.match(k))]
+    pattern = BLOCK_KEY_PATTERN if hasattr(plugin, "block_class") else KEY_PATTERN
+    bad = [k for k in [*params, *state] if not (isinstance(k, str) and pattern.match(k))]
     if bad:
         fail("params() and state() keys to be identifiers (letters, digits, underscores): "
              "the network names them <layer>.<key> in checkpoints and optimizer state",

@@ -1,4 +1,5 @@
-"""The ``lamina check`` report: every discovered layer, loss and optimizer, certified or not.
+"""The ``lamina check`` report: every discovered layer, loss, optimizer and block,
+certified or not.
 
 :func:`run_report` takes the registry as an argument (the CLI passes the one it
 loaded, tests pass their own) and returns the text to print and the number of
@@ -17,7 +18,7 @@ from .runner import QUICK_SKIPS, run_checks
 
 
 def _selected(registry: Any, names: Sequence[str] | None) -> list[Any]:
-    entries = {**registry.layers, **registry.losses, **registry.optimizers}
+    entries = {**registry.layers, **registry.losses, **registry.optimizers, **registry.blocks}
     if not names:
         return list(entries.values())
     unknown = [n for n in names if n not in entries]
@@ -66,7 +67,7 @@ def format_report(results: dict[Any, list[CheckResult]], problems: Sequence[Any]
 
 def run_report(registry: Any, names: Sequence[str] | None = None, *, onnx: bool = False,
                quick: bool = False) -> tuple[str, int]:
-    """Run the conformance checks on the named (default: all) layers, losses and optimizers.
+    """Run the conformance checks on the named (default: all) plugins.
 
     ``onnx`` adds the ONNX export check (it needs ONNX Runtime, and takes longer);
     ``quick`` leaves out the slowest checks (:data:`lamina.testing.runner.QUICK_SKIPS`)
@@ -76,7 +77,8 @@ def run_report(registry: Any, names: Sequence[str] | None = None, *, onnx: bool 
     name raises :class:`~lamina.errors.UnknownPluginError`.
     """
     entries = _selected(registry, names)
-    results = {entry: run_checks(entry.cls, onnx=onnx, quick=quick) for entry in entries}
+    results = {entry: run_checks(entry.cls, onnx=onnx, quick=quick, registry=registry)
+               for entry in entries}
     problems = [] if names else list(getattr(registry, "problems", []))
     text = format_report(results, problems)
     if quick:

@@ -12,11 +12,13 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from lamina.block import Block
 from lamina.layer import TRAIT_NAMES, Example, Layer
 from lamina.loss import Loss, LossExample
 from lamina.optimizer import Optimizer, OptimizerExample
 
 from .base import CheckResult, ConformanceError, NotApplicable, check, fail, plugin_name
+from .blocks import block_layer, check_block_expansion, expands, is_block_layer
 from .checks_config import (
     check_config_forbids_unknown_keys,
     check_config_json_roundtrip,
@@ -73,6 +75,7 @@ KINDS = {
     "layer": (Layer, Example, "build"),
     "loss": (Loss, LossExample, "predict_proba"),
     "optimizer": (Optimizer, OptimizerExample, "load_state_dict"),
+    "block": (Block, Example, "layers"),
 }
 
 ExpectedFailures = Mapping[Any, Mapping[str, str]]
@@ -83,7 +86,8 @@ def plugin_class(plugin: Any) -> type:
 
 
 def plugin_kind(plugin: Any) -> str:
-    """``"layer"``, ``"loss"`` or ``"optimizer"``: by base class, else by protocol method."""
+    """``"layer"``, ``"loss"``, ``"optimizer"`` or ``"block"``: by base class, else by
+    protocol method."""
     cls = plugin_class(plugin)
     for kind, (base, _, _) in KINDS.items():
         if issubclass(cls, base):
@@ -91,7 +95,7 @@ def plugin_kind(plugin: Any) -> str:
     for kind, (_, _, method) in KINDS.items():
         if callable(getattr(cls, method, None)):
             return kind
-    raise TypeError(f"{plugin_name(cls)} is neither a layer, a loss nor an optimizer")
+    raise TypeError(f"{plugin_name(cls)} is neither a layer, a loss, an optimizer nor a block")
 
 
 def is_loss(plugin: Any) -> bool:
@@ -185,7 +189,7 @@ def check_examples(plugin: type, example: Any) -> None:
     ids = [ex.id for ex in examples]
     if len(set(ids)) != len(ids):
         fail("examples() to have distinct ids (they name the pytest tests)", str(ids))
-    if kind == "layer":
+    if kind in ("layer", "block"):
         unknown = sorted({key for ex in examples for key in ex.extra} - set(TRAIT_NAMES))
         if unknown:
             fail("Example.extra to override declarations by their names "
@@ -199,18 +203,21 @@ def check_examples(plugin: type, example: Any) -> None:
 QUICK_SKIPS = ("check_threads", "check_input_ranks")
 
 
-def generate_checks(plugin: Any, *, onnx: bool | None = None, quick: bool = False
-                    ) -> Iterator[tuple[type, Any, Any]]:
+def generate_checks(plugin: Any, *, onnx: bool | None = None, quick: bool = False,
+                    registry: Any = None) -> Iterator[tuple[type, Any, Any]]:
     """Yield (plugin class, example, check) for every check that applies to ``plugin``.
 
     ``onnx`` adds check_onnx_export for a layer (reported "not exportable" for one
     without ``export_onnx``): True always, False never, None (the default) when ONNX
-    Runtime is installed. ``quick`` leaves out the checks in :data:`QUICK_SKIPS`."""
+    Runtime is installed. ``quick`` leaves out the checks in :data:`QUICK_SKIPS`.
+    A block is checked as the layer lamina makes of it (:mod:`lamina.testing.blocks`),
+    whose layers' types ``registry`` provides (default: every installed plugin)."""
     cls = plugin_class(plugin)
     kind = plugin_kind(cls)
     # With the ONNX check on, a layer without export_onnx gets it too, reported as not
     # exportable (NotApplicable): a visible line rather than a silent absence.
-    exports = kind == "layer" and (onnx if onnx is not None else onnx_runtime_available())
+    exports = kind in ("layer", "block") and (
+        onnx if onnx is not None else onnx_runtime_available())
     whole = _whole(kind)
     yield cls, whole, check_declarations
     yield cls, whole, check_examples
@@ -220,11 +227,18 @@ def generate_checks(plugin: Any, *, onnx: bool | None = None, quick: bool = Fals
         examples = examples_of(plugin)
     except ConformanceError:  # check_declarations and check_examples report it
         return
+    if kind == "block":  # checked as the layer lamina makes of it
+        cls, kind = block_layer(cls, registry), "layer"
+        examples = examples_of(cls)
     if exports and not exportable(cls):
         yield cls, whole, check_onnx_export  # once: "not exportable"
     for example in examples:
         if not isinstance(example, KINDS[kind][1]):
             continue
+        if is_block_layer(cls):
+            yield cls, example, check_block_expansion
+            if not expands(cls, example):
+                continue  # its tables do not make a network: nothing else can run
         for func in _CONFIG_CHECKS:
             yield cls, example, func
         for func in _KIND_CHECKS[kind](cls, example):
@@ -257,10 +271,10 @@ def _declared_but_unknown(reasons: dict[str, str], cases: list[tuple[type, Any, 
 
 
 def _planned(plugin: Any, expected_failed_checks: ExpectedFailures | None,
-             onnx: bool | None = None, quick: bool = False):
+             onnx: bool | None = None, quick: bool = False, registry: Any = None):
     """The checks that apply to ``plugin`` and its declared failures; a declaration that
     names no check that runs is an error (a typo must not silently hide a failure)."""
-    cases = list(generate_checks(plugin, onnx=onnx, quick=quick))
+    cases = list(generate_checks(plugin, onnx=onnx, quick=quick, registry=registry))
     reasons = _reasons(plugin, expected_failed_checks)
     unknown = _declared_but_unknown(reasons, cases)
     if unknown:
@@ -270,10 +284,13 @@ def _planned(plugin: Any, expected_failed_checks: ExpectedFailures | None,
 
 
 def run_checks(plugin: Any, *, expected_failed_checks: ExpectedFailures | None = None,
-               onnx: bool | None = None, quick: bool = False) -> list[CheckResult]:
-    """Run every check that applies to ``plugin`` (a layer, loss or optimizer); ``onnx``
-    and ``quick`` as for :func:`generate_checks`."""
-    cases, reasons = _planned(plugin, expected_failed_checks, onnx, quick)
+               onnx: bool | None = None, quick: bool = False, plugins: Iterable[Any] = (),
+               registry: Any = None) -> list[CheckResult]:
+    """Run every check that applies to ``plugin`` (a layer, loss, optimizer or block);
+    ``onnx``, ``quick`` and ``registry`` as for :func:`generate_checks`; ``plugins`` are
+    local plugins a block's layers need (``registry`` is then made with them)."""
+    registry = _registry(registry, plugins)
+    cases, reasons = _planned(plugin, expected_failed_checks, onnx, quick, registry)
     results = []
     for cls, example, func in cases:
         skipped = None
@@ -289,34 +306,48 @@ def run_checks(plugin: Any, *, expected_failed_checks: ExpectedFailures | None =
     return results
 
 
-def _check_kind(plugin: Any, kind: str, expected_failed_checks: Mapping[str, str] | None
+def _registry(registry: Any, plugins: Iterable[Any]) -> Any:
+    if registry is not None or not plugins:
+        return registry
+    from lamina.registry import load_registry
+
+    return load_registry(plugins=plugins)
+
+
+def _check_kind(plugin: Any, kinds: tuple[str, ...],
+                expected_failed_checks: Mapping[str, str] | None, plugins: Iterable[Any] = ()
                 ) -> list[CheckResult]:
     found = plugin_kind(plugin)
-    if found != kind:
-        raise TypeError(f"{plugin_name(plugin)} is a {found}; use check_{found}()")
-    return run_checks(plugin, expected_failed_checks={plugin: expected_failed_checks or {}})
+    if found not in kinds:
+        use = "layer" if found == "block" else found
+        raise TypeError(f"{plugin_name(plugin)} is a {found}; use check_{use}()")
+    return run_checks(plugin, expected_failed_checks={plugin: expected_failed_checks or {}},
+                      plugins=plugins)
 
 
 def check_layer(layer: Any, *, expected_failed_checks: Mapping[str, str] | None = None,
-                ) -> list[CheckResult]:
-    """Run the layer checks on a layer class (or instance); returns one result per check.
+                plugins: Iterable[Any] = ()) -> list[CheckResult]:
+    """Run the layer checks on a layer class (or instance), or on a block class as the
+    layer lamina makes of it; returns one result per check.
 
     ``expected_failed_checks`` maps a check name (``"check_gradient"``) or an
     example-qualified one (``"stride2-check_gradient"``) to the reason it fails.
+    ``plugins`` are local plugins a block's layers name (``check_layer(MyBlock,
+    plugins=[MyLayer])``); installed ones are found without it.
     """
-    return _check_kind(layer, "layer", expected_failed_checks)
+    return _check_kind(layer, ("layer", "block"), expected_failed_checks, plugins)
 
 
 def check_loss(loss: Any, *, expected_failed_checks: Mapping[str, str] | None = None,
                ) -> list[CheckResult]:
     """Run the loss checks on a loss class (or instance); returns one result per check."""
-    return _check_kind(loss, "loss", expected_failed_checks)
+    return _check_kind(loss, ("loss",), expected_failed_checks)
 
 
 def check_optimizer(optimizer: Any, *, expected_failed_checks: Mapping[str, str] | None = None,
                     ) -> list[CheckResult]:
     """Run the optimizer checks on an optimizer class; returns one result per check."""
-    return _check_kind(optimizer, "optimizer", expected_failed_checks)
+    return _check_kind(optimizer, ("optimizer",), expected_failed_checks)
 
 
 class BoundCheck:
@@ -335,7 +366,7 @@ class BoundCheck:
 
 def parametrize_with_checks(plugins: Iterable[Any], *,
                             expected_failed_checks: ExpectedFailures | None = None,
-                            onnx: bool | None = None):
+                            onnx: bool | None = None, registry: Any = None):
     """A ``pytest.mark.parametrize`` over (plugin, check), one test per check::
 
         @parametrize_with_checks([Swish])
@@ -347,12 +378,15 @@ def parametrize_with_checks(plugins: Iterable[Any], *,
     those tests are strict xfails carrying the reason: reported, never skipped, and
     an error once the check starts passing. ``onnx`` as for :func:`generate_checks`
     (by default a layer's ONNX export is certified when ONNX Runtime is installed).
+    A block is certified like a layer; the types its layers name come from ``registry``
+    (default: every installed plugin; ``lamina.load_registry(plugins=[...])`` adds
+    local ones).
     """
     import pytest  # only here: importing lamina must not need or touch pytest
 
     params = []
     for plugin in plugins:
-        cases, reasons = _planned(plugin, expected_failed_checks, onnx)
+        cases, reasons = _planned(plugin, expected_failed_checks, onnx, registry=registry)
         for cls, example, func in cases:
             reason = _reason_for(reasons, example, func)
             marks = [pytest.mark.xfail(strict=True, reason=reason, raises=ConformanceError)

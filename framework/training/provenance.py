@@ -22,8 +22,8 @@ from . import runs
 
 
 def used_plugins(config: Any) -> set[str]:
-    """The type names a resolved config uses: its layers, loss and optimizer."""
-    used = {node.type for node in config.nodes}
+    """The type names a resolved config uses: its layers, blocks, loss and optimizer."""
+    used = {node.type for node in config.nodes} | {use.type for use in config.blocks}
     return used | {config.loss.type, config.optimizer.type}
 
 

@@ -47,7 +47,7 @@ def test_unknown_type_suggests_the_closest_and_lists_known(registry):
     [issue] = info.value.issues
     assert issue.path == "model.layers[1] (rellu).type"
     assert "did you mean 'relu'?" in issue.message
-    assert "known layer types:" in issue.message and "conv2d" in issue.message
+    assert "known layer and block types:" in issue.message and "residual" in issue.message
 
 
 def test_misspelled_key_gets_a_did_you_mean(registry):

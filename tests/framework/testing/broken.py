@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import ConfigDict, Field
 
 from lamina import (
+    Block,
     Example,
     FreeText,
     Layer,
@@ -402,9 +403,35 @@ class RefMomentumSGDByHand(RefMomentumSGD):
         return [OptimizerExample(config={}, id="hand", reference=hand)]
 
 
+class RefDenseReluBlockConfig(LayerConfig):
+    units: int = Field(4, ge=1, le=64, description="the dense layer's units")
+    rate: float = Field(0.0, ge=0.0, lt=1.0, description="a dropout after the relu (0: none)")
+
+
+class RefDenseReluBlock(Block):
+    """dense -> relu, and a dropout when rate > 0: a block whose examples are stochastic
+    or not by their settings."""
+
+    name = "ref_dense_relu_block"
+    Config = RefDenseReluBlockConfig
+
+    @classmethod
+    def layers(cls, config):
+        tables = [{"type": "dense", "units": config.units}, {"type": "relu"}]
+        if config.rate > 0:
+            tables.append({"type": "dropout", "rate": config.rate})
+        return tables
+
+    @classmethod
+    def examples(cls):
+        return [Example({"units": 3}, (5,), id="plain"),
+                Example({"units": 6, "rate": 0.5}, (4,), id="dropout")]
+
+
 REFERENCE = [RefDense, RefLeakyRelu, RefSwish, RefAvgPool, RefDropout, RefAdd, RefBatchCenter,
              RefChannelScale, RefSoftmaxCrossEntropy, RefSparseCrossEntropy, RefMomentumSGD,
-             RefDenseByHand, RefSoftmaxCrossEntropyByHand, RefMomentumSGDByHand]
+             RefDenseByHand, RefSoftmaxCrossEntropyByHand, RefMomentumSGDByHand,
+             RefDenseReluBlock]
 
 # -- broken layers: one contract broken each ----------------------------------------------
 
@@ -1313,3 +1340,24 @@ class OptimizerTakesAnyState(RefMomentumSGD):
     def step(self, params, grads):
         self.update(params, grads)
         self.counters["steps"] += 1
+
+
+# -- broken blocks ----------------------------------------------------------------------
+
+#: a block's tables kept at module level and returned as they are
+_SHARED_TABLES = [{"type": "dense", "units": 3}, {"type": "relu"}]
+
+
+class BlockSharesItsTables(RefDenseReluBlock):
+    """Returns the same dict objects on every call: a caller that changes one changes the
+    block for every later use."""
+
+    name = "block_shares_its_tables"
+
+    @classmethod
+    def layers(cls, config):
+        return _SHARED_TABLES
+
+    @classmethod
+    def examples(cls):
+        return [Example({"units": 3}, (5,), id="plain")]

@@ -1,0 +1,279 @@
+"""A list of layer tables validated, the model's own or a block's, with every block
+expanded into the layers it stands for.
+
+For each list: each table's ``type``, ``name`` and ``inputs`` are checked and its
+settings validated by its plugin's ``Config`` (a layer's) or by the block's settings
+model; names are given (explicit ones kept, the others numbered per type within the
+list, as Keras does: ``conv2d_1``); each ``inputs`` entry must name a layer of the same
+list or ``"input"``. A block's tables are validated the same way, one level down, and
+its layers are named through it: ``res_1.conv2d_1``. The result is flat: the graph
+runner, the sharded step and ONNX export see only layers, each with its own traits.
+
+Inside a block ``"input"`` is the block's input. A layer's inputs are resolved once the
+whole list is named (a list may name a later layer), so a block's layers read a
+placeholder for the block's input until the block's own input is known.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..errors import PASSED_THROUGH, ConfigIssue
+from ..registry import Entry, Registry
+from .blocks import BlockDef, call_expand
+from .issues import pydantic_issues
+from .schema import INPUT, BlockUse, NodeConfig, NodeKeys, Scope, scoped_path
+from .strict import validate_settings
+
+#: blocks inside blocks, at most this deep
+MAX_BLOCK_DEPTH = 8
+#: layers of a network once its blocks are expanded
+MAX_LAYERS = 10_000
+
+
+@dataclass
+class _Table:
+    """One table of a layer list, as far as it validated."""
+
+    index: int
+    keys: NodeKeys
+    label: str
+    cls: type | None = None          # a layer's class
+    block: BlockDef | None = None    # or a block
+    config: BaseModel | None = None  # its validated settings
+    name: str = ""                   # its name within the list
+
+
+class Expansion:
+    """Validates layer lists against the registry's layers and the known blocks, and
+    expands blocks; collects every issue, every use of a block and the config blocks
+    used (to write back with the config)."""
+
+    def __init__(self, registry: Registry, blocks: dict[str, BlockDef],
+                 issues: list[ConfigIssue], broken: set[str] = frozenset()):
+        self.registry, self.blocks, self.issues = registry, blocks, issues
+        self.broken = broken  # config blocks whose definitions have mistakes (reported)
+        self.uses: list[BlockUse] = []
+        self.definitions: dict[str, Any] = {}
+        self.count = 0
+
+    def layers(self, tables: list[Any], scope: tuple[Scope, ...] = (),
+               input_name: str = INPUT, origins: list[dict[str, str]] | None = None
+               ) -> list[NodeConfig]:
+        """The layers of ``tables`` (a block's when ``scope`` is set, whose input is
+        ``input_name``), flat and in order."""
+        typed = [self._typed(i, table, scope, (origins or [{}] * len(tables))[i])
+                 for i, table in enumerate(tables)]
+        units = [unit for unit in typed if unit is not None]
+        self._name(units)
+        prefix = f"{scope[-1].name}." if scope else ""
+        output_of: dict[str, str] = {}
+        expanded: dict[int, tuple[BlockUse, list[NodeConfig]]] = {}
+        for unit in units:
+            output_of[unit.name] = prefix + unit.name
+            if unit.block is not None and unit.config is not None:
+                inner = self._expand(unit, scope, prefix + unit.name)
+                if inner is not None:
+                    expanded[unit.index] = inner
+                    output_of[unit.name] = inner[1][-1].name
+        nodes: list[NodeConfig] = []
+        for unit in units:
+            inputs = self._inputs(unit, units, output_of, input_name, scope)
+            if unit.index in expanded:
+                use, inner = expanded[unit.index]
+                if inputs is not None:  # else its issue is reported: no config comes of it
+                    arrives = {_placeholder(use.name): inputs[0]}
+                    inner = [replace(n, inputs=tuple(arrives.get(r, r) for r in n.inputs))
+                             for n in inner]
+                    self.uses.append(replace(use, inputs=tuple(inputs), output=inner[-1].name))
+                nodes.extend(inner)
+            elif unit.cls is not None and unit.config is not None and inputs is not None:
+                nodes.append(NodeConfig(unit.index, unit.keys.type, prefix + unit.name,
+                                        tuple(inputs), unit.config, scope))
+        return nodes
+
+    # -- one table ----------------------------------------------------------------------
+    def _typed(self, i: int, table: Any, scope: tuple[Scope, ...], origins: dict[str, str]
+               ) -> _Table | None:
+        label = scoped_path(scope, i, "").removesuffix(" ()")
+        try:
+            keys = NodeKeys.model_validate(table)
+        except ValidationError as exc:
+            self.issues.extend(pydantic_issues(exc, label))
+            return None
+        label = scoped_path(scope, i, keys.type)
+        unit = _Table(i, keys, label)
+        settings = {k: v for k, v in table.items() if k not in ("type", "name", "inputs")}
+        before = len(self.issues)
+        if keys.type in self.registry.layers:
+            entry = self.registry.entry("layer", keys.type)
+            unit.cls = entry.cls
+            unit.config = plugin_settings(entry, settings, label, self.issues)
+        elif keys.type in self.blocks:
+            unit.block = self.blocks[keys.type]
+            unit.config, found = validate_settings(unit.block.Config, settings, label)
+            self.issues.extend(found)
+        elif keys.type not in self.broken:
+            known = {**self.registry.layers, **self.blocks}
+            self.issues.append(ConfigIssue(f"{label}.type", self._unknown(keys.type, known)))
+        if origins:  # say where a value a block passed down came from
+            self.issues[before:] = [_traced(issue, label, origins)
+                                    for issue in self.issues[before:]]
+        return unit
+
+    def _unknown(self, name: str, known: dict[str, Any]) -> str:
+        message = self.registry.unknown_message("layer", name, known)
+        if not self.blocks:
+            return message
+        return message.replace("known layer types", "known layer and block types", 1)
+
+    # -- names and inputs ---------------------------------------------------------------
+    def _name(self, units: list[_Table]) -> None:
+        """Explicit names kept, the rest numbered per type (conv2d_1, ...); a name used
+        twice, or ``input``, is an issue."""
+        explicit = {unit.keys.name for unit in units if unit.keys.name}
+        counters: dict[str, int] = {}
+        seen: dict[str, _Table] = {}
+        for unit in units:
+            name = unit.keys.name
+            if name is None:
+                counters[unit.keys.type] = counters.get(unit.keys.type, 0) + 1
+                name = f"{unit.keys.type}_{counters[unit.keys.type]}"
+                while name in explicit:
+                    counters[unit.keys.type] += 1
+                    name = f"{unit.keys.type}_{counters[unit.keys.type]}"
+            if name == INPUT:
+                self.issues.append(ConfigIssue(f"{unit.label}.name", (
+                    f"{INPUT!r} is reserved for the network's (or block's) input; rename it")))
+            elif name in seen:
+                self.issues.append(ConfigIssue(f"{unit.label}.name", (
+                    f"name {name!r} is already used by {seen[name].label}; layer names must "
+                    "be unique")))
+            seen.setdefault(name, unit)
+            unit.name = name
+
+    def _inputs(self, unit: _Table, units: list[_Table], output_of: dict[str, str],
+                input_name: str, scope: tuple[Scope, ...]) -> list[str] | None:
+        """The full names of the values ``unit`` reads, or None with issues."""
+        position = units.index(unit)
+        refs = list(unit.keys.inputs) if unit.keys.inputs is not None else \
+            [units[position - 1].name if position else INPUT]
+        ok = True
+        for j, ref in enumerate(refs):
+            if ref == INPUT:
+                continue
+            if ref == unit.name:
+                self.issues.append(ConfigIssue(f"{unit.label}.inputs[{j}]",
+                                               "a layer cannot be its own input"))
+                ok = False
+            elif ref not in output_of:
+                self.issues.append(ConfigIssue(f"{unit.label}.inputs[{j}]",
+                                               _no_such_layer(ref, unit.name, units, scope)))
+                ok = False
+        if unit.block is not None and len(refs) != 1:
+            self.issues.append(ConfigIssue(f"{unit.label}.inputs", (
+                f"a block takes one input, received {len(refs)}: {refs}; merge them first "
+                "with a layer such as add")))
+            ok = False
+        elif unit.cls is not None:
+            multi = unit.cls.traits.multi_input
+            if multi and len(refs) < 2:
+                self.issues.append(ConfigIssue(f"{unit.label}.inputs", (
+                    f"{unit.keys.type} merges two or more inputs, received {refs}; list the "
+                    "layers to merge, e.g. inputs = [\"conv2d_1\", \"relu_2\"]")))
+                ok = False
+            elif not multi and len(refs) != 1:
+                self.issues.append(ConfigIssue(f"{unit.label}.inputs", (
+                    f"{unit.keys.type} takes one input, received {len(refs)}: {refs}; merge "
+                    "them first with a layer such as add")))
+                ok = False
+        if not ok:
+            return None
+        return [input_name if ref == INPUT else output_of[ref] for ref in refs]
+
+    # -- blocks -------------------------------------------------------------------------
+    def _expand(self, unit: _Table, scope: tuple[Scope, ...], full: str
+                ) -> tuple[BlockUse, list[NodeConfig]] | None:
+        block = unit.block
+        assert block is not None and unit.config is not None
+        chain = [s.type for s in scope]
+        if block.name in chain:
+            self.issues.append(ConfigIssue(unit.label, (
+                f"block {block.name!r} uses itself ({' > '.join([*chain, block.name])}); a "
+                "block cannot contain itself")))
+            return None
+        if len(scope) >= MAX_BLOCK_DEPTH:
+            self.issues.append(ConfigIssue(unit.label, (
+                f"blocks are nested more than {MAX_BLOCK_DEPTH} deep here; lamina allows at "
+                f"most {MAX_BLOCK_DEPTH}")))
+            return None
+        tables = call_expand(block, unit.config, unit.label, self.issues)
+        if tables is None:
+            return None
+        if block.definition is not None:
+            self.definitions[block.name] = block.definition
+        here = Scope(unit.index, block.name, full)
+        before = len(self.issues)
+        inner = self.layers([t for t, _ in tables], (*scope, here), _placeholder(full),
+                            [o for _, o in tables])
+        self.count += sum(1 for n in inner if n.scope[-1] is here)
+        if self.count > MAX_LAYERS:
+            if not any(i.path == "model.layers" for i in self.issues):
+                self.issues.append(ConfigIssue("model.layers", (
+                    f"the network would have more than {MAX_LAYERS:,} layers once its blocks "
+                    "are expanded; lamina allows at most that many")))
+            return None
+        if len(self.issues) > before or not inner:
+            return None
+        use = BlockUse(unit.index, block.name, full, (), unit.config, "", scope, block.provider)
+        return use, inner
+
+
+def _placeholder(block: str) -> str:
+    """What a block's layers read as its input until that input is known (no layer can
+    have this name: names are identifiers)."""
+    return f"<input of {block}>"
+
+
+def _traced(issue: ConfigIssue, label: str, origins: dict[str, str]) -> ConfigIssue:
+    for key, origin in origins.items():
+        if issue.path == f"{label}.{key}" or issue.path.startswith(f"{label}.{key}["):
+            return ConfigIssue(issue.path, f"{issue.message} (from {origin})")
+    return issue
+
+
+def _no_such_layer(ref: str, name: str, units: list[_Table], scope: tuple[Scope, ...]) -> str:
+    known = [INPUT, *(u.name for u in units if u.name != name)]
+    if "." in ref:
+        block = ref.split(".", 1)[0]
+        if any(u.name == block and u.block is not None for u in units):
+            return (f"{ref!r} is inside block {block!r}, whose layers cannot be read from "
+                    f"outside it; read the block's output, {block!r}")
+    close = difflib.get_close_matches(ref, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    where = f"in block {scope[-1].name!r} " if scope else ""
+    return f"no layer named {ref!r} {where}; {hint}the layers are: {', '.join(known)}" \
+        .replace(" ;", ";")
+
+
+def plugin_settings(entry: Entry, settings: dict[str, Any], label: str,
+                    issues: list[ConfigIssue]) -> BaseModel | None:
+    """``settings`` validated by the plugin's own ``Config``; each mistake becomes an issue.
+    A validator of the plugin's that breaks (raises anything but a ValidationError, such
+    as a TypeError) is a bug in the plugin, reported as an issue naming it."""
+    try:
+        config, found = validate_settings(entry.cls.Config, settings, label)
+    except PASSED_THROUGH:
+        raise
+    except BaseException as exc:
+        issues.append(ConfigIssue(label, (
+            f"the {entry.name} plugin's config validation raised {type(exc).__name__}: {exc}. "
+            f"This is a bug in the plugin ({entry.provider.module}, from {entry.provider}); "
+            f"report it to its author, or use another {entry.kind}")))
+        return None
+    issues.extend(found)
+    return config
