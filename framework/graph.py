@@ -170,68 +170,11 @@ class Architecture:
 
     def summary(self, *, expand: bool = False) -> str:
         """A table of layers, types, output shapes, parameter counts and providers. A
-        block is one row (its parameters summed); ``expand`` lists its layers under it,
-        indented, by their names within it."""
-        rows = [["input", "", str(self.input_shape), "0", "", ""]]
-        rows += self._rows(self.config.top_level(), depth=0, expand=expand)
-        header = ["Layer", "Type", "Output shape", "Params", "Inputs", "Plugin"]
-        if all(row[4] == "" for row in rows):
-            header, rows = header[:4] + header[5:], [r[:4] + r[5:] for r in rows]
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        block is one row (its parameters summed); ``expand`` lists its layers under it
+        (:mod:`lamina.summary`)."""
+        from .summary import summary_table
 
-        def line(cells: list[str]) -> str:
-            return "  ".join(c.rjust(w) if h == "Params" else c.ljust(w)
-                             for c, w, h in zip(cells, widths, header, strict=True)).rstrip()
-
-        rule = "-" * len(line(header))
-        trainable, frozen = self.count(trainable=True), self.count(trainable=False)
-        return "\n".join([
-            rule, line(header), rule, *(line(r) for r in rows), rule,
-            f"Total params: {trainable + frozen:,}",
-            f"Trainable params: {trainable:,}",
-            f"Non-trainable params: {frozen:,}",
-        ])
-
-    def _rows(self, units: list, depth: int, expand: bool) -> list[list[str]]:
-        """Rows for ``units`` (a list's layers and block uses, in order): the Inputs cell
-        is filled only where a unit does not read the unit before it, by the names the
-        list itself uses (a block by its name, the list's input as ``input``)."""
-        by_name = {node.name: node for node in self.nodes}
-        uses = {use.name: use for use in self.config.blocks}
-        shown = {unit.output: unit.short_name for unit in units}
-        rows, previous = [], None
-        for unit in units:
-            inputs = [shown.get(ref, "input") for ref in unit.inputs]
-            sequential = inputs == [previous or "input"]
-            previous = unit.short_name
-            indent = "  " * depth + ("└ " if depth else "")
-            if unit.name in by_name:
-                node = by_name[unit.name]
-                count = sum(spec.size for spec in node.specs.values() if spec.trainable)
-                rows.append([indent + unit.short_name, node.config.type, str(node.output_shape),
-                             f"{count:,}", "" if sequential else ", ".join(inputs),
-                             str(node.provider)])
-                continue
-            inner = [n for n in self.nodes if n.name.startswith(unit.name + ".")]
-            count = sum(spec.size for n in inner for spec in n.specs.values() if spec.trainable)
-            rows.append([indent + unit.short_name, unit.type,
-                         str(by_name[unit.output].output_shape), f"{count:,}",
-                         "" if sequential else ", ".join(inputs), unit.provider])
-            if expand:
-                rows += self._rows(self._members(unit.name, uses), depth + 1, expand)
-        return rows
-
-    def _members(self, block: str, uses: dict) -> list:
-        """The layers and block uses directly inside block instance ``block``, in order."""
-        members: list = []
-        for node in self.config.nodes:
-            if not node.name.startswith(block + "."):
-                continue
-            rest = node.name[len(block) + 1:]
-            unit = uses[f"{block}.{rest.split('.')[0]}"] if "." in rest else node
-            if not members or members[-1] is not unit:
-                members.append(unit)
-        return members
+        return summary_table(self, expand=expand)
 
 
 class Network:

@@ -22,6 +22,15 @@ PROJECT_NAME = "lamina"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
+#: the kinds of plugin class, and the hook that registers each
+KINDS = ("layer", "loss", "optimizer", "block")
+HOOKS = {
+    "layer": "lamina_register_layers",
+    "loss": "lamina_register_losses",
+    "optimizer": "lamina_register_optimizers",
+    "block": "lamina_register_blocks",
+}
+
 
 @hookspec
 def lamina_register_layers() -> list[type]:

@@ -37,7 +37,8 @@ from typing import Any
 
 from . import hookspecs
 from .errors import PASSED_THROUGH, PluginError
-from .registry import HOOKS, Provider
+from .hookspecs import HOOKS
+from .providers import Provider
 
 #: the largest plugin source file lamina loads (a plugin is code, not data)
 MAX_SOURCE_BYTES = 4 << 20

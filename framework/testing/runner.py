@@ -165,7 +165,7 @@ def check_declarations(plugin: type, example: Any) -> None:
     """The plugin's declarations are where lamina reads them (``traits``), well formed,
     and its methods take what the runner passes (``backward(dy, input_grad=...)``)."""
     from lamina.errors import PluginError
-    from lamina.registry import validate_declarations
+    from lamina.plugin_classes import validate_declarations
 
     kind = plugin_kind(plugin)
     try:
