@@ -57,7 +57,8 @@ __version__ = "0.1.0"
 
 #: names imported when first used: ``lamina.Model`` is for Python sessions, and the
 #: command line (which imports lamina at every start) need not compile it
-_LAZY = {"Model": ".model", "InputError": ".inputs"}
+_LAZY = {"Model": ".model", "InputError": ".inputs", "Sequential": ".builder",
+         "layers": ".builder", "LayerSpec": ".builder"}
 
 
 def __getattr__(name: str):
@@ -86,6 +87,7 @@ __all__ = [
     "LaminaError",
     "Layer",
     "LayerConfig",
+    "LayerSpec",
     "LayerTraits",
     "Loss",
     "LossConfig",
@@ -104,6 +106,7 @@ __all__ = [
     "PluginError",
     "Registry",
     "Shape",
+    "Sequential",
     "ShapeError",
     "StateError",
     "TrainingError",
@@ -113,6 +116,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "initialize",
+    "layers",
     "load_config",
     "load_registry",
 ]

@@ -39,8 +39,9 @@ from .runtime.distributed import ending_every_rank_on_failure, on_every_rank, on
 class Model:
     """A network with its loss and optimizer, trained and used from Python.
 
-    ``config`` is a shipped config's name (``"mnist_cnn"``), a ``.toml``/``.json`` file
-    or a dict of the same structure; it is checked as ``lamina validate`` checks it.
+    ``config`` is a shipped config's name (``"mnist_cnn"``), a ``.toml``/``.json`` file,
+    a dict of the same structure or a :class:`lamina.Sequential` (its document and its
+    local plugins); it is checked as ``lamina validate`` checks it.
     ``plugins`` adds plugins defined where you work (classes, modules, module names or
     ``.py`` paths; :mod:`lamina.localplugins`) to the installed ones.
     ``seed`` replaces ``training.seed``: it seeds the initial weights and then the
@@ -51,16 +52,19 @@ class Model:
     arrays and ends with the same weights; rank 0 alone shows progress.
     """
 
-    def __init__(self, config: str | Path | dict[str, Any] = "mnist_cnn", *,
+    def __init__(self, config: Any = "mnist_cnn", *,
                  seed: int | None = None, plugins: Sequence[Any] = (),
                  registry: Registry | None = None, distributed: str | None = None):
+        from .builder import Sequential
         from .plan import make_plan
         from .runtime.distributed import check_shards
 
+        if isinstance(config, Sequential):  # the network built in code: its document
+            config, plugins = config.to_dict(), [*config.plugins, *_as_list(plugins)]
         if not isinstance(config, str | Path | dict):
             raise InputError(f"config must be a shipped config's name (such as 'mnist_cnn'), a "
-                             f"path to a .toml or .json file, or a dict of the same structure; "
-                             f"received {received(config)}")
+                             f"path to a .toml or .json file, a dict of the same structure or "
+                             f"a lamina.Sequential; received {received(config)}")
         registry = _checked_registry(registry, plugins)
         overrides = {"seed": seed} if seed is not None else None
         comm = _communicator(distributed)
@@ -379,6 +383,12 @@ class Model:
         from .graph import DTYPE
 
         return self._session.network.dtype if self._session is not None else DTYPE
+
+
+def _as_list(plugins: Any) -> list[Any]:
+    """``plugins`` as a list, to add a Sequential's own; anything else is left for
+    lamina.localplugins.as_plugins to refuse with its message."""
+    return list(plugins) if isinstance(plugins, list | tuple) else [plugins]
 
 
 def _checked_registry(registry: Any, plugins: Any) -> Registry:

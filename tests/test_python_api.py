@@ -27,7 +27,7 @@ def test_the_python_api_page_runs_as_a_notebook(mnist_root, monkeypatch, tmp_pat
     for old, new in QUICK.items():
         assert code.count(old) == 1, f"docs/python-api.md no longer has {old!r} once"
         code = code.replace(old, new)
-    namespace: dict = {}
+    namespace: dict = {"__name__": "__main__"}  # as in a notebook: classes belong to __main__
     exec(compile(code, str(DOC), "exec"), namespace)
     model, again = namespace["model"], namespace["again"]
     # what the page promises: trained, evaluated, saved and reloaded to the same output
@@ -38,6 +38,13 @@ def test_the_python_api_page_runs_as_a_notebook(mnist_root, monkeypatch, tmp_pat
     np.testing.assert_array_equal(again.predict(image[None]), model.predict(image[None]))
     out = capsys.readouterr().out
     assert "x has shape (1, 28, 28): one sample without the batch axis; pass x[None]" in out
+    # the notebook's own layer: certified, named as local, refused by name when missing
+    assert "0 checks failed" in out
+    assert "softsign_1    softsign        (64,)              0  __main__ (local)" in out
+    assert "the local layer plugin 'softsign' (__main__.Softsign" in out
+    assert "pass it again, with Model.load(path, plugins=[Softsign]) in Python" in out
+    assert namespace["seq"].plugins == (namespace["Softsign"],)
+    assert len(namespace["coded"].history) == 1
 
 
 def test_every_python_block_is_run():

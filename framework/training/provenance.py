@@ -81,8 +81,10 @@ def check_plugins_loaded(run_dir: Path, registry: Registry) -> None:
         missing.append(_missing(str(name), info))
     if missing:
         shown = runs.shown(run_dir)
+        more = f"; and {len(missing) - 8} more" if len(missing) > 8 else ""
         raise UnknownPluginError(f"{shown} was trained with plugins that are not loaded now: "
-                                 + "; ".join(missing) + f". Nothing in {shown} was changed")
+                                 + "; ".join(missing[:8]) + more
+                                 + f". Nothing in {shown} was changed")
 
 
 def _missing(name: str, info: dict) -> str:
@@ -93,10 +95,15 @@ def _missing(name: str, info: dict) -> str:
                 + f": install it (pip install {provider})")
     where = str(info.get("class") or info.get("module") or provider)
     file = info.get("file")
-    module = provider
-    command_line = (f"-p {file}" if file and module != "__main__"
-                    else "-p with the module or .py file that defines it")
-    cls = where.rsplit(".", 1)[-1] if info.get("class") else module
+    file = file if isinstance(file, str) and not file.startswith("<") else None
+    cls = where.rsplit(".", 1)[-1] if info.get("class") else provider
+    python = f"Model.load(path, plugins=[{cls}]) in Python"
+    if provider == "__main__":  # a notebook's or a script's own class
+        how = (f"{python}; for the command line, put the class in a .py file and give "
+               "-p FILE.py")
+    elif file:
+        how = f"-p {file} on the command line, or {python}"
+    else:
+        how = f"-p {provider} on the command line, or {python}"
     return (f"the local {kind} plugin {name!r} ({where}" + (f", in {file}" if file else "")
-            + f"): pass it again, with {command_line} on the command line or "
-            f"Model.load(path, plugins=[{cls}]) in Python")
+            + f"): pass it again, with {how}")
