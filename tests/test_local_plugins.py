@@ -203,6 +203,20 @@ def test_train_and_evaluate_take_a_local_plugin_module(tmp_path, plugin_file, mn
         assert main([*command, "-p", str(path)]) == 0
     assert f"{path.stem} (local)" in capsys.readouterr().out
 
+    # every command that reads the run takes the module again, and needs it
+    sample = tmp_path / "x.npy"
+    np.save(sample, np.zeros((1, 28, 28), np.float32))
+    for command in (["train", "--resume", str(run), "--epochs", "2", *args],
+                    ["predict", str(run), str(sample)],
+                    ["export", str(run), str(tmp_path / "m.onnx")]):
+        assert main(command) == 2
+        assert f"the local layer plugin '{name}'" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--epochs", "2", "-p", str(path), *args]) == 0
+    assert main(["predict", str(run), str(sample), "-p", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["export", str(run), str(tmp_path / "m.onnx"), "-p", str(path)]) == 2
+    assert "cannot be exported to ONNX (no export_onnx() method)" in capsys.readouterr().err
+
 
 def test_lamina_check_with_a_local_module_certifies_its_plugins(plugin_file, capsys):
     path, name = plugin_file
