@@ -202,6 +202,17 @@ def cmd_check(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return EXIT_INVALID
     registry = _registry(args)
+    if args.config is not None:  # what one network is made of, its own blocks included
+        from .plan import make_plan
+        from .testing.report import run_config_report
+
+        if args.names:
+            print("error: give plugin names or --config, not both", file=sys.stderr)
+            return EXIT_INVALID
+        text, n_failed = run_config_report(make_plan(args.config, registry), registry,
+                                           onnx=args.onnx, quick=args.quick)
+        print(text)
+        return EXIT_FAILED if n_failed else 0
     names = args.names or None
     if names is None and args.plugins:  # `lamina check -p my_layers.py` certifies those
         names = [e.name for e in registry.entries() if e.provider.local]

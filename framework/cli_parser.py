@@ -138,6 +138,9 @@ def parser_for(commands: Any) -> argparse.ArgumentParser:
             "run the conformance suite on every discovered layer, loss, optimizer and block (or "
             "those named, or those of the -p modules); exit 1 on any failure")
     p.add_argument("names", nargs="*", metavar="NAME", help="plugin names (default: all)")
+    p.add_argument("--config", metavar="CONFIG",
+                   help="certify what this network is made of instead: the plugins it uses "
+                        "and the blocks it defines itself, on their uses in it")
     p.add_argument("--onnx", action="store_true",
                    help="also check each layer's ONNX export in ONNX Runtime (needs onnx "
                         "and onnxruntime)")

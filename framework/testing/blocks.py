@@ -29,19 +29,21 @@ from lamina.config.run import TrainingConfig
 from lamina.config.schema import NetworkConfig
 from lamina.errors import ConfigError, LaminaError
 from lamina.graph import Architecture, Network
-from lamina.layer import Layer, LayerTraits, infer_output_shape
+from lamina.layer import Example, Layer, LayerTraits, infer_output_shape
 from lamina.registry import Entry, Provider, Registry
 
 from .base import check, fail
 
 
 def one_block_config(block: BlockDef, settings: dict[str, Any], input_shape: Any,
-                     registry: Registry) -> NetworkConfig:
+                     registry: Registry, others: dict[str, BlockDef] | None = None
+                     ) -> NetworkConfig:
     """The network of one use of ``block`` with ``settings`` on ``input_shape``; a table
-    that does not validate is a ConfigError with its path through the block."""
+    that does not validate is a ConfigError with its path through the block. ``others``
+    are blocks its layers may name beside the registry's (a config's own)."""
     issues: list = []
     blocks = {name: plugin_block(entry) for name, entry in registry.blocks.items()}
-    expansion = Expansion(registry, {**blocks, block.name: block}, issues)
+    expansion = Expansion(registry, {**blocks, **(others or {}), block.name: block}, issues)
     nodes = expansion.layers([{"type": block.name, **settings}])
     if not issues:
         issues += graph_issues(nodes)
@@ -60,13 +62,15 @@ def block_layer(block: type, registry: Registry | None = None) -> type[Layer]:
         registry = load_registry()
     provider = Provider(block.__module__, "", f"{block.__module__}.{block.__qualname__}")
     definition = plugin_block(Entry("block", block.name, block, provider))
+    others = getattr(block, "config_blocks", {})  # a config's own blocks it may use
     prefix = f"{block.name}_1."
 
     def inner_classes(example: Any) -> list[type] | None:
         """The classes of the layers ``example`` expands to (None if it does not)."""
         try:
             config = block.Config(**example.config).model_dump(mode="json")
-            nodes = one_block_config(definition, config, example.input_shape, registry).nodes
+            nodes = one_block_config(definition, config, example.input_shape, registry,
+                                     others).nodes
         except (LaminaError, ValueError, TypeError):
             return None  # check_block_expansion reports it
         return [registry.layers[node.type].cls for node in nodes]
@@ -85,6 +89,7 @@ def block_layer(block: type, registry: Registry | None = None) -> type[Layer]:
         block_class = block
         block_definition = definition
         block_registry = registry
+        block_others = others
 
         def __init__(self, config: Any = None, /, **kwargs: Any):
             super().__init__(config, **kwargs)
@@ -92,7 +97,7 @@ def block_layer(block: type, registry: Registry | None = None) -> type[Layer]:
 
         def _config(self, input_shape: Any) -> NetworkConfig:
             return one_block_config(definition, self.config.model_dump(mode="json"),
-                                    input_shape, registry)
+                                    input_shape, registry, others)
 
         def compute_output_shape(self, input_shape: Any) -> tuple[int, ...]:
             return Architecture(self._config(input_shape), registry).output_shape
@@ -161,7 +166,7 @@ def expands(plugin: type, example: Any) -> bool:
     try:
         config = plugin.Config(**example.config).model_dump(mode="json")
         one_block_config(plugin.block_definition, config, example.input_shape,
-                         plugin.block_registry)
+                         plugin.block_registry, plugin.block_others)
     except (LaminaError, ValueError, TypeError):
         return False
     return True
@@ -194,7 +199,72 @@ def check_block_expansion(plugin: type, example: Any) -> None:
              f"{config.model_dump()}")
     try:
         one_block_config(plugin.block_definition, config.model_dump(mode="json"),
-                         example.input_shape, plugin.block_registry)
+                         example.input_shape, plugin.block_registry, plugin.block_others)
     except ConfigError as exc:
         fail("layers(config) to give tables that validate as a network",
              "; ".join(str(issue) for issue in exc.issues)[:500])
+
+
+def config_block_classes(plan: Any, registry: Registry) -> list[type]:
+    """The blocks a checked config defines itself (``[blocks]``), each as a block class
+    whose examples are its uses in the config: each distinct pair of settings and input
+    shape met (images cut to a small size the block takes), named after the first use.
+    ``plan`` is a :class:`lamina.plan.Plan` made with ``registry``."""
+    from lamina.block import Block
+    from lamina.config.blocks import config_blocks
+
+    config, architecture = plan.config, plan.architecture
+    issues: list = []
+    defined, _ = config_blocks(config.definitions, lambda name: None,
+                               {*config.definitions, *_types(config)}, issues)
+    shapes = {"input": tuple(config.input_shape),
+              **{node.name: node.output_shape for node in architecture.nodes}}
+    classes = []
+    for name, definition in defined.items():
+        examples, seen = [], set()
+        for use in config.blocks:
+            if use.type != name:
+                continue
+            settings = use.settings.model_dump(mode="json")
+            shape = _shrunk(definition, settings, shapes[use.inputs[0]], registry, defined)
+            if (repr(settings), shape) not in seen:
+                seen.add((repr(settings), shape))
+                examples.append(Example(settings, shape, id=use.name))
+
+        def layers(cls: type, settings: Any, definition: BlockDef = definition) -> list:
+            return [table for table, _ in definition.expand(settings)]
+
+        classes.append(type(f"ConfigBlock_{name}", (Block,), {
+            "name": name, "Config": definition.Config, "__module__": "lamina.config.blocks",
+            "__doc__": definition.definition.get("description") or f"block {name} of "
+                       f"{config.source}",
+            "layers": classmethod(layers),
+            "examples": classmethod(lambda cls, found=tuple(examples): list(found)),
+            "config_blocks": defined,
+            # its settings are passed on to its layers, whose own Configs bound them
+            "settings_bounded_by_layers": True,
+        }))
+    return classes
+
+
+def _shrunk(definition: BlockDef, settings: dict[str, Any], shape: tuple[int, ...],
+            registry: Registry, others: dict[str, BlockDef]) -> tuple[int, ...]:
+    """``shape`` with its axes after the first (an image's height and width) cut to the
+    smallest size from 4 up that the block still takes. On a 28 x 28 image a relu
+    holds thousands of units per channel, and nearly every weight's finite difference
+    then crosses one of their kinks: the gradient check could compare nothing."""
+    if len(shape) < 2:
+        return shape
+    for size in range(4, max(shape[1:]) + 1):
+        smaller = (shape[0], *(min(d, size) for d in shape[1:]))
+        try:
+            Architecture(one_block_config(definition, settings, smaller, registry, others),
+                         registry)
+        except (LaminaError, ValueError, TypeError):
+            continue
+        return smaller
+    return shape
+
+
+def _types(config: Any) -> set[str]:
+    return {node.type for node in config.nodes} | {use.type for use in config.blocks}

@@ -85,3 +85,29 @@ def run_report(registry: Any, names: Sequence[str] | None = None, *, onnx: bool 
         text += (f"\n--quick left out {', '.join(QUICK_SKIPS)}; run without it before "
                  "releasing (CI does)")
     return text, sum(not r.ok for c in results.values() for r in c) + len(problems)
+
+
+def run_config_report(plan: Any, registry: Any, *, onnx: bool = False, quick: bool = False
+                      ) -> tuple[str, int]:
+    """Certify what a checked config (a :class:`lamina.plan.Plan`) is made of: every
+    plugin it uses, and each block it defines itself, on its uses in the config
+    (:func:`lamina.testing.blocks.config_block_classes`)."""
+    from lamina.providers import Provider
+    from lamina.registry import Entry
+
+    from .blocks import config_block_classes
+
+    config = plan.config
+    used = {node.type for node in config.nodes} | {use.type for use in config.blocks}
+    used |= {config.loss.type, config.optimizer.type}
+    entries = [e for e in registry.entries() if e.name in used]
+    entries += [Entry("block", cls.name, cls, Provider("config", "", f"blocks.{cls.name} of "
+                                                                     f"{config.source}"))
+                for cls in config_block_classes(plan, registry)]
+    results = {entry: run_checks(entry.cls, onnx=onnx, quick=quick, registry=registry)
+               for entry in entries}
+    text = format_report(results)
+    if quick:
+        text += (f"\n--quick left out {', '.join(QUICK_SKIPS)}; run without it before "
+                 "releasing (CI does)")
+    return text, sum(not r.ok for c in results.values() for r in c)

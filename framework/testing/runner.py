@@ -69,6 +69,9 @@ _CONFIG_CHECKS = [
     check_config_strings_constrained,
     check_config_json_roundtrip,
 ]
+#: what a config's own block leaves to its layers: its settings are typed, and every value
+#: is passed on to a layer whose Config bounds and constrains it
+_BOUNDS_CHECKS = (check_config_rejects_invalid_values, check_config_strings_constrained)
 #: each kind of plugin: its base class, the example type its examples() returns, and the
 #: methods that identify a class implementing the protocol without the base class
 KINDS = {
@@ -240,6 +243,9 @@ def generate_checks(plugin: Any, *, onnx: bool | None = None, quick: bool = Fals
             if not expands(cls, example):
                 continue  # its tables do not make a network: nothing else can run
         for func in _CONFIG_CHECKS:
+            if func in _BOUNDS_CHECKS and getattr(getattr(cls, "block_class", None),
+                                                  "settings_bounded_by_layers", False):
+                continue  # a config's block: each value reaches a layer that bounds it
             yield cls, example, func
         for func in _KIND_CHECKS[kind](cls, example):
             if not (quick and func.__name__ in QUICK_SKIPS):

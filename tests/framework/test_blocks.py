@@ -338,3 +338,35 @@ def test_a_block_whose_tables_do_not_validate_fails_its_expansion_check():
     assert not result.passed
     assert "model.layers[0] (typo) > layers[0] (dense).unit: unknown key 'unit'" in \
         result.message
+
+
+def test_lamina_check_config_certifies_its_own_blocks_on_their_uses(tmp_path, capsys):
+    from lamina.cli import main
+    from lamina.plan import make_plan
+    from lamina.testing.blocks import config_block_classes
+
+    document = network({"type": "conv_bn_relu", "filters": 4},
+                       {"type": "conv_bn_relu", "filters": 4},
+                       {"type": "conv_bn_relu", "filters": 2, "kernel_size": 1}, *HEAD,
+                       blocks=BLOCKS, input_shape=(1, 28, 28))
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps(document))
+    registry = load_registry()
+    [block] = config_block_classes(make_plan(document, registry), registry)
+    # one example per distinct (settings, input shape), images cut to a size the block
+    # takes and the gradient check can see past relu's kinks in
+    assert [(e.id, e.config, e.input_shape) for e in block.examples()] == [
+        ("conv_bn_relu_1", {"filters": 4, "kernel_size": 3}, (1, 4, 4)),
+        ("conv_bn_relu_2", {"filters": 4, "kernel_size": 3}, (4, 4, 4)),
+        ("conv_bn_relu_3", {"filters": 2, "kernel_size": 1}, (4, 4, 4))]
+    assert main(["check", "--quick", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:3] for line in out.splitlines()[2:10]}
+    assert rows == {"conv2d": ["layer", "lamina"], "relu": ["layer", "lamina"],
+                    "flatten": ["layer", "lamina"], "dense": ["layer", "lamina"],
+                    "batchnorm": ["layer", "lamina"],
+                    "softmax_cross_entropy": ["loss", "lamina"],
+                    "sgd": ["optimizer", "lamina"], "conv_bn_relu": ["block", "config"]}
+    assert "8 plugins" in out and "0 failures" in out
+    assert main(["check", "relu", "--config", str(path)]) == 2
+    assert "give plugin names or --config, not both" in capsys.readouterr().err
