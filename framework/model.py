@@ -74,7 +74,11 @@ class Model:
             check_shards(plan.config, comm)
             return plan
 
-        self._set_up(registry, on_every_rank(comm, checked), None, comm)
+        plan = on_every_rank(comm, checked)
+        from .training.provenance import check_same_plugins
+
+        check_same_plugins(plan.config, registry, comm)
+        self._set_up(registry, plan, None, comm)
 
     def _set_up(self, registry: Registry, plan, session, comm) -> None:
         """The model's state; the network is built (``session``) on first use."""

@@ -38,7 +38,7 @@ from ..runtime.distributed import (
 )
 from . import runs
 from .callbacks import EarlyStopping, silent, to_stderr
-from .provenance import check_plugins_loaded, provenance
+from .provenance import check_plugins_loaded, check_same_plugins, provenance
 from .runs import Checkpoint, RunLock, shown
 from .trainer import (
     Data,
@@ -205,9 +205,11 @@ def _session_on_ranks(comm: Comm | None, checked_plan: list[Plan], config: dict[
     """The run's session on every rank: rank 0 keeps the plan it checked (messages name
     its file), the others rebuild the checked ``config`` it sent; only rank 0 writes."""
     root = comm is None or comm.rank == 0
-    return on_every_rank(comm, lambda: make_session(
+    session = on_every_rank(comm, lambda: make_session(
         checked_plan[0] if root else make_plan(config, registry), registry,
         path if root else None, comm=comm))
+    check_same_plugins(session.config, registry, comm)
+    return session
 
 
 def _load_data_on_ranks(session: Session, data_dir: str | None, note: Log, download: bool,

@@ -59,6 +59,37 @@ def provenance(session: Any, registry: Registry, dataset_files: dict[str, Any]) 
     }
 
 
+def plugin_fingerprint(config: Any, registry: Registry) -> list[tuple]:
+    """What the plugins a config uses are, as two processes can compare: name, kind and
+    provider of each, and for a local one the SHA-256 of its source."""
+    from ..localplugins import source_fingerprint
+
+    used = used_plugins(config)
+    return sorted((e.name, e.kind, e.provider.dist, e.provider.version, e.provider.module,
+                   source_fingerprint(e.cls)["source_sha256"] if e.provider.local else "")
+                  for e in registry.entries() if e.name in used)
+
+
+def check_same_plugins(config: Any, registry: Registry, comm: Any) -> None:
+    """Over MPI, on every rank together: a DistributedError on every rank unless every
+    rank runs the same plugins (the same versions, the same local source). Ranks that
+    compute with different code would average gradients of different networks."""
+    if comm is None:
+        return
+    from ..runtime.distributed import DistributedError
+
+    seen = comm.gather_all(plugin_fingerprint(config, registry))
+    for rank, theirs in enumerate(seen):
+        if theirs != seen[0]:
+            differ = sorted(set(theirs) ^ set(seen[0]))
+            names = sorted({item[0] for item in differ})
+            raise DistributedError(
+                f"rank {rank} runs other plugin code than rank 0 for {', '.join(names)} "
+                f"(rank 0: {[i for i in seen[0] if i[0] in names]}; rank {rank}: "
+                f"{[i for i in theirs if i[0] in names]}); every rank needs the same "
+                "versions and, for a local plugin, the same source file")
+
+
 def check_plugins_loaded(run_dir: Path, registry: Registry) -> None:
     """Raise UnknownPluginError naming where each plugin the run was trained with came
     from, when ``registry`` lacks it: the local module to pass again, or the

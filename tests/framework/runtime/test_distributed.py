@@ -330,3 +330,62 @@ def test_a_save_one_rank_gets_wrong_fails_on_every_rank_and_leaves_the_next_call
                  "rank 0: export ok", "rank 1: export ok"):
         assert line in run.stdout, run.stdout + run.stderr
     assert not (tmp_path / "saved").exists() and (tmp_path / "model.onnx").is_file()
+
+
+LOCAL_PLUGIN = """
+import numpy as np
+from lamina import Example, Layer, hookimpl
+
+
+class Cube(Layer):
+    name = "cube"
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def forward(self, x, *, training):
+        self.cache = x
+        return {factor} * x ** 3
+
+    def backward(self, dy, *, input_grad=True):
+        return 3 * {factor} * self.cached() ** 2 * dy
+
+    @classmethod
+    def examples(cls):
+        return [Example({{}}, (3,))]
+
+
+@hookimpl
+def lamina_register_layers():
+    return [Cube]
+"""
+
+@needs_mpi
+@pytest.mark.parametrize("same", [True, False])
+def test_ranks_running_other_code_for_a_local_plugin_stop_before_training(tmp_path, env, same):
+    import json
+
+    dirs = []
+    for rank in range(2):
+        folder = tmp_path / f"rank{rank}"
+        folder.mkdir()
+        factor = 1.0 if same or rank == 0 else 1.5
+        (folder / "cube_layers.py").write_text(LOCAL_PLUGIN.format(factor=factor))
+        dirs.append(str(folder))
+    config = tmp_path / "net.json"
+    config.write_text(json.dumps({"model": {"input_shape": [1, 28, 28], "layers": [
+        {"type": "flatten"}, {"type": "dense", "units": 8}, {"type": "cube"},
+        {"type": "dense", "units": 10}]}}))
+    script = ("import os, sys\nfrom lamina.cli import main\n"
+              "folder = os.environ['DIRS'].split(':')[int(os.environ.get('PMI_RANK', '0'))]\n"
+              "sys.exit(main([*sys.argv[1:], '-p', os.path.join(folder, 'cube_layers.py')]))\n")
+    run = tmp_path / "run"
+    result = mpi(2, sys.executable, "-c", script, "train", str(config), "--epochs", "1",
+                 "--limit", "200", "--quiet", "--distributed", "mpi", "--run-dir", str(run),
+                 env={**env, "DIRS": ":".join(dirs)}, timeout=120)
+    if same:
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "rank 1 runs other plugin code than rank 0 for cube" in result.stderr
+    assert not run.exists()  # stopped before anything was written
