@@ -63,8 +63,39 @@ def scoped_path(scope: tuple[Scope, ...], index: int, type_: str) -> str:
     return "model." + " > ".join([*parts, f"layers[{index}] ({type_})"])
 
 
+class _Listed:
+    """What a layer and a use of a block share as entries of a layer list: a path
+    through the blocks that hold them, a name within their list, and their table."""
+
+    index: int
+    type: str
+    name: str
+    scope: tuple[Scope, ...]
+
+    @property
+    def path(self) -> str:
+        return scoped_path(self.scope, self.index, self.type)
+
+    @property
+    def short_name(self) -> str:
+        """The name within the list that holds it (``conv2d_1``)."""
+        return self.name.rsplit(".", 1)[-1]
+
+    def to_dict(self, inputs: list[str] | None) -> dict[str, Any]:
+        """Its table as a config writes it (``inputs`` when given)."""
+        table: dict[str, Any] = {"type": self.type, "name": self.short_name}
+        if inputs is not None:
+            table["inputs"] = inputs
+        table.update(self.settings_model.model_dump(mode="json"))
+        return table
+
+    @property
+    def settings_model(self) -> BaseModel:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class NodeConfig:
+class NodeConfig(_Listed):
     """One validated layer of the network. A layer of a block is named by its path
     through the blocks that hold it (``res_1.conv2d_1``), listed in ``scope``."""
 
@@ -76,29 +107,17 @@ class NodeConfig:
     scope: tuple[Scope, ...] = ()
 
     @property
-    def path(self) -> str:
-        return scoped_path(self.scope, self.index, self.type)
-
-    @property
     def output(self) -> str:
         """The name of the value this layer produces (its own name)."""
         return self.name
 
     @property
-    def short_name(self) -> str:
-        """The name within the block that holds it (``conv2d_1``)."""
-        return self.name.rsplit(".", 1)[-1]
-
-    def to_dict(self, inputs: list[str] | None) -> dict[str, Any]:
-        table: dict[str, Any] = {"type": self.type, "name": self.short_name}
-        if inputs is not None:
-            table["inputs"] = inputs
-        table.update(self.config.model_dump(mode="json"))
-        return table
+    def settings_model(self) -> BaseModel:
+        return self.config
 
 
 @dataclass(frozen=True)
-class BlockUse:
+class BlockUse(_Listed):
     """One use of a block: the table whose ``type`` names it, with its validated
     ``settings``; its layers are in :attr:`NetworkConfig.nodes`, expanded, and
     ``output`` names the one whose output is the block's. ``provider`` says where the
@@ -114,19 +133,8 @@ class BlockUse:
     provider: str
 
     @property
-    def path(self) -> str:
-        return scoped_path(self.scope, self.index, self.type)
-
-    @property
-    def short_name(self) -> str:
-        return self.name.rsplit(".", 1)[-1]
-
-    def to_dict(self, inputs: list[str] | None) -> dict[str, Any]:
-        table: dict[str, Any] = {"type": self.type, "name": self.short_name}
-        if inputs is not None:
-            table["inputs"] = inputs
-        table.update(self.settings.model_dump(mode="json"))
-        return table
+    def settings_model(self) -> BaseModel:
+        return self.settings
 
 
 @dataclass(frozen=True)
