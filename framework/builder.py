@@ -21,16 +21,13 @@ the class, and ``lamina.Model(seq)`` registers it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, PluginError, UnknownPluginError
 from .registry import Registry, load_registry
-
-#: the keys of a layer table the graph reads itself
-_GRAPH_KEYS = ("name", "inputs")
 
 
 @dataclass(frozen=True)
@@ -56,6 +53,8 @@ class LayerSpec:
         args = [f"{k}={v!r}" for k, v in self.settings.items()]
         args += [f"name={self.name!r}"] if self.name is not None else []
         args += [f"inputs={list(self.inputs)!r}"] if self.inputs is not None else []
+        if self.plugin is not None:  # a class defined where you work
+            return f"lamina.layers({', '.join([self.plugin.__qualname__, *args])})"
         return f"lamina.layers.{self.type}({', '.join(args)})"
 
 
@@ -124,6 +123,12 @@ def make_spec(kind: str | type, /, *, name: str | None = None,
     from .registry import Entry
 
     plugin = None
+    settings = {key: _plain(value) for key, value in settings.items()}
+    if isinstance(inputs, str):
+        from .inputs import InputError
+
+        raise InputError(f"inputs is a list of layer names, received the string {inputs!r}; "
+                         f"write inputs=[{inputs!r}]")
     if isinstance(kind, type):
         found = plugin_kind(kind)
         if found not in ("layer", "block"):
@@ -180,13 +185,24 @@ class Sequential:
                  optimizer: str | dict[str, Any] | type = "adam",
                  training: dict[str, Any] | None = None,
                  blocks: dict[str, Any] | None = None):
+        from .inputs import InputError
         from .plan import make_plan
 
-        if isinstance(layers, LayerSpec | dict | str) or not all(
-                isinstance(s, LayerSpec | dict) for s in layers):
-            raise PluginError("layers must be a list of specs: lamina.layers.conv2d(...), "
+        if isinstance(layers, LayerSpec | dict | str) or not isinstance(layers, Iterable):
+            raise InputError(f"layers must be a list of specs, received {type(layers).__name__}"
+                             "; write layers=[lamina.layers.dense(units=10), ...]")
+        layers = list(layers)  # a generator is read once
+        if not isinstance(input_shape, Iterable) or isinstance(input_shape, str | bytes):
+            raise InputError(f"input_shape is the shape of one sample, a tuple of ints such "
+                             f"as (1, 28, 28), received {input_shape!r}; write "
+                             f"input_shape=({input_shape!r},) for a vector")
+        input_shape = [_plain(d) for d in input_shape]
+        if not all(isinstance(s, LayerSpec | dict) for s in layers):
+            raise InputError("layers must be a list of specs: lamina.layers.conv2d(...), "
                               "lamina.layers(\"conv2d\", ...) or lamina.layers(MyLayer, ...) (or "
                               "tables, {\"type\": \"my_block\", ...}, for the blocks defined here)")
+        self._given = {"layers": layers, "loss": loss, "optimizer": optimizer,
+                       "training": training, "blocks": blocks}  # for repr
         plugins = [s.plugin for s in layers if isinstance(s, LayerSpec) and s.plugin is not None]
         sections = {}
         for key, value in (("loss", loss), ("optimizer", optimizer)):
@@ -241,12 +257,32 @@ class Sequential:
         return self.plan.architecture.summary(expand=expand)
 
     def __repr__(self) -> str:
-        specs = ",\n    ".join(repr(LayerSpec(t["type"], {k: v for k, v in t.items()
-                                                          if k not in ("type", *_GRAPH_KEYS)},
-                                               t.get("name"), t.get("inputs")))
-                               for t in self._document["model"]["layers"])
+        given = self._given
+        specs = ",\n    ".join(repr(spec) for spec in given["layers"])
+        def shown(value: Any) -> str:
+            return value.__qualname__ if isinstance(value, type) else repr(value)
+
+        more = "".join(f", {key}={shown(given[key])}"
+                       for key, default in (("loss", "softmax_cross_entropy"),
+                                            ("optimizer", "adam"), ("training", None),
+                                            ("blocks", None))
+                       if given[key] != default)
         return (f"lamina.Sequential(input_shape={tuple(self._document['model']['input_shape'])},"
-                f" layers=[\n    {specs},\n])")
+                f" layers=[\n    {specs},\n]{more})")
+
+
+def _plain(value: Any) -> Any:
+    """A setting as JSON holds it: a NumPy number as the Python number it equals (a spec
+    is written out as a config file), a tuple as a list."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _describe(registry: Registry, name: str) -> str:

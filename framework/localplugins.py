@@ -36,6 +36,7 @@ from types import ModuleType
 from typing import Any
 
 from . import hookspecs
+from .config.files import NotARegularFile, open_regular_file
 from .errors import PASSED_THROUGH, PluginError
 from .hookspecs import HOOKS
 from .providers import Provider
@@ -90,27 +91,29 @@ def plugin_kind(cls: type) -> str | None:
     return None
 
 
-def as_plugins(plugins: Iterable[Any], labels: list[str] | None = None
+def as_plugins(plugins: Iterable[Any] | None, labels: list[str] | None = None
                ) -> tuple[tuple[object, Provider], ...]:
     """What the user passed as ``plugins=`` (or ``-p``), as (plugin object, provider)
     pairs for :func:`lamina.registry.load_registry`; anything that is not a plugin is a
     :class:`PluginError` saying what is expected, naming the item by its ``labels``
-    entry (default ``plugins[i]``)."""
-    if isinstance(plugins, str | bytes | type | ModuleType) or not isinstance(plugins,
-                                                                              Iterable):
+    entry (default ``plugins[i]``). The same plugin given twice counts once."""
+    if plugins is None:
+        return ()
+    if isinstance(plugins, str | bytes | type | ModuleType | os.PathLike) or not isinstance(
+            plugins, Iterable):
         raise PluginError(f"plugins must be a list (of plugin classes, modules or module "
                           f"names), received {_brief(plugins)}; write plugins=[{_brief(plugins)}]")
     result: list[tuple[object, Provider]] = []
-    seen: dict[int, str] = {}
+    seen: set[int] = set()
     for i, item in enumerate(plugins):
         where = labels[i] if labels is not None else f"plugins[{i}]"
-        if isinstance(item, str):
+        if isinstance(item, os.PathLike):
+            item = _load_file(Path(item), where)
+        elif isinstance(item, str):
             item = import_plugin_module(item, where)
-        if id(item) in seen:
-            raise PluginError(f"{where} ({_brief(item)}) was already given as {seen[id(item)]}; "
-                              "pass each plugin once")
-        seen[id(item)] = where
-        result.append(_one(item, where))
+        if id(item) not in seen:
+            seen.add(id(item))
+            result.append(_one(item, where))
     return tuple(result)
 
 
@@ -172,6 +175,13 @@ def import_plugin_module(spec: str, where: str = "the plugin") -> ModuleType:
 
 
 def _load_file(path: Path, where: str) -> ModuleType:
+    """The module of a ``.py`` file, under its stem, as running it as a script would
+    see it: its folder first on ``sys.path``, so that it imports the modules beside it.
+    Loaded again when the file has changed since (a notebook that edits its plugin file
+    and passes it again gets the new code); ``__lamina_source_sha256__`` is the hash of
+    the source that ran."""
+    import hashlib
+
     try:
         info = path.stat()
     except OSError as exc:
@@ -188,27 +198,70 @@ def _load_file(path: Path, where: str) -> ModuleType:
         raise PluginError(f"{where}: {path.name} cannot be a module's name; rename the file "
                           "to letters, digits and underscores (my_layers.py)")
     resolved = path.resolve()
+    try:
+        with open_regular_file(resolved) as handle:
+            source = handle.read(MAX_SOURCE_BYTES + 1)
+    except (OSError, NotARegularFile) as exc:
+        raise PluginError(f"{where}: cannot read {path} ({exc}); give the path of a .py "
+                          "file defining the plugin") from None
+    digest = hashlib.sha256(source).hexdigest()
     loaded = sys.modules.get(name)
     if loaded is not None:
-        if getattr(loaded, "__file__", None) and Path(loaded.__file__).resolve() == resolved:
-            return loaded  # the same file, already loaded in this process
-        raise PluginError(f"{where}: a module named {name!r} is already imported (from "
-                          f"{getattr(loaded, '__file__', None) or 'Python itself'}), so "
-                          f"{path} cannot be loaded under that name; rename the file")
+        same_file = getattr(loaded, "__file__", None) and Path(loaded.__file__).resolve() \
+            == resolved
+        if not same_file:
+            raise PluginError(f"{where}: a module named {name!r} is already imported (from "
+                              f"{getattr(loaded, '__file__', None) or 'Python itself'}), so "
+                              f"{path} cannot be loaded under that name; rename the file")
+        if getattr(loaded, "__lamina_source_sha256__", None) == digest:
+            return loaded  # the same file, unchanged, already loaded in this process
+    else:
+        found = _find_module(name)
+        if found is not None and found != resolved:
+            raise PluginError(f"{where}: a module named {name!r} exists already ({found}); "
+                              f"loading {path} under that name would replace it for the "
+                              "whole process: rename the file")
     spec = importlib.util.spec_from_file_location(name, resolved)
-    if spec is None or spec.loader is None:
+    if spec is None:
         raise PluginError(f"{where}: {path} cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
+    module.__lamina_source_sha256__ = digest
+    folder = str(resolved.parent)
+    if folder not in sys.path:  # as running the file as a script would
+        sys.path.insert(0, folder)
+    previous = sys.modules.get(name)
     sys.modules[name] = module  # classes and pydantic models look their module up here
     try:
-        spec.loader.exec_module(module)
+        exec(compile(source, str(resolved), "exec"), module.__dict__)
     except PASSED_THROUGH:
-        sys.modules.pop(name, None)
+        _restore(name, previous)
         raise
     except BaseException as exc:
-        sys.modules.pop(name, None)
+        _restore(name, previous)
         raise _import_failed(str(path), exc) from exc
     return module
+
+
+def _restore(name: str, previous: ModuleType | None) -> None:
+    if previous is None:
+        sys.modules.pop(name, None)
+    else:
+        sys.modules[name] = previous
+
+
+def _find_module(name: str) -> Path | None:
+    """Where Python would import top-level module ``name`` from (None: nowhere, or a
+    built-in without a file)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    origin = spec.origin if spec.origin not in (None, "built-in", "frozen") else None
+    if origin is None:
+        return Path(f"<{spec.origin or 'built-in'} module {name}>")
+    return Path(origin).resolve()
 
 
 def _import_failed(what: str, exc: BaseException) -> PluginError:
@@ -228,9 +281,16 @@ def source_fingerprint(cls: type) -> dict[str, Any]:
 
     record: dict[str, Any] = {"class": qualified_name(cls), "file": None,
                               "source_sha256": None}
+    module = sys.modules.get(cls.__module__)
+    ran = getattr(module, "__lamina_source_sha256__", None)
+    if ran is not None:  # a file given with -p or plugins=: the hash of what was executed
+        record["file"], record["source_sha256"] = getattr(module, "__file__", None), ran
+        record["hash_of"] = "file"
+        return record
     try:
         record["file"] = inspect.getsourcefile(cls)
         record["source_sha256"] = hashlib.sha256(inspect.getsource(cls).encode()).hexdigest()
+        record["hash_of"] = "class"
     except (OSError, TypeError):
         pass
     return record

@@ -13,14 +13,14 @@ reads one, whichever wrote it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .config import NetworkConfig
-from .errors import PASSED_THROUGH, ConfigError, ConfigIssue, PluginError
+from .errors import ConfigError, ConfigIssue
 from .inputs import (
     InputError,
     checked_batch_size,
@@ -33,7 +33,13 @@ from .inputs import (
     received,
 )
 from .registry import Registry, load_registry
-from .runtime.distributed import ending_every_rank_on_failure, on_every_rank, on_root
+from .runtime.distributed import (
+    communicator,
+    ending_every_rank_on_failure,
+    on_every_rank,
+    on_root,
+)
+from .runtime.parallel import probabilities
 
 
 class Model:
@@ -67,7 +73,7 @@ class Model:
                              f"a lamina.Sequential; received {received(config)}")
         registry = _checked_registry(registry, plugins)
         overrides = {"seed": seed} if seed is not None else None
-        comm = _communicator(distributed)
+        comm = communicator(distributed)
 
         def checked():  # on every rank: one rank's mistake stops them all, none waits
             plan = make_plan(config, registry, training=overrides)
@@ -290,7 +296,7 @@ class Model:
         run, x = on_every_rank(self._comm, checked)
         self._same_on_every_rank("predict", x.shape, batch_size)
         with run.step, ending_every_rank_on_failure(self._comm):
-            parts = [_probabilities(run, run.step.predict(x[i:i + batch_size]))
+            parts = [probabilities(run.loss, run.step.predict(x[i:i + batch_size]), run.who["loss"])
                      for i in range(0, len(x), batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, *run.network.output_shape))
 
@@ -390,15 +396,19 @@ class Model:
 
 
 def _as_list(plugins: Any) -> list[Any]:
-    """``plugins`` as a list, to add a Sequential's own; anything else is left for
-    lamina.localplugins.as_plugins to refuse with its message."""
-    return list(plugins) if isinstance(plugins, list | tuple) else [plugins]
+    """``plugins`` as a list, to add a Sequential's own (a plugin given both ways counts
+    once); anything else is left for lamina.localplugins.as_plugins to refuse."""
+    if plugins is None:
+        return []
+    if isinstance(plugins, Iterable) and not isinstance(plugins, str | bytes | type | dict):
+        return list(plugins)
+    return [plugins]
 
 
 def _checked_registry(registry: Any, plugins: Any) -> Registry:
     if registry is None:
         return load_registry(plugins=plugins)
-    if not (isinstance(plugins, list | tuple) and not plugins):
+    if plugins is not None and not (isinstance(plugins, list | tuple) and not plugins):
         raise InputError("pass plugins or registry, not both: a registry is built with its "
                          "plugins already (lamina.load_registry(plugins=[...]))")
     if not isinstance(registry, Registry):
@@ -407,37 +417,6 @@ def _checked_registry(registry: Any, plugins: Any) -> Registry:
     return registry
 
 
-def _probabilities(run: Any, logits: np.ndarray) -> np.ndarray:
-    """The loss plugin's ``predict_proba``, its failures and what it returns checked."""
-    from .training.trainer import plugin_failed
-
-    try:
-        probabilities = run.loss.predict_proba(logits)
-    except PASSED_THROUGH:
-        raise
-    except BaseException as exc:
-        raise plugin_failed(run.who["loss"], exc, "in predict_proba()") from exc
-    if not isinstance(probabilities, np.ndarray) or probabilities.shape != logits.shape:
-        got = (f"an array of shape {probabilities.shape}"
-               if isinstance(probabilities, np.ndarray) else type(probabilities).__name__)
-        raise PluginError(f"{run.who['loss']} returned {got} from predict_proba(); "
-                          f"expected an array of shape {logits.shape}, one row of "
-                          "probabilities per sample. This is a bug in the plugin; report it "
-                          "to its author, or use another one")
-    return probabilities
-
-
 def _brief(arguments: tuple) -> str:
     text = repr(arguments)
     return text if len(text) <= 120 else f"{text[:120]}..."
-
-
-def _communicator(distributed: str | None):
-    if distributed is None:
-        return None
-    if distributed != "mpi":
-        raise ConfigError([ConfigIssue("distributed", f"expected 'mpi' or None, received "
-                                                      f"{distributed!r}")])
-    from .runtime.distributed import init_mpi
-
-    return init_mpi()

@@ -219,13 +219,21 @@ def load_registry(
                 hint = shadowing_hint(ep.value.split(":")[0].strip(), dist)
                 skip(provider, f"import failed: {type(exc).__name__}: {exc}{hint}", exc)
 
+    installed = {id(pm.get_plugin(name)): providers[name] for name in builtins}
+    installed |= {id(plugin): provider for plugin, provider in candidates
+                  if not provider.local}
     for plugin, provider in candidates:
+        if provider.local and id(plugin) in installed:
+            first = installed[id(plugin)]
+            raise PluginError(f"local plugin {provider.module!r} is the module of the "
+                              f"installed plugin {first.module} ({first}), which lamina loads "
+                              "anyway: leave it out of plugins= / -p")
         # a local plugin's key is unique: a notebook may define two classes of one name
         key = f"{provider.module}@{id(plugin):x}" if provider.local else provider.module
         try:
             pm.register(plugin, name=key)
-        except Exception as exc:
-            skip(provider, f"registration failed: {exc}", exc)
+        except Exception as exc:  # pluggy's own message holds its whole registry: cut it
+            skip(provider, f"registration failed: {str(exc)[:160]}", exc)
             continue
         providers[key] = provider
         third_party.add(key)
@@ -288,6 +296,8 @@ def _add(registry: Registry, entry: Entry) -> None:
     shared = ("layer", "block") if entry.kind in ("layer", "block") else (entry.kind,)
     first = next((registry.table(kind)[entry.name] for kind in shared
                   if entry.name in registry.table(kind)), None)
+    if first is not None and first.cls is entry.cls and first.kind == entry.kind:
+        return  # one class reached twice (a module and the class itself): one plugin
     if first is not None:
         if entry.provider.local and first.provider.local \
                 and first.provider.module == entry.provider.module:

@@ -82,7 +82,7 @@ def test_a_whole_network_is_checked_when_made():
     with pytest.raises(ConfigError, match=r"model.layers\[1\] \(dense\) 'dense_1' cannot take "
                                           r"its input"):
         lamina.Sequential((1, 8, 8), [L.conv2d(filters=2, kernel_size=3), L.dense(units=3)])
-    with pytest.raises(PluginError, match="layers must be a list of specs"):
+    with pytest.raises(lamina.InputError, match="layers must be a list of specs"):
         lamina.Sequential((4,), ["dense"])
     with pytest.raises(ConfigError, match=r"in lamina.Sequential\(...\):\n  - optimizer "
                                           r"\(sgd\).lr: Input should be greater than 0"):
@@ -167,3 +167,19 @@ def test_builder_to_toml_to_config_and_back_is_the_same_config(layers):
     config = load_config(document, registry)
     assert load_config(config.to_dict(), registry).to_dict() == config.to_dict()
     assert make_plan(config, registry).config.to_dict() == seq.config.to_dict()
+
+
+def test_python_values_a_notebook_has_are_taken_as_the_document_writes_them():
+    seq = lamina.Sequential(np.array([6]), (s for s in [
+        L.dense(units=np.int64(4)), L.dropout(rate=np.float64(0.5)), lamina.layers(Cube),
+        L.dense(units=3)]), optimizer={"type": "sgd", "lr": 0.1})
+    assert seq.to_dict()["model"] == {"input_shape": [6], "layers": [
+        {"type": "dense", "units": 4}, {"type": "dropout", "rate": 0.5},
+        {"type": "cube_builder"}, {"type": "dense", "units": 3}]}
+    assert tomllib.loads(seq.to_toml()) == seq.to_dict()
+    assert repr(seq).splitlines()[3] == "    lamina.layers(Cube),"
+    assert repr(seq).endswith("], optimizer={'type': 'sgd', 'lr': 0.1})")
+    with pytest.raises(lamina.InputError, match=r"write input_shape=\(4,\) for a vector"):
+        lamina.Sequential(4, [L.dense(units=3)])
+    with pytest.raises(lamina.InputError, match=r"write inputs=\['ab'\]"):
+        L.add(inputs="ab")

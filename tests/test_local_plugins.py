@@ -119,7 +119,6 @@ def test_a_local_plugin_never_replaces_another():
     (Softsign, r"plugins must be a list .* write plugins=\[Softsign\]"),
     ([Softsign()], r"plugins\[0\] is an instance of .*Softsign; pass the class itself"),
     ([dict], r"plugins\[0\] is the class builtins.dict, which is not a lamina plugin"),
-    ([Softsign, Softsign], r"plugins\[1\] \(Softsign\) was already given as plugins\[0\]"),
     (["json"], r"module 'json' has none of lamina's hooks"),
     (["no_such_module_here"], r"no module named 'no_such_module_here'.*give its path"),
     ([3], r"plugins\[0\] is 3; expected a plugin class"),
@@ -127,6 +126,13 @@ def test_a_local_plugin_never_replaces_another():
 def test_what_is_not_a_plugin_is_refused_with_what_is_expected(plugins, message):
     with pytest.raises(PluginError, match=message):
         lamina.Model(CONFIG, plugins=plugins)
+
+
+def test_the_same_plugin_given_twice_counts_once_and_none_is_no_plugin():
+    assert lamina.load_registry(plugins=[Softsign, Softsign]).layers["softsign"].cls \
+        is Softsign
+    assert lamina.load_registry(plugins=(p for p in [Softsign])).layers["softsign"]
+    assert "softsign" not in lamina.load_registry(plugins=None).layers
 
 
 def test_plugins_and_a_registry_are_not_both_given():
@@ -238,3 +244,88 @@ def test_a_bad_plugin_argument_is_one_line_with_the_fix(tmp_path, monkeypatch, c
     assert main(["layers", "-p", spec]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_a_damaged_provenance_never_stops_a_load(tmp_path):
+    x, y = blobs()
+    model = lamina.Model(CONFIG, plugins=[Softsign], seed=3)
+    model.fit(x, y, epochs=1, progress=False)
+    model.save(tmp_path / "run")
+    record_path = tmp_path / "run" / "provenance.json"
+    record = json.loads(record_path.read_text())
+    record["plugins"]["softsign"]["provider"] = []  # a tampered entry: not a name
+    record["plugins"]["zzz"] = {"kind": "layer", "provider": "zzz-dist"}  # not this config's
+    record_path.write_text(json.dumps(record))
+    again = lamina.Model.load(tmp_path / "run", plugins=[Softsign])
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    with pytest.raises(lamina.ConfigError, match="unknown layer type 'softsign'"):
+        lamina.Model.load(tmp_path / "run")  # the config's own message, without the hint
+
+
+CHANGING = textwrap.dedent('''
+    import numpy as np
+    from lamina import Example, Layer, hookimpl
+    from sibling_helper import FACTOR
+
+
+    class Scaled(Layer):
+        name = "scaled_local"
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def forward(self, x, *, training):
+            self.cache = x
+            return FACTOR * x
+
+        def backward(self, dy, *, input_grad=True):
+            self.cached()
+            return FACTOR * dy
+
+        @classmethod
+        def examples(cls):
+            return [Example({}, (3,))]
+
+
+    @hookimpl
+    def lamina_register_layers():
+        return [Scaled]
+''')
+
+
+def test_a_plugin_file_imports_its_siblings_and_is_loaded_again_when_edited(tmp_path):
+    import sys
+
+    folder = tmp_path / "work"
+    folder.mkdir()
+    (folder / "sibling_helper.py").write_text("FACTOR = 2.0\n")
+    path = folder / "scaled_local_plugin.py"
+    path.write_text(CHANGING)
+    config = {"model": {"input_shape": [3], "layers": [{"type": "scaled_local"}]}}
+    x = np.ones((1, 3), np.float32)
+    try:
+        first = lamina.Model(config, plugins=[path])  # a pathlib.Path works as a str does
+        np.testing.assert_array_equal(first.network.forward(x), 2 * x)
+        path.write_text(CHANGING.replace("FACTOR * x", "FACTOR * x + 1"))
+        second = lamina.Model(config, plugins=[str(path)])
+        np.testing.assert_array_equal(second.network.forward(x), 2 * x + 1)
+        again = lamina.Model(config, plugins=[str(path)])  # unchanged: the same module
+        assert type(again.network.nodes[0].layer) is type(second.network.nodes[0].layer)
+    finally:
+        for name in ("scaled_local_plugin", "sibling_helper"):
+            sys.modules.pop(name, None)
+        sys.path.remove(str(folder.resolve()))
+
+
+def test_a_plugin_file_named_like_another_module_is_refused(tmp_path):
+    path = tmp_path / "wave.py"  # the standard library's wave, not imported yet
+    path.write_text("x = 1\n")
+    with pytest.raises(PluginError, match=r"a module named 'wave' exists already .* rename "
+                                          r"the file"):
+        lamina.load_registry(plugins=[str(path)])
+
+
+def test_an_installed_plugins_module_given_again_is_refused_naming_it():
+    with pytest.raises(PluginError, match=r"local plugin 'lamina.plugins.relu' is the module "
+                                          r"of the installed plugin .* leave it out"):
+        lamina.load_registry(plugins=["lamina.plugins.relu"])

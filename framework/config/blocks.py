@@ -75,14 +75,27 @@ class BlockDef:
 class _Setting(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     type: str
-    default: Any = None
+    default: Any = None  # given or not: model_fields_set tells (null is a default too)
 
 
 class _Definition(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    settings: dict[str, str | _Setting] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict)
     layers: list[dict[str, Any]] = Field(min_length=1)
     description: str = ""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a value of a block's layer came from: the settings it was passed through,
+    outermost first (``("stage.f", "conv_bn.filters")``), and the value."""
+
+    chain: tuple[str, ...]
+    value: str
+
+    def __str__(self) -> str:
+        through = f" through {', '.join(self.chain[1:])}" if len(self.chain) > 1 else ""
+        return f"from {self.chain[0]} = {self.value}{through}"
 
 
 def plugin_block(entry: Any) -> BlockDef:
@@ -113,6 +126,7 @@ def config_blocks(section: dict[str, Any], taken: Callable[[str], str | None],
             issues.append(ConfigIssue(label, (
                 f"a block's name is lowercase letters, digits and underscores, starting with a "
                 f"letter (it is the `type` that uses it), received {name!r}")))
+            broken.add(name)  # its uses are this mistake, not an unknown type
             continue
         owner = taken(name)
         if owner is not None:
@@ -168,25 +182,7 @@ def _definition(name: str, raw: Any, label: str, known: set[str],
                                          "JSON (write numbers, strings, arrays and tables)"))
         return None
     before = len(issues)
-    specs = {key: spec if isinstance(spec, _Setting) else _Setting(type=spec)
-             for key, spec in definition.settings.items()}
-    for key, spec in specs.items():
-        where = f"{label}.settings.{key}"
-        if not key.isidentifier() or key in STRUCTURE_KEYS:
-            issues.append(ConfigIssue(where, (
-                f"a setting's name is an identifier other than {', '.join(STRUCTURE_KEYS)}")))
-        elif spec.type not in SETTING_TYPES:
-            issues.append(ConfigIssue(f"{where}.type" if isinstance(
-                definition.settings[key], _Setting) else where, (
-                f"unknown setting type {spec.type!r}; the types are "
-                f"{', '.join(SETTING_TYPES)}")))
-        elif spec.default is not None:
-            try:  # a default is a value of its setting's type, by the rule of every setting
-                TypeAdapter(SETTING_TYPES[spec.type]).validate_json(json.dumps(spec.default),
-                                                                     strict=True)
-            except ValidationError:
-                issues.append(ConfigIssue(f"{where}.default", (
-                    f"the default {json.dumps(spec.default)} is not a {spec.type}")))
+    specs = _setting_specs(definition.settings, label, issues)
     used: set[str] = set()
     for i, table in enumerate(definition.layers):
         where = f"{label}.layers[{i}]"
@@ -204,33 +200,75 @@ def _definition(name: str, raw: Any, label: str, known: set[str],
                     issues.append(ConfigIssue(f"{where}.{key}", (
                         f"{key} cannot come from a setting (${{{ref}}}); a block's layers "
                         "and how they connect are the same in every use")))
-                elif ref not in specs:
+                elif ref not in definition.settings:  # declared, even if wrongly
                     issues.append(ConfigIssue(f"{where}.{key}", (
                         f"${{{ref}}} names no setting of block {name!r}; declare it: "
                         f"settings.{ref} = \"int\" (or another type)")))
                 used.add(ref)
     for key in specs:
-        if key not in used:
+        if key not in used and key.isidentifier() and key not in STRUCTURE_KEYS:
             issues.append(ConfigIssue(f"{label}.settings.{key}", (
                 f"no layer of the block uses this setting; pass it down with "
                 f"{key} = \"${{{key}}}\" in a layer, or remove it")))
     if len(issues) > before:
         return None
     settings = _settings_model(name, json.dumps(
-        {key: [spec.type, spec.default] for key, spec in specs.items()}))
+        {key: [spec.type, "default" in spec.model_fields_set, spec.default]
+         for key, spec in specs.items()}))
     layers = [dict(table) for table in definition.layers]
-    written = {"settings": {k: (s.type if s.default is None else
-                                {"type": s.type, "default": s.default})
+    written = {"settings": {k: ({"type": s.type, "default": s.default}
+                                if "default" in s.model_fields_set else s.type)
                             for k, s in specs.items()},
                "layers": layers}
     if definition.description:
         written["description"] = definition.description
 
-    def expand(config: BaseModel) -> list[tuple[Any, dict[str, str]]]:
+    def expand(config: BaseModel) -> list[tuple[Any, dict[str, Origin]]]:
         values = config.model_dump(mode="json")
         return [_substituted(table, values, name) for table in layers]
 
     return BlockDef(name, settings, expand, "config", definition=written)
+
+
+def _setting_specs(raw: dict[str, Any], label: str, issues: list[ConfigIssue]
+                   ) -> dict[str, _Setting]:
+    """The declared settings of a block: each a type name (``"int"``) or a table with
+    ``type`` and ``default``; every mistake an issue at ``<label>.settings.<name>``."""
+    specs: dict[str, _Setting] = {}
+    for key, spec in raw.items():
+        where = f"{label}.settings.{key}"
+        if not key.isidentifier() or key in STRUCTURE_KEYS:
+            issues.append(ConfigIssue(where, (
+                f"a setting's name is an identifier other than {', '.join(STRUCTURE_KEYS)}")))
+            continue
+        if isinstance(spec, str):
+            spec = {"type": spec}
+        if not isinstance(spec, dict):
+            issues.append(ConfigIssue(where, (
+                f"a setting is a type name (\"int\") or a table {{ type = \"int\", default = 3 "
+                f"}}, received {json.dumps(spec)}")))
+            continue
+        try:
+            setting = _Setting.model_validate_json(json.dumps(spec))
+        except ValidationError as exc:
+            issues.extend(pydantic_issues(exc, where, _Setting))
+            continue
+        if setting.type not in SETTING_TYPES:
+            issues.append(ConfigIssue(where + (".type" if "default" in spec else ""), (
+                f"unknown setting type {setting.type!r}; the types are "
+                f"{', '.join(SETTING_TYPES)}")))
+            continue
+        if "default" in setting.model_fields_set:
+            try:  # a default is a value of its setting's type, by the rule of every setting
+                TypeAdapter(SETTING_TYPES[setting.type]).validate_json(
+                    json.dumps(setting.default), strict=True)
+            except ValidationError:
+                issues.append(ConfigIssue(f"{where}.default", (
+                    f"the default {json.dumps(setting.default)} is not of type "
+                    f"{setting.type}")))
+                continue
+        specs[key] = setting
+    return specs
 
 
 @functools.lru_cache(maxsize=256)
@@ -238,8 +276,8 @@ def _settings_model(name: str, specs_json: str) -> type[BaseModel]:
     """The settings model of a config block: one class per definition, so that two
     validations of one config give equal settings."""
     specs = json.loads(specs_json)
-    fields = {key: (SETTING_TYPES[kind], ... if default is None else default)
-              for key, (kind, default) in specs.items()}
+    fields = {key: (SETTING_TYPES[kind], default if has_default else ...)
+              for key, (kind, has_default, default) in specs.items()}
     return create_model(f"{name} settings", __config__=ConfigDict(extra="forbid", frozen=True),
                         **fields)
 
@@ -254,17 +292,17 @@ def _references(value: Any) -> list[str]:
 
 
 def _substituted(table: dict[str, Any], values: dict[str, Any], block: str
-                 ) -> tuple[dict[str, Any], dict[str, str]]:
+                 ) -> tuple[dict[str, Any], dict[str, Origin]]:
     """``table`` with each ``${setting}`` replaced by its value; and for each key whose
     value came from settings, where from (for messages)."""
-    origins: dict[str, str] = {}
+    origins: dict[str, Origin] = {}
 
     def put(value: Any, key: str) -> Any:
         if isinstance(value, str):
             match = REFERENCE.match(value)
             if match:
                 ref = match.group(1)
-                origins[key] = f"{block}.{ref} = {json.dumps(values[ref])}"
+                origins[key] = Origin((f"{block}.{ref}",), json.dumps(values[ref]))
                 return values[ref]
             return value
         if isinstance(value, list):

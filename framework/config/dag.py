@@ -43,18 +43,10 @@ def topological_order(nodes: Iterable[NodeConfig]) -> list[NodeConfig]:
 
 
 def graph_issues(nodes: list[NodeConfig]) -> list[ConfigIssue]:
-    """Outputs nobody reads (but the last layer's) and cycles."""
-    issues = []
-    readers = readers_of(nodes)
-    for node in nodes[:-1]:
-        if readers[node.name] == 0:
-            issues.append(ConfigIssue(f"{node.path}", (
-                f"the output of {node.name!r} is used by no layer; only the last layer may be "
-                "unused (it is the network's output): list it in a later layer's inputs "
-                "or remove it"
-            )))
+    """A cycle among the layers' inputs (outputs nobody reads are found per layer list,
+    by :mod:`lamina.config.nodes`)."""
     try:
         topological_order(nodes)
     except ValueError as exc:
-        issues.append(ConfigIssue("model.layers", str(exc)))
-    return issues
+        return [ConfigIssue("model.layers", str(exc))]
+    return []

@@ -125,7 +125,8 @@ def validate_document(raw: Any, registry: Registry, *, source: str = "<dict>") -
             result.input_shape = tuple(model.input_shape)
         expansion = Expansion(registry, blocks, issues, broken)
         result.nodes = expansion.layers(model.layers)
-        result.uses, result.definitions = tuple(expansion.uses), expansion.definitions
+        result.uses = expansion.ordered_uses(result.nodes)
+        result.definitions = expansion.definitions
         if len(issues) == before:
             issues.extend(graph_issues(result.nodes))
         result.all_nodes_valid = len(issues) == before and result.input_shape is not None

@@ -94,6 +94,18 @@ class Comm:
         self._comm.Abort(code)
 
 
+def communicator(distributed: str | None) -> Comm | None:
+    """The communicator ``distributed`` asks for: None, or ``"mpi"``'s world."""
+    if distributed is None:
+        return None
+    if distributed != "mpi":
+        from ..errors import ConfigError, ConfigIssue
+
+        raise ConfigError([ConfigIssue("distributed", f"expected 'mpi' or None, received "
+                                                      f"{distributed!r}")])
+    return init_mpi()
+
+
 def init_mpi() -> Comm:
     """The world communicator; a DistributedError saying how to install mpi4py if it
     cannot be imported."""

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import PluginError
+from ..errors import PASSED_THROUGH, PluginError
 from ..graph import Network
 from .blas import blas_threads, find_blas
 
@@ -228,6 +228,32 @@ class ShardedStep:
         for future in futures:
             results.update(future.result())
         return [results[i] for i in range(count)]
+
+
+def plugin_failed(who: str, exc: BaseException, where: str = "") -> PluginError:
+    """The error for an unexpected exception from a loss or optimizer plugin, ``who``
+    naming it with its provider (:attr:`lamina.registry.Entry.who`)."""
+    return PluginError(f"{who} raised {type(exc).__name__}{' ' + where if where else ''}: "
+                       f"{exc}. This is a bug in the plugin; report it to its author, or use "
+                       "another one")
+
+
+def probabilities(loss: Any, logits: np.ndarray, who: str) -> np.ndarray:
+    """The loss plugin's ``predict_proba(logits)``, its failures and what it returns
+    checked: one row of probabilities per sample."""
+    try:
+        found = loss.predict_proba(logits)
+    except PASSED_THROUGH:
+        raise
+    except BaseException as exc:
+        raise plugin_failed(who, exc, "in predict_proba()") from exc
+    if not isinstance(found, np.ndarray) or found.shape != logits.shape:
+        got = (f"an array of shape {found.shape}" if isinstance(found, np.ndarray)
+               else type(found).__name__)
+        raise PluginError(f"{who} returned {got} from predict_proba(); expected an array of "
+                          f"shape {logits.shape}, one row of probabilities per sample. This "
+                          "is a bug in the plugin; report it to its author, or use another one")
+    return found
 
 
 def loss_value(loss: Any, logits: np.ndarray, y: np.ndarray, who: str) -> float:

@@ -17,6 +17,7 @@ imports neither pytest nor any plugin.
 
 from .base import CheckResult, ConformanceError
 from .blocks import block_layer, check_block_expansion
+from .certificate import parametrize_with_checks
 from .checks_config import (
     check_config_forbids_unknown_keys,
     check_config_json_roundtrip,
@@ -94,7 +95,6 @@ from .runner import (
     check_loss,
     check_optimizer,
     generate_checks,
-    parametrize_with_checks,
     run_checks,
 )
 

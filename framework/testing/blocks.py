@@ -32,7 +32,7 @@ from lamina.graph import Architecture, Network
 from lamina.layer import Example, Layer, LayerTraits, infer_output_shape
 from lamina.registry import Entry, Provider, Registry
 
-from .base import check, fail
+from .base import check, fail, rng
 
 
 def one_block_config(block: BlockDef, settings: dict[str, Any], input_shape: Any,
@@ -50,7 +50,8 @@ def one_block_config(block: BlockDef, settings: dict[str, Any], input_shape: Any
     if issues:
         raise ConfigError(issues, source=f"the {block.name} block")
     return NetworkConfig(tuple(input_shape), tuple(nodes), None, None,  # type: ignore[arg-type]
-                         TrainingConfig(), f"<block {block.name}>", tuple(expansion.uses))
+                         TrainingConfig(), f"<block {block.name}>",
+                         expansion.ordered_uses(nodes))
 
 
 def block_layer(block: type, registry: Registry | None = None) -> type[Layer]:
@@ -61,7 +62,9 @@ def block_layer(block: type, registry: Registry | None = None) -> type[Layer]:
 
         registry = load_registry()
     provider = Provider(block.__module__, "", f"{block.__module__}.{block.__qualname__}")
-    definition = plugin_block(Entry("block", block.name, block, provider))
+    # a config's own block keeps its definition (its layers may name the config's blocks)
+    definition = getattr(block, "config_definition", None) or plugin_block(
+        Entry("block", block.name, block, provider))
     others = getattr(block, "config_blocks", {})  # a config's own blocks it may use
     prefix = f"{block.name}_1."
 
@@ -78,13 +81,28 @@ def block_layer(block: type, registry: Registry | None = None) -> type[Layer]:
     def declared(classes: list[type], name: str) -> bool:
         return any(getattr(cls.traits, name, False) for cls in classes)
 
+    def random_in_training(example: Any) -> bool:
+        """Whether the block's layers draw anything with these settings: a layer
+        declared stochastic may not (a dropout at rate 0), and a block's example cannot
+        say so itself. Each layer's own certificate holds its declaration."""
+        config = block.Config(**example.config).model_dump(mode="json")
+        network = Network(one_block_config(definition, config, example.input_shape, registry,
+                                           others), registry, rng(0), dtype=np.float64)
+        low, high = (float(v) for v in example.input_range)
+        x = rng(7).uniform(low, high, size=(3, *example.input_shape))
+        return not np.array_equal(network.forward(x, training=True),
+                                  network.forward(x, training=True))
+
     expansions = [inner_classes(ex) for ex in block.examples()]
+    stochastic = [bool(classes) and declared(classes, "stochastic")
+                  and random_in_training(ex) for ex, classes in zip(block.examples(),
+                                                                    expansions, strict=True)]
     every = [cls for classes in expansions if classes for cls in classes]
 
     class BlockLayer(Layer):
         name = block.name
         Config = block.Config
-        traits = LayerTraits(stochastic=declared(every, "stochastic"),
+        traits = LayerTraits(stochastic=any(stochastic),
                              batch_dependent=declared(every, "batch_dependent"))
         block_class = block
         block_definition = definition
@@ -130,9 +148,11 @@ def block_layer(block: type, registry: Registry | None = None) -> type[Layer]:
             """The block's examples, each declaring what its layers declare (the
             author's own ``extra`` kept)."""
             found = []
-            for example, classes in zip(block.examples(), expansions, strict=True):
-                flags = {name: declared(classes, name)
-                         for name in ("stochastic", "batch_dependent") if classes}
+            for example, classes, random in zip(block.examples(), expansions, stochastic,
+                                                strict=True):
+                flags = {"stochastic": random,
+                         "batch_dependent": declared(classes, "batch_dependent")
+                         } if classes else {}
                 found.append(dataclasses.replace(example, extra={**flags, **example.extra}))
             return found
 
@@ -241,6 +261,7 @@ def config_block_classes(plan: Any, registry: Registry) -> list[type]:
             "layers": classmethod(layers),
             "examples": classmethod(lambda cls, found=tuple(examples): list(found)),
             "config_blocks": defined,
+            "config_definition": definition,
             # its settings are passed on to its layers, whose own Configs bound them
             "settings_bounded_by_layers": True,
         }))

@@ -20,10 +20,11 @@ element is left out of the comparison and counted; too many of them means the
 function is not differentiable where the example samples it.
 
 Relative error of one element: ``|a - n| / max(|a| + |n|, floor)`` with
-``floor = max(1e-3 * scale, 1e-7 * max|dy|)``, ``scale`` being the largest
-magnitude in the checked part of the array: the floor keeps tiny gradients (1e-9
-next to 1, or an exact 0 against 1e-14 of rounding) from turning noise into a
-failure, while a wrong sign or factor still gives an error near 1.
+``floor = max(1e-3 * scale, noise)``, ``scale`` being the largest magnitude in the
+checked part of the array and ``noise = max(1e-7 * max|dy|, 1e-10 / h * sum|y * dy|)``
+a million times the rounding of L reaching the estimate: the floor keeps tiny
+gradients (1e-9 next to 1, or an exact 0 against 1e-14 of rounding) from turning noise
+into a failure, while a wrong sign or factor still gives an error near 1.
 Arrays larger than ``MAX_ELEMENTS`` are checked on a random subset of that many
 elements.
 """
@@ -59,9 +60,12 @@ class GradReport:
     worst_error: float
 
     @property
+    def too_many_kinks(self) -> bool:
+        return self.kinks > max(1, MAX_KINK_FRACTION * self.checked)
+
+    @property
     def ok(self) -> bool:
-        too_many_kinks = self.kinks > max(1, MAX_KINK_FRACTION * self.checked)
-        return self.worst_error < TOLERANCE and not too_many_kinks
+        return self.worst_error < TOLERANCE and not self.too_many_kinks
 
     def describe(self) -> str:
         where = (
@@ -70,7 +74,12 @@ class GradReport:
             f"{self.worst_error:.3g} (tolerance {TOLERANCE:g})"
             if self.worst_index is not None else f"{self.name}: no element compared"
         )
-        return f"{where}; {self.checked} elements checked, {self.kinks} skipped at kinks"
+        kinks = f"{self.checked} elements checked, {self.kinks} skipped at kinks"
+        if self.too_many_kinks:
+            kinks += (f" (more than {MAX_KINK_FRACTION:.0%}: each element moves so many relu "
+                      "or max units that one sits at a kink; give the example a smaller input "
+                      "or fewer units, so that the gradient can be compared)")
+        return f"{where}; {kinks}"
 
 
 def sample_indices(shape: tuple[int, ...], rng: np.random.Generator,
@@ -107,8 +116,12 @@ def compare(
     a = np.array([analytic[i] for i in indices], dtype=np.float64)
     n = np.array(numeric, dtype=np.float64)
     s = np.abs(np.array(slopes))
-    # Below this, a number is rounding noise: an element that barely moves L.
-    noise = 1e-7 * float(np.abs(dy).max())
+    # Below this, a number is rounding noise: an element that barely moves L. L's own
+    # rounding, about eps * sum|y * dy| per evaluation, reaches the estimate divided by
+    # the step; a million times that is noise too (a block with a normalisation moves
+    # every output with every element: a bias before it has a gradient of exactly 0,
+    # and both sides are that rounding).
+    noise = max(1e-7 * float(np.abs(dy).max()), 1e-10 / step * float(np.sum(np.abs(y0 * dy))))
     curvature = np.abs(np.diff(np.array(slopes), n=2, axis=1)).max(axis=1)
     reference = np.maximum(s.max(axis=1), max(1e-3 * s.max(), noise))
     smooth = curvature <= _KINK_THRESHOLD * reference

@@ -38,7 +38,7 @@ from ..runtime.distributed import (
 )
 from . import runs
 from .callbacks import EarlyStopping, silent, to_stderr
-from .provenance import check_plugins_loaded, check_same_plugins, provenance
+from .provenance import check_plugins_loaded, check_same_plugins, provenance, types_named
 from .runs import Checkpoint, RunLock, shown
 from .trainer import (
     Data,
@@ -292,7 +292,7 @@ def _checked_run(path: Path, registry: Registry, *, epochs: int | None = None
     file, with ``epochs`` applied) and its checkpoint (schema, hash, arrays). A plugin the
     run was trained with and the registry lacks is named with where it came from."""
     raw = runs.read_json(path / runs.CONFIG, "run's config")
-    check_plugins_loaded(path, registry)
+    check_plugins_loaded(path, registry, types_named(raw))
     training = raw.get("training") if isinstance(raw, dict) else None
     if isinstance(training, dict) and "shards" not in training:
         # Written before lamina split batches into shards: those runs ran whole.

@@ -90,10 +90,32 @@ def check_same_plugins(config: Any, registry: Registry, comm: Any) -> None:
                 "versions and, for a local plugin, the same source file")
 
 
-def check_plugins_loaded(run_dir: Path, registry: Registry) -> None:
-    """Raise UnknownPluginError naming where each plugin the run was trained with came
-    from, when ``registry`` lacks it: the local module to pass again, or the
-    distribution to install. Silent when the run records nothing readable."""
+def types_named(document: Any) -> set[str]:
+    """Every ``type`` a config document names (its layers, its blocks' layers, loss and
+    optimizer), read defensively: a damaged document names what it can."""
+    found: set[str] = set()
+
+    def tables(value: Any) -> list:
+        return [t for t in value if isinstance(t, dict)] if isinstance(value, list) else []
+
+    if not isinstance(document, dict):
+        return found
+    model = document.get("model")
+    layers = tables(model.get("layers")) if isinstance(model, dict) else []
+    blocks = document.get("blocks")
+    for block in (blocks.values() if isinstance(blocks, dict) else []):
+        layers += tables(block.get("layers")) if isinstance(block, dict) else []
+    for section, default in (("loss", "softmax_cross_entropy"), ("optimizer", "adam")):
+        table = document.get(section, {"type": default})
+        layers.append(table if isinstance(table, dict) else {})
+    return found | {t["type"] for t in layers if isinstance(t.get("type"), str)}
+
+
+def check_plugins_loaded(run_dir: Path, registry: Registry, used: set[str]) -> None:
+    """Raise UnknownPluginError naming where each plugin of ``used`` (the types the run's
+    config names) that ``registry`` lacks came from, as the run's provenance records it:
+    the local module to pass again, or the distribution to install. Silent when the run
+    records nothing readable about it (the config's own message then says it)."""
     try:
         record = runs.read_json(run_dir / runs.PROVENANCE, "run's provenance")
     except CheckpointError:
@@ -104,9 +126,11 @@ def check_plugins_loaded(run_dir: Path, registry: Registry) -> None:
     skipped = {p.provider.dist for p in registry.problems}
     missing = []
     for name, info in plugins.items():
-        if not isinstance(info, dict) or info.get("kind") not in ("layer", "loss", "optimizer",
-                                                                   "block"):
-            continue
+        if name not in used or not isinstance(info, dict) or info.get("kind") not in (
+                "layer", "loss", "optimizer", "block") or not all(
+                isinstance(info.get(key, ""), str | bool | type(None))
+                for key in ("provider", "version", "module", "class", "file", "local")):
+            continue  # not this config's, or a record too damaged to say anything
         if name in registry.table(info["kind"]) or info.get("provider") in skipped:
             continue  # loaded, or failed to load (that failure is the message to read)
         missing.append(_missing(str(name), info))

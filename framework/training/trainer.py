@@ -26,7 +26,7 @@ from ..errors import PASSED_THROUGH, PluginError, StateError, TrainingError
 from ..graph import Network
 from ..plan import Plan
 from ..registry import Registry
-from ..runtime.parallel import ShardedStep, loss_value
+from ..runtime.parallel import ShardedStep, loss_value, plugin_failed
 from ..schedules import learning_rate
 from . import runs
 from .callbacks import Callback, Log, run_callbacks, to_stderr
@@ -245,14 +245,6 @@ def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, 
         progress.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
                              refresh=False)
     return loss_sum / seen, correct / seen
-
-
-def plugin_failed(who: str, exc: BaseException, where: str = "") -> PluginError:
-    """The error for an unexpected exception from a loss or optimizer plugin, ``who``
-    naming it with its provider (:attr:`lamina.registry.Entry.who`)."""
-    return PluginError(f"{who} raised {type(exc).__name__}{' ' + where if where else ''}: "
-                       f"{exc}. This is a bug in the plugin; report it to its author, or use "
-                       "another one")
 
 
 def stopped(session: Session, what: str) -> TrainingError:

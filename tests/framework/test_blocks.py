@@ -210,7 +210,7 @@ def test_a_mistake_in_a_use_gives_the_path_through_the_block(registry, layers, b
      ["blocks.b.settings.n: unknown setting type 'integer'"]),
     ({"settings": {"n": {"type": "int", "default": 1.5}},
       "layers": [{"type": "dense", "units": "${n}"}]},
-     ["blocks.b.settings.n.default: the default 1.5 is not a int"]),
+     ["blocks.b.settings.n.default: the default 1.5 is not of type int"]),
     ({"layers": [{"type": "rellu"}]},
      ["blocks.b.layers[0].type: unknown layer or block type 'rellu'; did you mean 'relu'?"]),
     ({"layers": []}, ["blocks.b.layers: List should have at least 1 item"]),
