@@ -370,3 +370,108 @@ def test_lamina_check_config_certifies_its_own_blocks_on_their_uses(tmp_path, ca
     assert "8 plugins" in out and "0 failures" in out
     assert main(["check", "relu", "--config", str(path)]) == 2
     assert "give plugin names or --config, not both" in capsys.readouterr().err
+
+
+NESTED = {
+    "inner": {"settings": {"u": "int"}, "layers": [
+        {"type": "dense", "units": "${u}"}, {"type": "add", "inputs": ["input", "dense_1"]}]},
+    "outer": {"settings": {"u": "int"}, "layers": [
+        {"type": "inner", "u": "${u}"}, {"type": "relu"}]},
+}
+
+
+def test_nested_config_blocks_read_their_input_and_are_listed_in_config_order(registry):
+    from lamina.plan import make_plan
+    from lamina.testing.blocks import config_block_classes
+    from lamina.testing.report import run_config_report
+
+    document = network({"type": "outer", "u": 4}, {"type": "outer", "u": 4},
+                       {"type": "dense", "units": 3}, blocks=NESTED, input_shape=(4,))
+    config = validate_config(document, registry)
+    assert [(u.name, u.inputs) for u in config.blocks] == [
+        ("outer_1", ("input",)), ("outer_1.inner_1", ("input",)),
+        ("outer_2", ("outer_1.relu_1",)), ("outer_2.inner_1", ("outer_1.relu_1",))]
+    plan = make_plan(document, registry)
+    assert {cls.name for cls in config_block_classes(plan, registry)} == {"inner", "outer"}
+    text, failed = run_config_report(plan, registry, quick=True)
+    assert failed == 0, text
+
+
+class RateConfig(LayerConfig):
+    rate: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+def test_a_block_holding_a_dropout_at_rate_0_is_not_held_to_draw(registry):
+    class Dense2Dropout(Block):
+        name = "dense_dropout_t"
+        Config = RateConfig
+
+        @classmethod
+        def layers(cls, config):
+            return [{"type": "dense", "units": 6}, {"type": "dropout", "rate": config.rate}]
+
+        @classmethod
+        def examples(cls):
+            return [Example({}, (4,), id="rate_0"), Example({"rate": 0.5}, (4,), id="rate_half")]
+
+    results = run_checks(Dense2Dropout)
+    assert [r.message for r in results if not r.passed] == []
+    ran = {(r.example, r.check) for r in results}
+    assert ("rate_half", "check_training_flag") in ran
+    assert ("rate_0", "check_training_deterministic") in ran
+
+
+def test_a_bias_before_a_batchnorm_does_not_fail_the_gradient_checks():
+    """Its gradient is exactly 0: both sides of each comparison are rounding."""
+    class ConvBNReLU(Block):
+        name = "conv_bn_relu_t"
+        Config = DenseReluConfig
+
+        @classmethod
+        def layers(cls, config):
+            return [{"type": "conv2d", "filters": config.units, "kernel_size": 3,
+                     "padding": "same"}, {"type": "batchnorm"}, {"type": "relu"}]
+
+        @classmethod
+        def examples(cls):
+            return [Example({"units": 2}, (2, 3, 3)), Example({"units": 3}, (1, 4, 4))]
+
+    assert [r.message for r in check_layer(ConvBNReLU) if not r.passed] == []
+
+
+def test_a_definition_mistake_is_reported_once_however_many_uses(registry):
+    blocks = {"b": {"settings": {"f": "int"}, "layers": [
+        {"type": "dense", "units": "${f}", "bogus": 3},
+        {"type": "relu", "inputs": ["nothere"]}]}}
+    found = issues_of(network({"type": "b", "f": 0}, {"type": "b", "f": 2}, *HEAD,
+                              input_shape=(4,), blocks=blocks), registry)
+    assert found == [
+        "model.layers[0] (b) > layers[0] (dense).units: Input should be greater than or equal "
+        "to 1 (received 0) (from b.f = 0)",
+        "blocks.b.layers[0] (dense).bogus: unknown key 'bogus'; known keys: units, use_bias, "
+        "initializer",
+        "blocks.b.layers[1] (relu).inputs[0]: no layer named 'nothere' in block 'b'; the "
+        "layers are: input, dense_1"]
+
+
+def test_a_small_config_of_nested_blocks_cannot_make_validation_slow(registry):
+    blocks = {f"b{i}": {"layers": [{"type": f"b{i + 1}"}] * 10} for i in range(6)}
+    blocks["b6"] = {"layers": [{"type": "relu"}]}
+    found = issues_of(network({"type": "b0"}, input_shape=(4,), blocks=blocks), registry)
+    assert found == ["model.layers: the network would have more than 10,000 layers once its "
+                     "blocks are expanded; lamina allows at most that many"]
+
+
+def test_a_plugin_block_cannot_name_a_block_the_config_defines(registry):
+    class UsesConfigBlock(DenseRelu):
+        name = "uses_config_block"
+
+        @classmethod
+        def layers(cls, config):
+            return [{"type": "conv_bn_relu", "filters": 2}]
+
+    with pytest.raises(ConfigError, match=r"'conv_bn_relu' is a block this config defines, "
+                                          r"which the plugin block 'uses_config_block' cannot "
+                                          r"name"):
+        lamina.Model(network({"type": "uses_config_block"}, *HEAD, blocks=BLOCKS),
+                     plugins=[UsesConfigBlock])
