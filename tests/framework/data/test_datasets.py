@@ -12,6 +12,14 @@ from lamina.data import DATASETS, FASHION_MNIST, MNIST, get_spec, load_dataset, 
 REAL_DATA = os.environ.get("LAMINA_DATA")
 
 
+@pytest.fixture
+def real_data() -> str:
+    """The data root holding mnist/, as LAMINA_DATA named it when the tests started."""
+    if not REAL_DATA or not (Path(REAL_DATA).expanduser() / "mnist").is_dir():
+        pytest.skip("set LAMINA_DATA to a folder holding mnist/ to run this test")
+    return str(Path(REAL_DATA).expanduser().resolve())
+
+
 def _install(toy, tmp_path, replace=None):
     """Put the toy files in <tmp>/cli/toy, with ``replace`` {file name: bytes} swapped in."""
     directory = toy.install(tmp_path / "cli" / "toy")
@@ -162,12 +170,11 @@ def test_split_needs_matching_lengths():
 # --- the real MNIST ----------------------------------------------------------------
 
 
-@pytest.mark.skipif(not REAL_DATA, reason="LAMINA_DATA is not set (CI sets it to ../shared/data)")
-def test_real_mnist_through_lamina_data(monkeypatch):
-    monkeypatch.setenv("LAMINA_DATA", REAL_DATA)
+def test_real_mnist_through_lamina_data(monkeypatch, real_data):
+    monkeypatch.setenv("LAMINA_DATA", real_data)
     data = load_dataset("mnist", download=False)
 
-    assert data.files["train_images"].parent == Path(REAL_DATA).expanduser() / "mnist"
+    assert data.files["train_images"].parent == Path(real_data) / "mnist"
     assert data.train_x.shape == (60000, 1, 28, 28) and data.train_y.shape == (60000,)
     assert data.test_x.shape == (10000, 1, 28, 28) and data.test_y.shape == (10000,)
     assert data.train_x.dtype == np.float32 and data.train_y.dtype == np.int64
@@ -177,13 +184,12 @@ def test_real_mnist_through_lamina_data(monkeypatch):
     assert histogram == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 
 
-@pytest.mark.skipif(not REAL_DATA, reason="LAMINA_DATA is not set (CI sets it to ../shared/data)")
-def test_real_mnist_copies_are_verified_by_content_however_compressed(tmp_path):
+def test_real_mnist_copies_are_verified_by_content_however_compressed(tmp_path, real_data):
     """The shipped content checksums are MNIST's: an unpacked copy and a copy recompressed
     by another tool (as a dataset package may ship it) are accepted."""
     import gzip
 
-    source = Path(REAL_DATA).expanduser() / "mnist"
+    source = Path(real_data) / "mnist"
     copy = tmp_path / "data" / "mnist"
     copy.mkdir(parents=True)
     images = gzip.decompress((source / "t10k-images-idx3-ubyte.gz").read_bytes())
