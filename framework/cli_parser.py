@@ -61,8 +61,9 @@ def parser_for(commands: Any) -> argparse.ArgumentParser:
         return p
 
     default = commands.DEFAULT_CONFIG
-    config_help = (f"a .toml or .json config file, or the name of a shipped config "
-                   f"(default: {default})")
+    named = "a .toml or .json config file, or the name of a shipped config"
+    config_help = f"{named} (default: {default})"
+    data_dir_help = "folder holding <dataset>/ (else LAMINA_DATA, else ~/.cache/lamina)"
     add("layers", commands.cmd_layers,
         "list every registered layer, loss, optimizer and block with its provider")
     p = add("summary", commands.cmd_summary,
@@ -72,7 +73,7 @@ def parser_for(commands: Any) -> argparse.ArgumentParser:
                    help="list the layers of each block under it (by default a block is one row)")
     p = add("validate", commands.cmd_validate,
             "check a config (structure, plugin settings and shapes); exit 0 if valid, 2 if not")
-    p.add_argument("config", metavar="CONFIG", help=config_help)
+    p.add_argument("config", metavar="CONFIG", help=named)
 
     p = add("train", commands.cmd_train, "train a network (the reference MNIST convnet by default)")
     p.add_argument("config", nargs="?", default=None, metavar="CONFIG", help=config_help)
@@ -87,8 +88,7 @@ def parser_for(commands: Any) -> argparse.ArgumentParser:
     p.add_argument("--shards", type=_whole_number(1), metavar="N",
                    help="slices of each batch run in parallel threads (default 2, or 1 for "
                         "networks with batch-dependent layers)")
-    p.add_argument("--data-dir", help="folder holding <dataset>/ (else LAMINA_DATA, else "
-                                      "~/.cache/lamina)")
+    p.add_argument("--data-dir", help=data_dir_help)
     p.add_argument("--run-dir", help="where the run is written (default runs/<config>-<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar: one line per epoch")
     p.add_argument("--distributed", choices=("mpi",),
@@ -99,7 +99,7 @@ def parser_for(commands: Any) -> argparse.ArgumentParser:
             "test-set loss, accuracy, per-class accuracy and confusion matrix of a run")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--json", action="store_true", help="print a JSON object")
-    p.add_argument("--data-dir", help="folder holding <dataset>/")
+    p.add_argument("--data-dir", help=data_dir_help)
     p.add_argument("--weights", choices=("last", "best"),
                    help="the last epoch's weights or the best epoch's by validation loss "
                         "(default: best if the run's config sets training.restore_best, "
@@ -151,9 +151,11 @@ def parser_for(commands: Any) -> argparse.ArgumentParser:
     p = add("bench", commands.cmd_bench,
             "time each layer, the training step and inference on random data (samples/s)")
     p.add_argument("config", nargs="?", default=default, metavar="CONFIG", help=config_help)
-    p.add_argument("--batch-size", type=_whole_number(1), default=128)
-    p.add_argument("--steps", type=_whole_number(1), default=20, help="timed steps")
-    p.add_argument("--warmup", type=_whole_number(0), default=3, help="untimed steps first")
+    p.add_argument("--batch-size", type=_whole_number(1), default=128,
+                   help="samples per minibatch (default 128)")
+    p.add_argument("--steps", type=_whole_number(1), default=20, help="timed steps (default 20)")
+    p.add_argument("--warmup", type=_whole_number(0), default=3,
+                   help="untimed steps first (default 3)")
     p.add_argument("--shards", type=_whole_number(1), default=None,
                    help="slices of the batch run in parallel (default: the config's)")
     p.add_argument("--json", action="store_true", help="print a JSON object")

@@ -378,3 +378,20 @@ def test_lamina_train_survives_a_plugin_calling_sys_exit(tmp_path, fake_dist, ca
     err = capsys.readouterr().err
     assert "raised SystemExit in forward(): 5" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()  # train's first pass ran before anything was made
+
+
+def _help(command: str, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_texts_say_what_the_commands_do(capsys):
+    assert "every discovered layer, loss, optimizer and block" in _help("check", capsys)
+    assert "every registered layer, loss, optimizer and block" in _help("layers", capsys)
+    validate = _help("validate", capsys)
+    assert "name of a shipped config" in validate and "default" not in validate  # CONFIG needed
+    for command in ("train", "evaluate"):
+        assert "--data-dir DATA_DIR folder holding <dataset>/ (else LAMINA_DATA, else " \
+               "~/.cache/lamina)" in _help(command, capsys)
