@@ -142,8 +142,8 @@ def parser_for(commands: Any) -> argparse.ArgumentParser:
                    help="certify what this network is made of instead: the plugins it uses "
                         "and the blocks it defines itself, on their uses in it")
     p.add_argument("--onnx", action="store_true",
-                   help="also check each layer's ONNX export in ONNX Runtime (needs onnx "
-                        "and onnxruntime)")
+                   help="also check each layer's ONNX export in ONNX Runtime (pip install "
+                        "'lamina[onnx]')")
     p.add_argument("--quick", action="store_true",
                    help="leave out the slowest checks (threads, every input rank), for an "
                         "edit-test loop; CI runs them all")

@@ -105,6 +105,16 @@ def test_every_package_folder_is_listed_in_pyproject():
     assert listed == on_disk | {"lamina"}
 
 
+def test_the_onnx_extra_installs_what_docs_export_serves_with():
+    """docs/export.md's serving snippet and lamina check --onnx need ONNX Runtime beside
+    onnx; the test extra pins both the same way."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    names = {requirement.split(">")[0] for requirement in extras["onnx"]}
+    assert names == {"onnx", "onnxruntime"}
+    assert set(extras["onnx"]) <= set(extras["test"])
+
+
 def test_the_wheel_holds_lamina_only(tmp_path: Path):
     setuptools = pytest.importorskip("setuptools")
     if int(setuptools.__version__.split(".")[0]) < 77:
