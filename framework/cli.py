@@ -194,12 +194,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .testing.report import run_report
 
     if args.onnx:
-        from .testing.checks_export import onnx_runtime_available
+        from .testing.checks_export import onnx_setup_problem
 
-        if not onnx_runtime_available():
-            print("error: lamina check --onnx runs each layer's export in ONNX Runtime, which "
-                  "is not installed: pip install onnx onnxruntime (or leave out --onnx)",
-                  file=sys.stderr)
+        problem = onnx_setup_problem()
+        if problem is not None:
+            received, fix = problem
+            print(f"error: lamina check --onnx runs each layer's export in ONNX Runtime; "
+                  f"{received}: {fix} (or leave out --onnx)", file=sys.stderr)
             return EXIT_INVALID
     registry = _registry(args)
     if args.config is not None:  # what one network is made of, its own blocks included

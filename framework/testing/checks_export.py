@@ -1,7 +1,8 @@
 """The optional ONNX export of a layer: what it writes computes what the layer does.
 
 Runs on layers whose class defines ``export_onnx`` (docs/export.md): by default in a
-plugin's pytest certificate when ONNX Runtime is installed (``pip install onnxruntime``),
+plugin's pytest certificate when onnx and ONNX Runtime are installed (``pip install
+'lamina[onnx]'``),
 and in ``lamina check --onnx``. A layer without the method is reported as not
 exportable there: a visible line, neither a pass nor a failure.
 
@@ -36,13 +37,30 @@ from .harness import (
 TOLERANCE = 1e-5
 
 
+def onnx_setup_problem() -> tuple[str, str] | None:
+    """What keeps the export check from running here and its fix: onnx (to build the
+    graph) or onnxruntime (to run it) missing, or installed but failing to import;
+    None when both import."""
+    import importlib
+
+    missing = []
+    for name in ("onnx", "onnxruntime"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+        except Exception as exc:  # installed but broken: its import itself raised
+            return (f"the {name} package is installed but cannot be imported "
+                    f"({type(exc).__name__}: {exc})",
+                    f"reinstall it: pip install --force-reinstall {name}")
+    if missing:
+        return (f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed",
+                "pip install 'lamina[onnx]'")
+    return None
+
+
 def onnx_runtime_available() -> bool:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return onnx_setup_problem() is None
 
 
 def exportable(plugin: type) -> bool:
@@ -65,11 +83,11 @@ def check_onnx_export(plugin: type, example: Any) -> None:
     loaded into it, and beside a second instance of itself in one graph."""
     if not exportable(plugin):
         raise NotApplicable(not_exportable_reason(plugin), NOT_EXPORTABLE)
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        fail("ONNX Runtime, to run the exported graph", "no onnxruntime package",
-             "pip install onnxruntime (or leave the ONNX check out)")
+    problem = onnx_setup_problem()
+    if problem is not None:
+        received, fix = problem
+        fail("onnx and ONNX Runtime, to export the layer and run its graph", received,
+             f"{fix} (or leave the ONNX check out)")
     from .checks_usage import other_rank_shapes
 
     for shape in other_rank_shapes(plugin, example):

@@ -395,3 +395,34 @@ def test_help_texts_say_what_the_commands_do(capsys):
     for command in ("train", "evaluate"):
         assert "--data-dir DATA_DIR folder holding <dataset>/ (else LAMINA_DATA, else " \
                "~/.cache/lamina)" in _help(command, capsys)
+
+
+@pytest.mark.parametrize("missing", [("onnxruntime",), ("onnx",), ("onnx", "onnxruntime")])
+@pytest.mark.parametrize("what", [[], ["relu", "dense"], ["--config", "mnist_cnn"]])
+def test_check_onnx_without_onnx_or_onnx_runtime_is_one_setup_error(missing, what, capsys,
+                                                                     monkeypatch):
+    for name in missing:
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    assert main(["check", "--onnx", *what]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == ("error: lamina check --onnx runs each layer's export in ONNX Runtime; "
+                   f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not "
+                   "installed: pip install 'lamina[onnx]' (or leave out --onnx)\n")
+
+
+def test_check_onnx_with_a_broken_onnx_runtime_says_to_reinstall_it(capsys, monkeypatch):
+    class Broken:  # an installed package whose import fails (a shared library missing)
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name == "onnxruntime":
+                raise OSError("libonnxruntime.so: cannot open shared object file")
+
+    monkeypatch.delitem(sys.modules, "onnxruntime", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Broken, *sys.meta_path])
+    assert main(["check", "--onnx", "relu"]) == 2
+    assert capsys.readouterr().err == (
+        "error: lamina check --onnx runs each layer's export in ONNX Runtime; the onnxruntime "
+        "package is installed but cannot be imported (OSError: libonnxruntime.so: cannot "
+        "open shared object file): reinstall it: pip install --force-reinstall onnxruntime "
+        "(or leave out --onnx)\n")

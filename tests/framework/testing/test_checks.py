@@ -250,6 +250,23 @@ def test_the_onnx_export_check_runs_when_asked_or_available():
         ("all", "check_onnx_export")]
 
 
+@pytest.mark.parametrize("missing", ["onnx", "onnxruntime"])
+def test_the_onnx_export_check_without_onnx_or_onnx_runtime_names_what_to_install(
+        missing, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, missing, None)  # as if not installed
+    relu = lamina_builtin("relu")
+    assert "check_onnx_export" not in {r.check for r in run_checks(relu)}  # by default: left out
+    results = [r for r in run_checks(relu, onnx=True) if r.check == "check_onnx_export"]
+    assert results and all(r.status == "failed" for r in results)
+    for result in results:  # a setup problem, not the plugin's operators
+        assert result.message.endswith(
+            f"check_onnx_export: expected onnx and ONNX Runtime, to export the layer and run "
+            f"its graph; received {missing} is not installed. pip install 'lamina[onnx]' (or "
+            "leave the ONNX check out)")
+
+
 def test_a_layer_without_export_onnx_is_reported_not_exportable_not_passed(tmp_path):
     import subprocess
     import sys
