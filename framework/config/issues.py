@@ -1,9 +1,11 @@
 """Pydantic's validation errors as config issues: a dotted path, what was received, and a
-did-you-mean for a misspelt key."""
+did-you-mean for a misspelt key, another framework's name for a setting, or a misspelt
+choice."""
 
 from __future__ import annotations
 
 import difflib
+import enum
 import types
 import typing
 
@@ -11,22 +13,47 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigIssue
 
+#: Keras's and PyTorch's names for settings lamina names otherwise, each with lamina's
+#: name(s). An unknown key is pointed to lamina's name only when the config being
+#: validated has it, so a third-party plugin naming its settings as the built-ins do
+#: gets the same suggestions.
+OTHER_NAMES: dict[str, tuple[str, ...]] = {
+    "learning_rate": ("lr",),                  # Keras optimizers
+    "out_features": ("units",),                # torch.nn.Linear
+    "out_channels": ("filters",),              # torch.nn.Conv2d
+    "strides": ("stride",),                    # Keras Conv2D, MaxPooling2D
+    "kernel_size": ("pool_size",),             # torch.nn.MaxPool2d
+    "p": ("rate",),                            # torch.nn.Dropout
+    "bias": ("use_bias",),                     # torch.nn.Linear, Conv2d
+    "kernel_initializer": ("initializer",),    # Keras Dense, Conv2D
+    "eps": ("epsilon",),                       # torch.nn.BatchNorm2d, torch.optim.Adam
+    "betas": ("beta_1", "beta_2"),             # torch.optim.Adam
+}
+
+#: PyTorch's and Keras's size of a layer's input, which lamina infers from the layer
+#: before it, each with the lamina setting beside which it is written.
+INFERRED: dict[str, str] = {"in_features": "units", "in_channels": "filters",
+                            "input_dim": "units"}
+
 
 def pydantic_issues(
     exc: ValidationError, prefix: str, model: type[BaseModel] | None = None
 ) -> list[ConfigIssue]:
     """Turn pydantic's errors into issues with dotted paths and what was received."""
     issues: list[ConfigIssue] = []
+    renamed: set[str] = set()  # keys an unknown key was pointed to: not also "missing"
+    meant: set[str] = set()  # paths whose value was taken for a misspelt choice
     for err in exc.errors(include_url=False):
         path = prefix
         for part in _without_union_tags(err["loc"], model):
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         kind = err["type"]
+        choice = None
         if kind == "extra_forbidden":
             key = str(err["loc"][-1])
             known = list(model.model_fields) if model is not None else []
-            close = [k for k in known if similar(k, key)]
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            names, hint = _key_hint(key, known)
+            renamed |= {path.removesuffix(key) + name for name in names}
             allowed = f"known keys: {', '.join(known)}" if known else "remove it"
             message = f"unknown key {key!r}; {hint}{allowed}"
         elif kind == "missing":
@@ -35,13 +62,55 @@ def pydantic_issues(
             message = err["msg"].removeprefix("Value error, ")  # the plugin's own words
         else:
             message = f"{err['msg']} (received {_shown(err['input'])})"
+            if kind in ("literal_error", "enum"):
+                choice = _close_choice(err["input"], err["loc"], model)
+                message += f"; did you mean {choice!r}?" if choice is not None else ""
         same = next((i for i, issue in enumerate(issues) if issue.path == path), None)
         if same is not None and kind != "extra_forbidden":  # one union, several forms
-            issues[same] = ConfigIssue(path, f"{issues[same].message}; or, as another form "
-                                             f"it takes: {message}")
+            if path in meant:  # a misspelt choice: the other forms' complaints distract
+                continue
+            issues[same] = ConfigIssue(path, message if choice is not None else (
+                f"{issues[same].message}; or, as another form it takes: {message}"))
         else:
             issues.append(ConfigIssue(path, message))
-    return issues
+        if choice is not None:
+            meant.add(path)
+    return [issue for issue in issues if not (issue.path in renamed
+                                              and issue.message == "required key is missing")]
+
+
+def _key_hint(key: str, known: list[str]) -> tuple[tuple[str, ...], str]:
+    """The keys an unknown ``key`` probably meant and the hint naming them: lamina's
+    name(s) for another framework's, or the closest spelling."""
+    names = OTHER_NAMES.get(key, ())
+    if names and all(name in known for name in names):
+        if len(names) == 1:
+            return names, f"lamina calls it {names[0]!r}; "
+        return names, f"lamina splits it into {' and '.join(map(repr, names))}; "
+    if INFERRED.get(key) in known:
+        return (), "lamina infers it from the layer's input: remove it; "
+    close = [k for k in known if similar(k, key)]
+    return tuple(close[:1]), f"did you mean {close[0]!r}? " if close else ""
+
+
+def _close_choice(value: object, loc: tuple, model: type[BaseModel] | None) -> str | None:
+    """The choice of the setting at ``loc`` closest to a string ``value`` that fits none,
+    if one is close."""
+    field = model.model_fields.get(loc[0]) if model is not None and loc else None
+    if field is None or not isinstance(value, str):
+        return None
+    close = difflib.get_close_matches(value, _string_choices(field.annotation), n=1,
+                                      cutoff=0.6)
+    return close[0] if close else None
+
+
+def _string_choices(annotation: object) -> list[str]:
+    """Every string a Literal or an Enum anywhere in ``annotation`` allows."""
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return [member.value for member in annotation if isinstance(member.value, str)]
+    if typing.get_origin(annotation) is typing.Literal:
+        return [arg for arg in typing.get_args(annotation) if isinstance(arg, str)]
+    return [choice for arg in typing.get_args(annotation) for choice in _string_choices(arg)]
 
 
 def _without_union_tags(loc: tuple, model: type[BaseModel] | None) -> tuple:

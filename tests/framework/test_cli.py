@@ -426,3 +426,42 @@ def test_check_onnx_with_a_broken_onnx_runtime_says_to_reinstall_it(capsys, monk
         "package is installed but cannot be imported (OSError: libonnxruntime.so: cannot "
         "open shared object file): reinstall it: pip install --force-reinstall onnxruntime "
         "(or leave out --onnx)\n")
+
+
+def test_validate_suggests_the_choice_and_lamina_s_name_for_a_setting(tmp_path):
+    config = tmp_path / "net.toml"
+    config.write_text("""
+[model]
+input_shape = [1, 8, 8]
+
+[[model.layers]]
+type = "conv2d"
+filters = 4
+kernel_size = 3
+padding = "smae"
+
+[[model.layers]]
+type = "flatten"
+
+[[model.layers]]
+type = "dense"
+out_features = 10
+
+[loss]
+type = "softmax_cross_entropy"
+
+[optimizer]
+type = "sgd"
+learning_rate = 0.1
+""")
+    result = run("validate", str(config))
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr == f"""error: 3 problems found in {config}:
+  - model.layers[0] (conv2d).padding: Input should be 'valid' or 'same' (received 'smae'); \
+did you mean 'same'?
+  - model.layers[2] (dense).out_features: unknown key 'out_features'; lamina calls it 'units'; \
+known keys: units, use_bias, initializer
+  - optimizer (sgd).learning_rate: unknown key 'learning_rate'; lamina calls it 'lr'; known \
+keys: lr, momentum, nesterov, weight_decay
+"""
