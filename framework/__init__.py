@@ -58,7 +58,8 @@ __version__ = "0.1.0"
 #: names imported when first used: ``lamina.Model`` is for Python sessions, and the
 #: command line (which imports lamina at every start) need not compile it
 _LAZY = {"Model": ".model", "InputError": ".inputs", "Sequential": ".builder",
-         "layers": ".builder", "LayerSpec": ".builder"}
+         "layers": ".builder", "LayerSpec": ".builder", "History": ".training.history",
+         "Callback": ".training.callbacks"}
 
 
 def __getattr__(name: str):
@@ -75,12 +76,14 @@ __all__ = [
     "Architecture",
     "BackwardBeforeForwardError",
     "Block",
+    "Callback",
     "CheckpointError",
     "ConfigError",
     "ConfigIssue",
     "DataError",
     "Example",
     "FreeText",
+    "History",
     "INITIALIZERS",
     "InputError",
     "KernelError",

@@ -258,12 +258,17 @@ class Network:
         return self.architecture.output_shape
 
     # -- running ----------------------------------------------------------------------
-    def forward(self, x: np.ndarray, *, training: bool = False,
+    def forward(self, x: np.ndarray, *, training: bool,
                 timings: dict[str, float] | None = None) -> np.ndarray:
         """``x`` (N, *input_shape) -> output (N, *output_shape).
 
+        ``training`` has no default: ``True`` before a ``backward`` (dropout drops,
+        batchnorm uses the batch's statistics), ``False`` to predict. A loop that forgot
+        it would train with dropout silently off, so forgetting it is a TypeError.
         With ``timings``, each layer's forward seconds are stored under its name
         (``lamina bench`` uses this)."""
+        if training is not True and training is not False:
+            raise TypeError(f"training must be True or False, received {training!r}")
         values: dict[str, Any] = {INPUT: x}
         remaining = dict(self._readers)
         for step in self.steps:
@@ -359,9 +364,10 @@ class Network:
         """Copies of every parameter and non-trainable array, by dotted name."""
         return {k: v.copy() for k, v in {**self.params(), **self.state()}.items()}
 
-    def check_state_dict(self, state: dict[str, np.ndarray]) -> None:
+    def check_state_dict(self, state: dict[str, np.ndarray], what: str = "the state") -> None:
         """Raise StateError listing every missing, unexpected or misshapen entry of
-        ``state``, or a non-finite value; change nothing."""
+        ``state``, or a non-finite value; change nothing. ``what`` names ``state`` in
+        the message."""
         targets = {**self.params(), **self.state()}
         problems = [f"missing {k!r} {v.shape}" for k, v in targets.items() if k not in state]
         problems += [f"unexpected {k!r}" for k in state if k not in targets]
@@ -376,7 +382,7 @@ class Network:
                     problems.append(f"{key!r} holds NaN or infinite values")
         if problems:
             raise StateError(
-                f"the state does not fit this network ({len(problems)} problem"
+                f"{what} does not fit this network ({len(problems)} problem"
                 f"{'s' if len(problems) != 1 else ''}): " + "; ".join(problems[:8])
                 + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
                 + (_renamed(targets, state) or ". Was it saved from a different config?")

@@ -2,8 +2,9 @@
 
 A notebook passes arrays and settings that a config file never holds: a single
 image without its batch axis, channels last, raw 0-255 pixels, one-hot labels, a
-callback of the wrong kind, a path that is not one. Each is refused here with an
-:class:`InputError` that says what was received and what to pass. Settings
+path that is not one (callbacks are checked by lamina.training.callbacks). Each is
+refused here with an :class:`InputError` that says what was received and what to
+pass. Settings
 (``batch_size``, ``seed``...) are not checked here: they follow the rule every
 config value follows (:mod:`lamina.config.strict`).
 """
@@ -24,7 +25,7 @@ from .errors import LaminaError
 class InputError(LaminaError, ValueError, TypeError):
     """An argument given to a :class:`Model` does not fit: arrays that do not fit its
     network (shape, dtype, labels), or an argument of the wrong type (a config that is
-    neither a name, a path nor a dict; a callback that is not a Callback). It is both a
+    neither a name, a path nor a dict; a callback without the hooks lamina calls). It is both a
     ``ValueError`` and a ``TypeError``, as NumPy's ``AxisError`` is both, so either
     ``except`` catches it."""
 
@@ -119,22 +120,6 @@ def checked_flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise InputError(f"{name} must be True or False, received {received(value)}")
     return value
-
-
-def checked_callbacks(callbacks: Any) -> list:
-    from .training.callbacks import Callback
-
-    if isinstance(callbacks, Callback) or not isinstance(callbacks, Sequence) \
-            or isinstance(callbacks, str):
-        raise InputError(f"callbacks must be a list of lamina.training.callbacks.Callback "
-                         f"objects, received {received(callbacks)}")
-    for i, callback in enumerate(callbacks):
-        if not isinstance(callback, Callback):
-            raise InputError(
-                f"callbacks[{i}] is {received(callback)}, not a Callback: subclass "
-                "lamina.training.callbacks.Callback and override the hooks you need "
-                "(on_train_begin(run), on_epoch_end(run, record), on_train_end(run))")
-    return list(callbacks)
 
 
 def checked_class_names(names: Any, classes: int) -> list[str]:

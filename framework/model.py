@@ -1,5 +1,6 @@
-"""lamina from Python: build a network, ``fit`` it on arrays, ``evaluate``, ``predict``,
-``save`` and ``load`` (docs/python-api.md).
+"""lamina from Python: build a network, look into it (``layers``, ``summary``,
+weights), ``fit`` it on arrays or take single ``train_step``s, ``evaluate``,
+``predict``, ``save`` and ``load`` (docs/python-api.md).
 
 :class:`Model` wraps what ``lamina train`` runs (a :class:`~lamina.training.trainer.Session`:
 the network, its loss and optimizer, the run's one generator) and trains it with the
@@ -13,18 +14,18 @@ reads one, whichever wrote it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import html
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .config import NetworkConfig
-from .errors import ConfigError, ConfigIssue
+from .errors import StateError
 from .inputs import (
     InputError,
     checked_batch_size,
-    checked_callbacks,
     checked_class_names,
     checked_flag,
     checked_labels,
@@ -38,11 +39,14 @@ from .runtime.distributed import (
     ending_every_rank_on_failure,
     on_every_rank,
     on_root,
+    same_on_every_rank,
 )
 from .runtime.parallel import probabilities
+from .summary import LayerInfo, layer_infos
+from .training.fitting import Fitting, ValidationSplit
 
 
-class Model:
+class Model(Fitting):
     """A network with its loss and optimizer, trained and used from Python.
 
     ``config`` is a shipped config's name (``"mnist_cnn"``), a ``.toml``/``.json`` file,
@@ -89,7 +93,7 @@ class Model:
     def _set_up(self, registry: Registry, plan, session, comm) -> None:
         """The model's state; the network is built (``session``) on first use."""
         self.registry, self._plan, self._session, self._comm = registry, plan, session, comm
-        self._split_key = self._split_index = None  # the validation split, drawn once
+        self._split = ValidationSplit()  # fit's validation split, drawn once
 
     # -- construction -----------------------------------------------------------------
     @classmethod
@@ -125,22 +129,100 @@ class Model:
         return self._run.loss
 
     @property
+    def optimizer(self):
+        """The optimizer plugin instance (``step(params, grads)``; ``lr``, the learning
+        rate of its next step)."""
+        return self._run.optimizer
+
+    @property
     def history(self) -> list[dict[str, Any]]:
-        """One record per epoch trained so far, as in a run's ``metrics.json``."""
-        return self._session.history if self._session is not None else []
+        """One record per epoch trained so far, over every ``fit`` call (each call
+        returns its own :class:`~lamina.training.history.History`), as in a run's
+        ``metrics.json``."""
+        return list(self._session.history) if self._session is not None else []
 
     @property
     def weights(self) -> str:
         """Which weights the model holds: ``"initial"``, ``"epoch 3 (last)"``, ``"epoch 2 of
-        4 (best validation loss 0.0312)"``."""
-        if self._session is None or not self._session.epoch:
+        4 (best validation loss 0.0312)"``, ``"set by set_weights() after epoch 3"``,
+        ``"epoch 3, then train_step()"``."""
+        run = self._session
+        if run is None or (run.weights is None and not run.epoch):
             return "initial"
-        return self._session.weights or f"epoch {self._session.epoch} (last)"
+        return run.weights or f"epoch {run.epoch} (last)"
 
-    def summary(self, *, expand: bool = False) -> str:
-        """Layers, output shapes and parameter counts, as ``lamina summary`` prints them:
-        a block as one row, or with ``expand`` its layers listed under it."""
-        return self._plan.architecture.summary(expand=expand)
+    @property
+    def stop_training(self) -> bool:
+        """Set to True by a callback (``self.model.stop_training = True``, as in Keras):
+        training ends after the current epoch."""
+        return self._session is not None and self._session.stop_training
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        self._run.stop_training = checked_flag(value, "stop_training")
+
+    # -- looking inside ---------------------------------------------------------------
+    @property
+    def layers(self) -> list[LayerInfo]:
+        """Every layer in order (blocks' layers by their dotted names): ``name``,
+        ``type``, ``output_shape``, ``params`` (values held) and ``layer``, the plugin's
+        layer object itself (built on first use)."""
+        return layer_infos(self.network)
+
+    def count_params(self, *, trainable: bool | None = None) -> int:
+        """Values in every parameter and non-trainable array (``trainable=True`` or
+        ``False``: those alone), known before the network is built."""
+        architecture = self._plan.architecture
+        if trainable is None:
+            return architecture.count(trainable=True) + architecture.count(trainable=False)
+        return architecture.count(trainable=checked_flag(trainable, "trainable"))
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter and non-trainable array, by name (``conv2d_1.W``)."""
+        return self.network.state_dict()
+
+    def set_weights(self, weights: Mapping[str, Any]) -> None:
+        """Copy ``weights`` (as :meth:`get_weights` returns them: every array, by name)
+        into the network. Missing or unknown names, other shapes, dtypes that do not
+        cast or non-finite values are all refused at once, and nothing changes then.
+        The optimizer's state is kept (``fit`` continues from it)."""
+        def checked():
+            if not isinstance(weights, Mapping) or not all(isinstance(k, str) for k in weights):
+                raise InputError(f"weights must be a dict of arrays by name, as get_weights() "
+                                 f"returns, received {received(weights)}")
+            run = self._run
+            try:
+                run.network.check_state_dict(weights, "the dict given to set_weights()")
+            except StateError as error:
+                raise InputError(str(error)) from None
+            return run
+
+        run = on_every_rank(self._comm, checked)
+        run.network.load_state_dict(weights)
+        run.last_state = None  # what save() writes is what the network holds now
+        run.weights = f"set by set_weights() after epoch {run.epoch}"
+
+    def summary(self, *, expand: bool = False, print_fn: Callable[[str], Any] | None = print
+                ) -> str:
+        """Print and return the table of layers, output shapes and parameter counts that
+        ``lamina summary`` prints: a block as one row, or with ``expand`` its layers
+        listed under it. ``print_fn=None`` only returns it."""
+        text = self._plan.architecture.summary(expand=expand)
+        if print_fn is None:
+            return text
+        print_fn(text)
+        return Printed(text)
+
+    def __repr__(self) -> str:
+        config = self._plan.config
+        return (f"<lamina.Model {tuple(config.input_shape)} -> "
+                f"{self._plan.architecture.output_shape}, {len(self._plan.architecture.nodes)} "
+                f"layers, {self.count_params():,} parameters, {config.loss.type} loss, "
+                f"{config.optimizer.type} optimizer, weights: {self.weights}>")
+
+    def _repr_html_(self) -> str:  # a notebook shows the summary's table
+        return (f"<pre>{html.escape(repr(self))}\n"
+                f"{html.escape(self._plan.architecture.summary())}</pre>")
 
     @property
     def _run(self):
@@ -150,142 +232,6 @@ class Model:
             self._session = make_session(self._plan, self.registry, None, comm=self._comm)
         return self._session
 
-    # -- training ---------------------------------------------------------------------
-    def fit(self, x: np.ndarray, y: np.ndarray, *, epochs: int | None = None,
-            batch_size: int | None = None,
-            validation_data: tuple[np.ndarray, np.ndarray] | None = None,
-            validation_split: float | None = None, seed: int | None = None,
-            shards: int | None = None, early_stopping_patience: int | None = None,
-            restore_best: bool | None = None, progress: bool = True,
-            callbacks: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """Train on ``x`` (N, *input_shape) and class indices ``y`` (N,); returns the history.
-
-        ``epochs`` more epochs (default: the config's ``training.epochs``), validated on
-        ``validation_data`` or on a seeded ``validation_split`` of ``x`` (default: the
-        config's split; 0 for none). ``progress`` shows a progress bar and a line per
-        epoch. ``callbacks`` are :class:`lamina.training.callbacks.Callback` objects;
-        early stopping (``early_stopping_patience``) is one, and
-        ``restore_best`` ends with the best validation epoch's weights. Calling ``fit``
-        again continues training.
-        """
-        from .data import split_sizes
-        from .training.callbacks import EarlyStopping, EpochLog, silent
-        from .training.trainer import Data, fit
-
-        training = {key: value for key, value in (
-            ("batch_size", batch_size), ("validation_split", validation_split),
-            ("shards", shards), ("early_stopping_patience", early_stopping_patience),
-            ("restore_best", restore_best)) if value is not None}
-
-        def checked():
-            """Every argument, on every rank, before the model changes at all."""
-            plan = self._seeded_plan(seed)
-            xs, val = self._inputs(x, "x"), None
-            ys = self._labels(y, len(xs), "y")
-            more = epochs if epochs is not None else plan.config.training.epochs
-            plan.config.with_training(epochs=more)  # the rule a config's epochs obey
-            built = self._session
-            config = (built.config if built is not None else plan.config).with_training(
-                **training, epochs=(built.epoch if built is not None else 0) + more)
-            if not len(xs):
-                raise InputError("x holds no training samples; pass at least one")
-            if validation_data is not None:
-                if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
-                    raise InputError(f"validation_data must be a pair (x_val, y_val), received "
-                                     f"{received(validation_data)}")
-                vx = self._inputs(validation_data[0], "validation_data[0]")
-                val = (vx, self._labels(validation_data[1], len(vx), "validation_data[1]"))
-            else:  # the split's sizes, checked without drawing it
-                split_sizes(len(xs), config.training.validation_split, "validation_split")
-            return plan, config, xs, ys, val, checked_callbacks(callbacks), \
-                checked_flag(progress, "progress")
-
-        plan, config, x, y, val, callbacks, progress = on_every_rank(self._comm, checked)
-        self._same_on_every_rank("fit", x.shape, y.shape, config.to_dict(),
-                                 None if val is None else (val[0].shape, val[1].shape))
-        # Checked: from here on the model changes (its network is built on first use).
-        self._plan = plan
-        run = on_every_rank(self._comm, lambda: self._run)
-        data = Data(x, y, *val) if val is not None else self._split(run, config, x, y)
-        run.config = config
-        self._use_shards(run)
-        # Each call counts early stopping's patience afresh (the best epoch is kept).
-        run.extra["stale_epochs"] = 0
-        root = self._comm is None or self._comm.rank == 0
-        progress = progress and root  # over MPI, rank 0 alone shows progress
-        log = print if progress else silent
-        loop = [EarlyStopping(log=log), *([EpochLog(log)] if progress else []), *callbacks]
-        try:
-            with ending_every_rank_on_failure(self._comm):
-                return fit(run, data, callbacks=loop, quiet=not progress, log=log)
-        finally:
-            run.step.close()
-
-    def _same_on_every_rank(self, call: str, *arguments: Any) -> None:
-        """Over MPI, an InputError on every rank unless every rank passed arguments of the
-        same shapes and settings: ranks that disagree would wait for each other forever."""
-        if self._comm is None:
-            return
-        seen = self._comm.gather_all(arguments)
-        odd = next((rank for rank, theirs in enumerate(seen) if theirs != seen[0]), None)
-        if odd is not None:
-            raise InputError(f"{call}() was called with other arguments on rank {odd} than on "
-                             f"rank 0 ({_brief(seen[odd])} against {_brief(seen[0])}); under "
-                             "MPI every rank calls it with the same arrays and settings")
-
-    def _split(self, run, config: NetworkConfig, x: np.ndarray, y: np.ndarray):
-        """The seeded validation split of ``config`` (the one ``fit`` is about to train
-        with), drawn once (from the run's generator, right after initialisation, as
-        ``lamina train`` draws it) and reused by later ``fit`` calls on as many samples,
-        so ``fit(epochs=1)`` twice is ``fit(epochs=2)``. A split that cannot be made
-        changes nothing."""
-        from .data import split
-        from .training.trainer import Data
-
-        fraction = config.training.validation_split
-        key = (len(x), fraction)
-        if self._split_key != key:
-            if fraction == 0:
-                index = (np.arange(len(x)), np.arange(0))
-            else:
-                (train, _), (val, _) = split(np.arange(len(x)), np.arange(len(x)),
-                                             fraction=fraction, rng=run.rng,
-                                             name="validation_split")
-                index = (train, val)
-            self._split_key, self._split_index = key, index
-        train, val = self._split_index
-        return Data(x[train], y[train], x[val], y[val])
-
-    def _seeded_plan(self, seed: Any):
-        """The plan ``fit(seed=...)`` trains with (the model's own when ``seed`` is None);
-        nothing of the model changes."""
-        if seed is None:
-            return self._plan
-        self._plan.config.with_training(seed=seed)  # the rule a config's seed obeys
-        if self._session is None:
-            from .plan import make_plan
-
-            return make_plan(self._plan.config, self.registry, training={"seed": seed})
-        if seed != self._session.config.training.seed:
-            raise ConfigError([ConfigIssue("seed", (
-                f"this model's network was already built with seed "
-                f"{self._session.config.training.seed}; a seed only takes effect before the "
-                f"first fit or predict: pass Model(..., seed={seed}) or fit(seed={seed}) on a "
-                "new model"))])
-        return self._plan
-
-    def _use_shards(self, run) -> None:
-        from .plan import make_plan
-        from .runtime.parallel import ShardedStep
-
-        # the shard count is resolved against the network (batch-dependent layers run whole)
-        run.config = make_plan(run.config, self.registry).config
-        if run.step.shards != run.config.training.shards:
-            run.step.close()
-            run.step = ShardedStep(run.network, run.loss, run.rng,
-                                   shards=run.config.training.shards, comm=self._comm,
-                                   loss_who=run.who.get("loss"))
-
     # -- using a trained model ----------------------------------------------------------
     def predict(self, x: np.ndarray, *, batch_size: int = 250) -> np.ndarray:
         """Class probabilities (N, classes) for ``x`` (N, *input_shape), in eval mode."""
@@ -294,7 +240,7 @@ class Model:
             return self._run, self._inputs(x, "x")
 
         run, x = on_every_rank(self._comm, checked)
-        self._same_on_every_rank("predict", x.shape, batch_size)
+        same_on_every_rank(self._comm, "predict", x.shape, batch_size)
         with run.step, ending_every_rank_on_failure(self._comm):
             parts = [probabilities(run.loss, run.step.predict(x[i:i + batch_size]), run.who["loss"])
                      for i in range(0, len(x), batch_size)]
@@ -322,45 +268,27 @@ class Model:
                                                      run.network.output_shape[0])
 
         run, x, y, names = on_every_rank(self._comm, checked)
-        self._same_on_every_rank("evaluate", x.shape, y.shape, batch_size)
+        same_on_every_rank(self._comm, "evaluate", x.shape, y.shape, batch_size)
         with run.step, ending_every_rank_on_failure(self._comm):
             loss, predicted = evaluate_arrays(run, x, y, batch_size)
         return {"weights": self.weights, **classification_report(loss, predicted, y, names)}
 
-    def save(self, path: str | Path) -> Path:
-        """Write the model as a run directory at ``path`` (a new or empty folder): its
-        config, weights, optimizer state, generator state and history, in the format of
-        ``lamina train``'s (JSON and ``.npz``), so ``lamina evaluate`` reads it too."""
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the model as a run directory at ``path``: its config, weights, optimizer
+        state, generator state and history, in the format of ``lamina train``'s (JSON
+        and ``.npz``), so ``Model.load`` and ``lamina evaluate`` read it. ``path`` is a
+        new or empty folder, or with ``overwrite=True`` a model saved before (a folder
+        holding other files is never replaced). The folder appears whole or not at all
+        (lamina.training.saving)."""
+        from .training.saving import save_model
 
         # Checked on every rank first (a collective step), then rank 0 writes (every
         # rank holds the same model); if it fails, every rank raises.
-        path = on_every_rank(self._comm, lambda: checked_path(path, "a folder's path"))
+        path = on_every_rank(self._comm, lambda: (checked_path(path, "a folder's path"),
+                                                  checked_flag(overwrite, "overwrite"))[0])
         run = self._run
-        on_root(self._comm, lambda: self._write(run, path))
+        on_root(self._comm, lambda: save_model(run, self.registry, path, overwrite=overwrite))
         return path
-
-    def _write(self, run, path: Path) -> None:
-        from .training import runs
-        from .training.provenance import provenance
-        from .training.runs import Checkpoint
-        from .training.trainer import optimizer_state
-
-        runs.check_new_run_dir(path)
-        best = run.extra.get("best_epoch")
-        # A model that holds its best epoch's weights (restore_best) is saved as the run
-        # it is: the last epoch's weights as the checkpoint, the best ones beside them.
-        # Everything is gathered (plugins asked) before the folder is made.
-        last = run.last_state if run.last_state is not None else run.network.state_dict()
-        ckpt = Checkpoint(epoch=run.epoch, params=last, optimizer=optimizer_state(run),
-                          rng_state=run.rng.bit_generator.state, history=run.history,
-                          extra=run.extra,
-                          best_params=run.best_state if best is not None else None)
-        record = provenance(run, self.registry, {})
-        runs.create_run_dir(path)
-        runs.write_json(path / runs.CONFIG, run.config.to_dict())
-        runs.write_json(path / runs.PROVENANCE, record)
-        runs.save_checkpoint(path, ckpt)
-        runs.write_metrics(path, run.history)
 
     def export(self, path: str | Path, *, force: bool = False) -> Path:
         """Write the model's inference graph as ONNX to ``path`` (x -> probabilities, as
@@ -395,6 +323,13 @@ class Model:
         return self._session.network.dtype if self._session is not None else DTYPE
 
 
+class Printed(str):
+    """Text that was printed already: a notebook does not show it again as the cell's value."""
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
 def _as_list(plugins: Any) -> list[Any]:
     """``plugins`` as a list, to add a Sequential's own (a plugin given both ways counts
     once); anything else is left for lamina.localplugins.as_plugins to refuse."""
@@ -415,8 +350,3 @@ def _checked_registry(registry: Any, plugins: Any) -> Registry:
         raise InputError(f"registry must be a lamina.registry.Registry (from "
                          f"lamina.load_registry()), received {received(registry)}")
     return registry
-
-
-def _brief(arguments: tuple) -> str:
-    text = repr(arguments)
-    return text if len(text) <= 120 else f"{text[:120]}..."

@@ -1,5 +1,6 @@
 """The table ``lamina summary`` prints: each layer, or each use of a block folded into
-one row, with its type, output shape, parameter count, inputs and provider.
+one row, with its type, output shape, parameter count, inputs and provider; and
+``Model.layers``, the same facts per layer as objects (:class:`LayerInfo`).
 
 The Inputs column appears only where a layer does not read the one listed before it,
 by the names its own list uses (a block by its name, the list's input as ``input``):
@@ -8,7 +9,28 @@ a sequential network shows none.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer of a built network: its name (dotted through blocks,
+    ``residual_1.conv2d_1``), plugin type, output shape (per sample), number of values
+    in its parameters and non-trainable arrays, and the layer object itself."""
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    params: int
+    layer: Any = field(repr=False, compare=False)
+
+
+def layer_infos(network: Any) -> list[LayerInfo]:
+    """The layers of a :class:`lamina.Network` in the config's order."""
+    return [LayerInfo(node.name, node.config.type, tuple(node.output_shape),
+                      sum(spec.size for spec in node.specs.values()), node.layer)
+            for node in network.nodes]
 
 
 def summary_table(architecture: Any, *, expand: bool = False) -> str:

@@ -114,7 +114,7 @@ def test_a_local_class_is_a_type_and_its_model_registers_it():
     assert seq.to_dict()["model"]["layers"][1] == {"type": "cube_builder"}
     model = lamina.Model(seq)
     x = np.random.default_rng(0).random((8, 6), dtype=np.float32)
-    model.fit(x, np.arange(8) % 3, epochs=1, validation_split=0.0, progress=False)
+    model.fit(x, np.arange(8) % 3, epochs=1, validation_split=0.0, verbose=0)
     assert "hidden" in model.summary() and "cube_builder_1" in model.summary()
     with pytest.raises(PluginError, match="pass its class"):
         lamina.layers(Cube())

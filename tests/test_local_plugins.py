@@ -67,7 +67,7 @@ def test_a_layer_defined_here_is_certified_trained_saved_loaded_and_exported(tmp
 
     x, y = blobs()
     model = lamina.Model(CONFIG, plugins=[Softsign], seed=3)
-    history = model.fit(x, y, progress=False)
+    history = model.fit(x, y, verbose=0)
     assert len(history) == 2 and history[-1]["train_loss"] < history[0]["train_loss"]
     assert "softsign_1" in model.summary() and f"{__name__} (local)" in model.summary()
     model.save(tmp_path / "run")
@@ -249,7 +249,7 @@ def test_a_bad_plugin_argument_is_one_line_with_the_fix(tmp_path, monkeypatch, c
 def test_a_damaged_provenance_never_stops_a_load(tmp_path):
     x, y = blobs()
     model = lamina.Model(CONFIG, plugins=[Softsign], seed=3)
-    model.fit(x, y, epochs=1, progress=False)
+    model.fit(x, y, epochs=1, verbose=0)
     model.save(tmp_path / "run")
     record_path = tmp_path / "run" / "provenance.json"
     record = json.loads(record_path.read_text())
@@ -305,10 +305,10 @@ def test_a_plugin_file_imports_its_siblings_and_is_loaded_again_when_edited(tmp_
     x = np.ones((1, 3), np.float32)
     try:
         first = lamina.Model(config, plugins=[path])  # a pathlib.Path works as a str does
-        np.testing.assert_array_equal(first.network.forward(x), 2 * x)
+        np.testing.assert_array_equal(first.network.forward(x, training=False), 2 * x)
         path.write_text(CHANGING.replace("FACTOR * x", "FACTOR * x + 1"))
         second = lamina.Model(config, plugins=[str(path)])
-        np.testing.assert_array_equal(second.network.forward(x), 2 * x + 1)
+        np.testing.assert_array_equal(second.network.forward(x, training=False), 2 * x + 1)
         again = lamina.Model(config, plugins=[str(path)])  # unchanged: the same module
         assert type(again.network.nodes[0].layer) is type(second.network.nodes[0].layer)
     finally:

@@ -68,10 +68,10 @@ def test_the_page_shows_each_refused_input_message():
         (lambda: model.predict(np.full_like(x, np.nan)), "pass finite numbers"),
         (lambda: model.predict(x.astype(bool)), "pass floating-point values"),
         (lambda: model.predict(np.array([["a"]])), "this network takes (N, 1, 8, 8)"),
-        (lambda: model.fit(x, np.eye(10)[:4], progress=False), "y.argmax(axis=1)"),
-        (lambda: model.fit(x, np.array([0, 1, 2, 10]), progress=False),
+        (lambda: model.fit(x, np.eye(10)[:4], verbose=0), "y.argmax(axis=1)"),
+        (lambda: model.fit(x, np.array([0, 1, 2, 10]), verbose=0),
          "holds class 10; this network has 10 classes: indices 0 to 9"),
-        (lambda: model.fit(x, np.array([0, 1]), progress=False), "shape (4,)"),
+        (lambda: model.fit(x, np.array([0, 1]), verbose=0), "shape (4,)"),
         (lambda: model.evaluate(x, np.zeros(4, int), class_names=["a"]), "has 1 names"),
     ]
     for call, message in cases:
@@ -98,7 +98,7 @@ def test_fit_matches_lamina_train_for_the_same_config_data_and_seed(tmp_path, ti
               log=lambda _: None, note=lambda _: None)
     data = load_dataset("mnist", data_dir=mnist_root, limit=500, parts=("train",))
     model = lamina.Model(tiny_config, seed=3, registry=registry)
-    model.fit(data.train_x, data.train_y, epochs=2, progress=False)
+    model.fit(data.train_x, data.train_y, epochs=2, verbose=0)
     saved = load_checkpoint(tmp_path / "run").params
     for key, value in model.network.state_dict().items():
         np.testing.assert_array_equal(value, saved[key], err_msg=key)
@@ -113,7 +113,7 @@ def test_seed_after_first_use_is_refused_and_save_refuses_a_used_folder(tmp_path
     x = np.zeros((4, 1, 8, 8), np.float32)
     model.predict(x)
     with pytest.raises(lamina.ConfigError, match="already built with seed 1"):
-        model.fit(x, np.zeros(4, int), seed=2, progress=False)
+        model.fit(x, np.zeros(4, int), seed=2, verbose=0)
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "notes.txt").write_text("mine")
     with pytest.raises(lamina.CheckpointError):
@@ -138,10 +138,10 @@ def tiny_data(n=90, seed=0):
 def test_two_fit_calls_are_one_fit_of_their_epochs():
     x, y = tiny_data()
     once = lamina.Model(TINY, seed=2)
-    once.fit(x, y, epochs=2, batch_size=20, progress=False)
+    once.fit(x, y, epochs=2, batch_size=20, verbose=0)
     twice = lamina.Model(TINY, seed=2)
-    twice.fit(x, y, epochs=1, batch_size=20, progress=False)
-    twice.fit(x, y, epochs=1, batch_size=20, progress=False)
+    twice.fit(x, y, epochs=1, batch_size=20, verbose=0)
+    twice.fit(x, y, epochs=1, batch_size=20, verbose=0)
     for key, value in once.network.state_dict().items():
         np.testing.assert_array_equal(value, twice.network.state_dict()[key], err_msg=key)
     assert [r["val_loss"] for r in once.history] == [r["val_loss"] for r in twice.history]
@@ -156,7 +156,7 @@ def test_restore_best_is_named_and_saved_as_the_run_it_is(tmp_path, monkeypatch)
                         lambda s, vx, vy, *a: (next(losses), real(s, vx, vy, *a)[1]))
     x, y = tiny_data()
     model = lamina.Model(TINY, seed=3)
-    model.fit(x, y, epochs=4, restore_best=True, progress=False)
+    model.fit(x, y, epochs=4, restore_best=True, verbose=0)
     assert model.weights == "epoch 2 of 4 (best validation loss 0.3000)"
     best = model.network.state_dict()
     model.save(tmp_path / "saved")
@@ -173,9 +173,9 @@ def test_more_inputs_that_would_give_bare_numpy_errors_get_input_errors():
     model = lamina.Model(TINY)
     x, y = tiny_data(6)
     cases = [
-        (lambda: model.fit(x, y, validation_data=x, progress=False), r"a pair \(x_val, y_val\)"),
-        (lambda: model.fit(x, [[1], [2, 3]], progress=False), "cannot be read as an array"),
-        (lambda: model.fit(x, np.full(6, 1e20), progress=False), "pass integer class indices"),
+        (lambda: model.fit(x, y, validation_data=x, verbose=0), r"a pair \(x_val, y_val\)"),
+        (lambda: model.fit(x, [[1], [2, 3]], verbose=0), "cannot be read as an array"),
+        (lambda: model.fit(x, np.full(6, 1e20), verbose=0), "pass integer class indices"),
         (lambda: model.predict(x, batch_size=0), "batch_size must be a whole number"),
         (lambda: model.predict(x, batch_size=1.5), "batch_size must be a whole number"),
         (lambda: model.predict(x.astype(np.float64) * 1e300), "beyond float32's range"),
@@ -201,11 +201,12 @@ def test_arguments_of_the_wrong_type_are_input_errors_not_bare_type_errors(tmp_p
         (lambda: model.evaluate(x, y, class_names=5), "class_names must be a list of 10 "
                                                       "strings"),
         (lambda: model.evaluate(x, y, class_names=["a"] * 9), "class_names has 9 names"),
-        (lambda: model.fit(x, y, callbacks=[object()], progress=False),
-         r"callbacks\[0\] is object .*, not a Callback: subclass"),
-        (lambda: model.fit(x, y, callbacks=Callback(), progress=False),
+        (lambda: model.fit(x, y, callbacks=[object()], verbose=0),
+         r"callbacks\[0\] \(object\) has none of the hooks lamina calls; subclass"),
+        (lambda: model.fit(x, y, callbacks=Callback(), verbose=0),
          "callbacks must be a list"),
-        (lambda: model.fit(x, y, progress="no"), "progress must be True or False"),
+        (lambda: model.fit(x, y, verbose="no"), "verbose must be 0 .*, received str 'no'"),
+        (lambda: model.fit(x, y, verbose=3), "verbose must be 0"),
         (lambda: model.predict(x, batch_size=np.int64(3)), r"an int\), received int64"),
         (lambda: model.save(5), "path must be a folder's path"),
         (lambda: model.export(None), "path must be a file's path ending in .onnx"),
@@ -220,7 +221,7 @@ def test_arguments_of_the_wrong_type_are_input_errors_not_bare_type_errors(tmp_p
 
 @pytest.mark.parametrize(("where", "value"), [("batch_size", "32"), ("epochs", "2"),
                                               ("seed", "1"), ("seed", 1.0), ("seed", True),
-                                              ("restore_best", "yes"),
+                                              ("restore_best", "yes"), ("shuffle", 1),
                                               ("validation_split", "0.1")])
 def test_one_rule_for_settings_wherever_they_come_from(where, value):
     """A string is never a number, a number never a bool: in a config, in Model() and
@@ -235,7 +236,7 @@ def test_one_rule_for_settings_wherever_they_come_from(where, value):
         if where == "seed":
             lamina.Model(TINY, seed=value)
         else:
-            lamina.Model(TINY).fit(x, y, **{where: value}, progress=False)
+            lamina.Model(TINY).fit(x, y, **{where: value}, verbose=0)
 
 
 @pytest.mark.parametrize("shape", [["1", 8, 8], [True, 8, 8], [1.0, 8, 8]])
@@ -251,7 +252,7 @@ def test_a_fit_that_is_refused_changes_nothing():
     before = model.config.to_dict()
     x, y = tiny_data(5)
     with pytest.raises(lamina.ConfigError, match="validation_split: a fraction of 0.1 of 1 "):
-        model.fit(x[:1], y[:1], epochs=5, batch_size=7, progress=False)
+        model.fit(x[:1], y[:1], epochs=5, batch_size=7, verbose=0)
     assert model.config.to_dict() == before and model.history == []
 
 
@@ -261,11 +262,11 @@ def test_a_fit_refused_for_its_arrays_changes_neither_seed_nor_split():
     x, y = tiny_data(30)
     model = lamina.Model(TINY, seed=1)
     with pytest.raises(lamina.InputError):
-        model.fit(x[:, 0], y, seed=5, progress=False)
+        model.fit(x[:, 0], y, seed=5, verbose=0)
     with pytest.raises(lamina.InputError, match="no training samples"):
-        model.fit(x[:0], y[:0], validation_split=0.0, progress=False)
+        model.fit(x[:0], y[:0], validation_split=0.0, verbose=0)
     assert model.config.training.seed == 1
-    model.fit(x, y, epochs=1, validation_split=0.2, progress=False)
+    model.fit(x, y, epochs=1, validation_split=0.2, verbose=0)
     fresh = lamina.Model(TINY, seed=1)
-    fresh.fit(x, y, epochs=1, validation_split=0.2, progress=False)
+    fresh.fit(x, y, epochs=1, validation_split=0.2, verbose=0)
     assert model.history[0]["val_loss"] == fresh.history[0]["val_loss"]

@@ -31,7 +31,8 @@ DatasetName = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
 
 
 class TrainingConfig(BaseModel):
-    """How ``lamina train`` trains the network; every key can be overridden on the CLI."""
+    """How the network is trained; ``lamina train``'s flags and ``Model.fit``'s arguments
+    override the most used keys."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -57,6 +58,10 @@ class TrainingConfig(BaseModel):
     restore_best: bool = Field(
         False, description="end training with the weights of the epoch with the best "
         "validation loss (evaluate, predict and export then use them by default)",
+    )
+    shuffle: bool = Field(
+        True, description="draw a new order of the training samples every epoch (false: "
+        "batches in the order of the data)",
     )
     shards: int | None = Field(
         None, ge=1, le=MAX_SHARDS,

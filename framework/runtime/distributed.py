@@ -216,3 +216,24 @@ def root_first(comm: Comm | None, work: Callable[[], T]) -> T:
     on_root(comm, lambda: held.append(work()))
     on_every_rank(comm, lambda: None if comm.rank == 0 else held.append(work()))
     return held[0]
+
+
+def same_on_every_rank(comm: Comm | None, call: str, *arguments: Any) -> None:
+    """Over MPI, a :class:`lamina.InputError` on every rank unless every rank passed
+    ``call`` arguments of the same shapes and settings: ranks that disagree would wait
+    for each other forever."""
+    from ..inputs import InputError
+
+    if comm is None:
+        return
+    seen = comm.gather_all(arguments)
+    odd = next((rank for rank, theirs in enumerate(seen) if theirs != seen[0]), None)
+    if odd is not None:
+        raise InputError(f"{call}() was called with other arguments on rank {odd} than on "
+                         f"rank 0 ({_brief(seen[odd])} against {_brief(seen[0])}); under "
+                         "MPI every rank calls it with the same arrays and settings")
+
+
+def _brief(arguments: tuple) -> str:
+    text = repr(arguments)
+    return text if len(text) <= 120 else f"{text[:120]}..."

@@ -350,7 +350,7 @@ def load_trained(run_dir: str | Path, registry: Registry, *, weights: str | None
         session.weights = (f"epoch {session.extra['best_epoch']} of {ckpt.epoch} (best "
                            f"validation loss {session.extra['best_val_loss']:.4f})")
     else:
-        session.weights = f"epoch {ckpt.epoch} (last)"
+        session.weights = f"epoch {ckpt.epoch} (last)" if ckpt.epoch else "initial"
     return session
 
 

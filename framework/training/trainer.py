@@ -2,9 +2,10 @@
 
 One generator, seeded from ``training.seed``, drives everything random in a run,
 in this order: parameter initialisation, the validation split, then for every
-epoch the shuffle and, per step, the dropout masks: with the batch on shards
-(:class:`lamina.runtime.parallel.ShardedStep`) one seed per step, from which each
-shard's generator is reseeded; with the batch whole, the masks themselves. Its
+epoch the shuffle (unless ``training.shuffle`` is false) and, per step, the
+dropout masks: with the batch on shards (:class:`lamina.runtime.parallel.ShardedStep`)
+one seed per step, from which each shard's generator is reseeded; with the batch
+whole, the masks themselves. Its
 state is saved with every checkpoint, so a resumed run draws exactly the numbers
 the uninterrupted run would have drawn and ends with bit-identical weights.
 """
@@ -45,7 +46,7 @@ class Data:
     val_y: np.ndarray
 
 
-@dataclass
+@dataclass(repr=False)
 class Session:
     """Everything a run is made of, built identically for a new run and a resumed one."""
 
@@ -68,6 +69,15 @@ class Session:
     last_state: dict[str, np.ndarray] | None = None
     #: how messages name the loss and optimizer plugins, with their providers (by kind)
     who: dict[str, str] = field(default_factory=dict)
+
+
+    def __repr__(self) -> str:  # what a callback that prints its run shows: no arrays
+        where = f"run_dir={shown(self.run_dir)}" if self.run_dir is not None else "in memory"
+        lr = getattr(self.optimizer, "lr", None)
+        rate = f" lr {lr:.3g}" if isinstance(lr, float) else ""
+        return (f"<lamina training session: epoch {self.epoch} of "
+                f"{self.config.training.epochs}, {len(self.network.nodes)} layers, "
+                f"{self.config.optimizer.type}{rate}, {where}>")
 
 
 def make_session(plan: Plan, registry: Registry, run_dir: Path | None, *,
@@ -212,32 +222,17 @@ def evaluate_arrays(session: Session, x: np.ndarray, y: np.ndarray,
 
 
 def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, float]:
-    """One pass over the shuffled training set; returns (mean loss, accuracy)."""
+    """One pass over the (shuffled) training set; returns (mean loss, accuracy)."""
     batch_size = session.config.training.batch_size
-    order = session.rng.permutation(len(data.train_x))
-    network, opt = session.network, session.optimizer
+    order = session.rng.permutation(len(data.train_x)) if session.config.training.shuffle \
+        else np.arange(len(data.train_x))
     seen = correct = 0
     loss_sum = 0.0
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         xb, yb = data.train_x[index], data.train_y[index]
-        try:
-            loss, logits = session.step.train_step(xb, yb)
-        except PASSED_THROUGH:
-            raise  # a layer's own failure arrives as a PluginError naming it
-        except BaseException as exc:
-            raise plugin_failed(session.who["loss"], exc) from exc
-        if not math.isfinite(loss):
-            raise stopped(session, f"the loss became {loss} at epoch {session.epoch + 1}, "
-                                   f"batch {start // batch_size + 1}")
-        # params() and grads() are read at every step: the optimizer gets the arrays the
-        # layers hold now, whatever a layer did with them since the last step.
-        try:
-            opt.step(network.params(), network.grads())
-        except PASSED_THROUGH:
-            raise
-        except BaseException as exc:
-            raise plugin_failed(session.who["optimizer"], exc) from exc
+        loss, logits = train_batch(session, xb, yb, f"at epoch {session.epoch + 1}, batch "
+                                                    f"{start // batch_size + 1}")
         seen += len(index)
         correct += int(np.sum(np.argmax(logits, axis=1) == yb))
         loss_sum += loss * len(index)
@@ -245,6 +240,30 @@ def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, 
         progress.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
                              refresh=False)
     return loss_sum / seen, correct / seen
+
+
+def train_batch(session: Session, x: np.ndarray, y: np.ndarray, where: str
+                ) -> tuple[float, np.ndarray]:
+    """One optimizer step on the batch (x, y): forward in training mode, the loss and
+    its gradient, backward, the optimizer's update. Returns (the batch's mean loss, the
+    logits); a non-finite loss stops training before the update (``where`` says when)."""
+    try:
+        loss, logits = session.step.train_step(x, y)
+    except PASSED_THROUGH:
+        raise  # a layer's own failure arrives as a PluginError naming it
+    except BaseException as exc:
+        raise plugin_failed(session.who["loss"], exc) from exc
+    if not math.isfinite(loss):
+        raise stopped(session, f"the loss became {loss} {where}")
+    # params() and grads() are read at every step: the optimizer gets the arrays the
+    # layers hold now, whatever a layer did with them since the last step.
+    try:
+        session.optimizer.step(session.network.params(), session.network.grads())
+    except PASSED_THROUGH:
+        raise
+    except BaseException as exc:
+        raise plugin_failed(session.who["optimizer"], exc) from exc
+    return loss, logits
 
 
 def stopped(session: Session, what: str) -> TrainingError:
@@ -303,6 +322,8 @@ def fit(session: Session, data: Data, *, callbacks: list[Callback] | None = None
     for callback in callbacks:
         callback.on_train_begin(session)
     while session.epoch < training.epochs and not session.stop_training:
+        for callback in callbacks:
+            callback.on_epoch_begin(session)
         epoch = session.epoch
         session.optimizer.lr = learning_rate(training.schedule, session.config.optimizer.config.lr,
                                              epoch, training.epochs)

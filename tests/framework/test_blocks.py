@@ -63,7 +63,7 @@ def test_residual_cnn_with_the_block_trains_bit_identically_to_the_spelled_out_c
     block, spelled = lamina.Model("residual_cnn", seed=5), lamina.Model(SPELLED_OUT, seed=5)
     assert block.summary().splitlines()[-3:] == spelled.summary().splitlines()[-3:]
     for model in (block, spelled):
-        model.fit(x, y, epochs=2, batch_size=64, validation_split=0.25, progress=False)
+        model.fit(x, y, epochs=2, batch_size=64, validation_split=0.25, verbose=0)
     ours, theirs = block.network.state_dict(), spelled.network.state_dict()
     renamed = {"residual_1.conv2d_1.W": "conv2d_2.W",
                "residual_1.batchnorm_1.gamma": "batchnorm_1.gamma",
@@ -166,7 +166,7 @@ def test_a_block_is_one_input_one_output_and_a_dag_inside(registry):
     model = lamina.Model(network({"type": "flatten"}, {"type": "two_paths"},
                                  {"type": "dense", "units": 3}, blocks=blocks))
     x = np.random.default_rng(0).random((6, 1, 8, 8), dtype=np.float32)
-    model.fit(x, np.arange(6) % 3, epochs=1, validation_split=0.0, progress=False)
+    model.fit(x, np.arange(6) % 3, epochs=1, validation_split=0.0, verbose=0)
 
 
 @pytest.mark.parametrize(("layers", "blocks", "expected"), [
@@ -270,7 +270,7 @@ def test_a_local_block_plugin_is_certified_and_used_in_a_model(tmp_path):
     assert "dense_relu_1  dense_relu" in model.summary() and f"{__name__} (local)" in \
         model.summary()
     x = np.random.default_rng(0).random((9, 5), dtype=np.float32)
-    model.fit(x, np.arange(9) % 3, epochs=1, validation_split=0.0, progress=False)
+    model.fit(x, np.arange(9) % 3, epochs=1, validation_split=0.0, verbose=0)
     model.save(tmp_path / "run")
     record = json.loads((tmp_path / "run" / "provenance.json").read_text())["plugins"]
     assert record["dense_relu"]["kind"] == "block" and record["dense_relu"]["local"]

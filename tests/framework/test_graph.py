@@ -84,7 +84,7 @@ def test_topological_order_allows_layers_listed_before_their_inputs(registry):
     ]
     net = build(registry, layers)
     assert [n.name for n in net.order] == ["a", "b", "sum", "out"]
-    assert net.forward(np.ones((3, 4))).shape == (3, 2)
+    assert net.forward(np.ones((3, 4)), training=False).shape == (3, 2)
 
 
 def test_state_dict_round_trip_and_strictness(registry):
@@ -98,7 +98,7 @@ def test_state_dict_round_trip_and_strictness(registry):
     other = build(registry, layers, seed=1)
     other.load_state_dict(state)
     x = np.random.default_rng(2).normal(size=(5, 4))
-    np.testing.assert_array_equal(other.forward(x), net.forward(x))
+    np.testing.assert_array_equal(other.forward(x, training=False), net.forward(x, training=False))
 
     broken = dict(state)
     del broken["dense_1.b"]
@@ -133,7 +133,7 @@ def test_mnist_cnn_summary_shapes_and_total(registry):
 def test_network_runs_in_float32_by_default(registry):
     config = load_config("mnist_cnn", registry)
     net = Network(config, registry, np.random.default_rng(0))
-    y = net.forward(np.zeros((2, 1, 28, 28), np.float32))
+    y = net.forward(np.zeros((2, 1, 28, 28), np.float32), training=False)
     assert y.dtype == np.float32 and y.shape == (2, 10)
     assert all(v.dtype == np.float32 for v in net.params().values())
 

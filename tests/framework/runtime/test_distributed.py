@@ -159,7 +159,7 @@ from lamina.data import load_dataset
 distributed = sys.argv[2] or None
 data = load_dataset("mnist", limit=300, parts=("train",))
 model = lamina.Model(sys.argv[1], seed=5, distributed=distributed)
-model.fit(data.train_x, data.train_y, epochs=2, batch_size=60, progress=False)
+model.fit(data.train_x, data.train_y, epochs=2, batch_size=60, verbose=0)
 model.save(sys.argv[3] if len(sys.argv) > 3 else "one")
 """
 
@@ -265,7 +265,7 @@ if rank == 1 and odd == "malformed":
 elif rank == 1 and odd == "fewer":
     x, y = x[:32], y[:32]  # valid, but not what rank 0 passed
 try:
-    model.fit(x, y, epochs=1, batch_size=32, progress=False)
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0)
 except lamina.LaminaError as error:
     print(f"rank {rank}: {type(error).__name__}: {error}")
     sys.exit(3)

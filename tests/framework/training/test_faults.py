@@ -508,7 +508,7 @@ def test_a_loss_whose_backward_returns_the_wrong_thing_is_named_not_dense(return
 
     model = misbehaving_model({"backward": lambda self: returned}, shards=shards)
     with pytest.raises(PluginError) as info:
-        model.fit(XS, YS, epochs=1, batch_size=8, progress=False)
+        model.fit(XS, YS, epochs=1, batch_size=8, verbose=0)
     assert str(info.value).startswith("the acme_loss loss plugin (acme.plugins, from acme 1.0) "
                                       f"{said}; expected the gradient of the logits")
 
@@ -534,7 +534,7 @@ def test_a_failing_optimizer_is_named_with_its_distribution():
     with pytest.raises(PluginError, match=r"^the acme_opt optimizer plugin \(acme.plugins, "
                                           r"from acme 1.0\) raised SystemExit: 4. This is a "
                                           r"bug in the plugin"):
-        model.fit(XS, YS, epochs=1, batch_size=8, progress=False)
+        model.fit(XS, YS, epochs=1, batch_size=8, verbose=0)
 
 
 @pytest.mark.parametrize(("method", "said"), [
@@ -549,14 +549,14 @@ def test_an_optimizer_failing_to_save_or_load_its_state_is_named(tmp_path, metho
 
     model = misbehaving_model(optimizer_methods={method: boom})
     if method == "state_dict":
-        model.fit(XS, YS, epochs=1, batch_size=8, progress=False)
+        model.fit(XS, YS, epochs=1, batch_size=8, verbose=0)
         with pytest.raises(PluginError, match=r"^the acme_opt optimizer plugin \(acme.plugins, "
                                               rf"from acme 1.0\) {re.escape(said)}"):
             model.save(tmp_path / "saved")
         assert not (tmp_path / "saved").exists()  # asked before the folder was made
         return
     good = misbehaving_model()
-    good.fit(XS, YS, epochs=1, batch_size=8, progress=False)
+    good.fit(XS, YS, epochs=1, batch_size=8, verbose=0)
     good.save(tmp_path / "saved")
     with pytest.raises(PluginError, match=re.escape(said)):
         load_trained(tmp_path / "saved", model.registry)
@@ -567,7 +567,7 @@ def test_a_loss_whose_forward_returns_an_array_is_named():
 
     model = misbehaving_model({"forward": lambda self, z, y: np.ones(len(z))})
     for call in (lambda: model.evaluate(XS, YS),
-                 lambda: model.fit(XS, YS, epochs=1, batch_size=8, progress=False)):
+                 lambda: model.fit(XS, YS, epochs=1, batch_size=8, verbose=0)):
         with pytest.raises(PluginError, match=r"the acme_loss loss plugin .* returned an array "
                                               r"of shape \(8,\) from forward\(\); expected "
                                               "the batch's mean loss"):

@@ -1,0 +1,343 @@
+"""What a Keras or PyTorch user reaches for on a lamina.Model: its layers and weights,
+a summary that prints, a history per fit, Keras's verbose/shuffle/callbacks, saving
+over a saved model, and a loop of one's own (train_step, forward/backward/step)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import lamina
+from lamina.errors import CheckpointError
+from lamina.training import runs
+from lamina.training.callbacks import Callback
+
+TINY = {
+    "model": {"input_shape": [1, 8, 8], "layers": [
+        {"type": "flatten"}, {"type": "dropout", "rate": 0.2}, {"type": "dense", "units": 10}]},
+    "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"type": "adam", "lr": 0.01},
+    "training": {"epochs": 2, "batch_size": 20},
+}
+
+
+def tiny_data(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 1, 8, 8), dtype=np.float32), rng.integers(0, 10, n)
+
+
+# -- looking inside -------------------------------------------------------------------
+def test_layers_name_type_shape_count_and_the_layer_object():
+    model = lamina.Model(TINY)
+    layers = model.layers
+    assert [(info.name, info.type, info.output_shape, info.params) for info in layers] == [
+        ("flatten_1", "flatten", (64,), 0), ("dropout_1", "dropout", (64,), 0),
+        ("dense_1", "dense", (10,), 650)]
+    assert layers[2].layer.params()["W"].shape == (64, 10)  # the live object
+    assert "layer=" not in repr(layers[2])  # the object is not dumped in a repr
+
+
+def test_count_params_is_known_before_the_network_is_built():
+    model = lamina.Model("mnist_cnn")
+    assert model.count_params() == 34_826
+    assert model.count_params(trainable=True) == 34_826
+    assert model.count_params(trainable=False) == 0
+    assert model._session is None  # nothing was allocated to count
+    with pytest.raises(lamina.InputError, match="trainable must be True or False"):
+        model.count_params(trainable="yes")
+
+
+def test_summary_prints_and_returns_the_table(capsys):
+    model = lamina.Model(TINY)
+    text = model.summary()
+    printed = capsys.readouterr().out
+    assert printed == text + "\n" and "Total params: 650" in text
+    assert model.summary(print_fn=None) == text and capsys.readouterr().out == ""
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert lines == [text]
+
+
+def test_repr_is_the_summary_header_and_builds_nothing():
+    model = lamina.Model("mnist_cnn")
+    assert repr(model) == ("<lamina.Model (1, 28, 28) -> (10,), 9 layers, 34,826 parameters, "
+                           "softmax_cross_entropy loss, adam optimizer, weights: initial>")
+    html = model._repr_html_()
+    assert html.startswith("<pre>&lt;lamina.Model") and "conv2d_1" in html
+    assert model._session is None
+
+
+def test_get_and_set_weights_round_trip_and_refuse_what_does_not_fit():
+    x, y = tiny_data()
+    model = lamina.Model(TINY, seed=1)
+    initial = model.get_weights()
+    assert set(initial) == {"dense_1.W", "dense_1.b"}
+    initial["dense_1.b"][:] = 7  # a copy: the network is untouched
+    assert not np.any(model.get_weights()["dense_1.b"] == 7)
+    model.fit(x, y, epochs=1, verbose=0)
+    trained = model.get_weights()
+    other = lamina.Model(TINY, seed=2)
+    other.set_weights(trained)
+    np.testing.assert_array_equal(other.predict(x), model.predict(x))
+    assert other.weights == "set by set_weights() after epoch 0"
+    before = other.get_weights()
+    bad = [
+        ({"dense_1.W": trained["dense_1.W"]}, r"missing 'dense_1.b' \(10,\)"),
+        ({**trained, "dense_2.W": trained["dense_1.W"]}, "unexpected 'dense_2.W'"),
+        ({**trained, "dense_1.b": np.zeros(9)}, r"'dense_1.b' has shape \(9,\), expected"),
+        ({**trained, "dense_1.b": np.array(["a"] * 10)}, "'dense_1.b' has dtype <U1"),
+        ({**trained, "dense_1.b": np.full(10, np.nan)}, "NaN or infinite"),
+        ([trained["dense_1.W"], trained["dense_1.b"]], "weights must be a dict of arrays"),
+        ({1: trained["dense_1.W"]}, "weights must be a dict of arrays"),
+    ]
+    for weights, message in bad:
+        with pytest.raises(lamina.InputError, match=message):
+            other.set_weights(weights)
+        for key, value in other.get_weights().items():  # nothing changed
+            np.testing.assert_array_equal(value, before[key])
+    with pytest.raises(ValueError, match="the dict given to set_weights"):
+        other.set_weights({})
+
+
+# -- fit ------------------------------------------------------------------------------
+def test_fit_returns_a_history_per_call_read_as_keras_users_read_it():
+    x, y = tiny_data()
+    model = lamina.Model(TINY)
+    first = model.fit(x, y, verbose=0)  # epochs: the config's training.epochs (2)
+    with pytest.warns(UserWarning, match="new validation split"):
+        second = model.fit(x, y, epochs=1, verbose=0, validation_split=0.0)
+    assert isinstance(first, lamina.History)
+    assert first.epoch == [1, 2] and second.epoch == [3] and len(model.history) == 3
+    assert set(first.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr",
+                                  "seconds"}
+    assert "val_loss" not in second.history  # no validation, no val_ lists (as in Keras)
+    assert first.history["val_loss"] == [r["val_loss"] for r in model.history[:2]]
+    assert first[-1]["epoch"] == 2 and first == model.history[:2]  # still a list of records
+    assert len(first) == 2  # the second call did not grow the first's history
+    assert repr(first).startswith("History(epochs 1-2; last: loss ")
+    model.history.clear()  # a copy: the model's own record is untouched
+    assert len(model.history) == 3
+
+
+@pytest.mark.parametrize(("verbose", "lines", "bar"), [(0, 0, False), (2, 2, False),
+                                                       (1, 2, True), ("auto", 2, True),
+                                                       (False, 0, False)])
+def test_verbose_is_keras_verbose(verbose, lines, bar, monkeypatch, capsys):
+    from lamina.training import trainer
+
+    bars = []
+    real = trainer.fit
+
+    def spy(*args, quiet, **kwargs):
+        bars.append(not quiet)
+        return real(*args, quiet=quiet, **kwargs)
+
+    monkeypatch.setattr(trainer, "fit", spy)
+    x, y = tiny_data()
+    lamina.Model(TINY).fit(x, y, verbose=verbose)
+    out = capsys.readouterr().out
+    assert out.count("epoch ") == lines and bars == [bar]
+
+
+def test_shuffle_false_and_train_step_are_the_same_steps():
+    """fit(shuffle=False) takes the batches in order; train_step takes one such step: a
+    loop of train_step over the same batches ends with the same weights, bit for bit
+    (dropout's masks come from the model's generator either way)."""
+    x, y = tiny_data()
+    fitted = lamina.Model(TINY, seed=3)
+    fitted.fit(x, y, epochs=1, shuffle=False, validation_split=0.0, verbose=0)
+    stepped = lamina.Model(TINY, seed=3)
+    losses = [stepped.train_step(x[i:i + 20], y[i:i + 20]) for i in range(0, 60, 20)]
+    assert all(isinstance(loss, float) for loss in losses)
+    for key, value in fitted.get_weights().items():
+        np.testing.assert_array_equal(stepped.get_weights()[key], value)
+    assert stepped.weights == "epoch 0, then train_step()"
+    shuffled = lamina.Model(TINY, seed=3)
+    shuffled.fit(x, y, epochs=1, validation_split=0.0, verbose=0)
+    assert not np.array_equal(shuffled.get_weights()["dense_1.W"],
+                              fitted.get_weights()["dense_1.W"])
+
+
+def test_train_step_checks_its_arrays_first():
+    model = lamina.Model(TINY)
+    x, y = tiny_data(4)
+    with pytest.raises(lamina.InputError, match="pass x\\[None\\]"):
+        model.train_step(x[0], y[:1])
+    with pytest.raises(lamina.InputError, match="no samples"):
+        model.train_step(x[:0], y[:0])
+    assert model.weights == "initial"
+
+
+def test_a_changed_validation_split_is_redrawn_with_a_warning():
+    x, y = tiny_data()
+    model = lamina.Model(TINY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(x, y, epochs=1, verbose=0)
+        model.fit(x, y, epochs=1, verbose=0)  # the same split: no warning
+    with pytest.warns(UserWarning, match="draws a new validation split: the last fit split "
+                                         "60 samples with validation_split=0.1, this one 60 "
+                                         "with 0.2"):
+        model.fit(x, y, epochs=1, verbose=0, validation_split=0.2)
+
+
+# -- callbacks ------------------------------------------------------------------------
+def test_a_keras_style_callback_gets_an_epoch_index_and_logs_and_can_stop():
+    seen = []
+
+    class KerasLike:
+        def set_model(self, model):
+            self.model = model
+
+        def on_train_begin(self, logs=None):
+            seen.append(("begin", logs))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(("epoch begin", epoch))
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(("epoch end", epoch, sorted(logs)))
+            if epoch == 1:
+                self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            seen.append(("end", sorted(logs)))
+
+    x, y = tiny_data()
+    model = lamina.Model(TINY)
+    callback = KerasLike()
+    history = model.fit(x, y, epochs=5, verbose=0, callbacks=[callback])
+    assert callback.model is model and len(history) == 2
+    keys = ["accuracy", "loss", "lr", "seconds", "val_accuracy", "val_loss"]
+    assert seen == [("begin", {}), ("epoch begin", 0), ("epoch end", 0, keys),
+                    ("epoch begin", 1), ("epoch end", 1, keys), ("end", keys)]
+
+
+def test_a_plain_object_gets_its_model_attribute():
+    class Stopper:
+        def on_epoch_end(self, epoch, logs):
+            self.model.stop_training = True
+
+    x, y = tiny_data()
+    model = lamina.Model(TINY)
+    assert len(model.fit(x, y, epochs=3, verbose=0, callbacks=[Stopper()])) == 1
+
+
+@pytest.mark.parametrize(("callback", "message"), [
+    (object(), r"callbacks\[0\] \(object\) has none of the hooks lamina calls"),
+    (type("Hook", (), {"on_epoch_end": lambda self: None})(),
+     r"callbacks\[0\] \(Hook\)\.on_epoch_end\(\) cannot take .* on_epoch_end\(epoch, logs\)"),
+    (type("Batchy", (), {"on_epoch_end": lambda self, e, logs: None,
+                         "on_train_batch_end": lambda self, b, logs: None})(),
+     "defines on_train_batch_end, which lamina never calls"),
+    (type("Mixed", (Callback,), {"on_epoch_end": lambda self, epoch, logs: None})(),
+     r"\(Mixed\)\.on_epoch_end is written as Keras's \(epoch, logs\), but Mixed subclasses "
+     r"lamina's Callback, whose on_epoch_end receives \(run, record\)"),
+    (type("Short", (Callback,), {"on_epoch_end": lambda self, run: None})(),
+     r"on_epoch_end\(run\) cannot take the arguments lamina passes"),
+    (type("NotCallable", (), {"on_epoch_end": 5})(), r"on_epoch_end is int 5, not a method"),
+])
+def test_callbacks_are_checked_before_training(callback, message):
+    x, y = tiny_data()
+    model = lamina.Model(TINY)
+    with pytest.raises(TypeError, match=message):
+        model.fit(x, y, verbose=0, callbacks=[callback])
+    assert model.history == []
+
+
+def test_the_run_a_callback_receives_has_a_short_repr():
+    shown = []
+
+    class Show(Callback):
+        def on_epoch_end(self, run, record):
+            shown.append(repr(run))
+
+    x, y = tiny_data()
+    lamina.Model(TINY).fit(x, y, epochs=1, verbose=0, callbacks=[Show()])
+    assert shown == ["<lamina training session: epoch 1 of 1, 3 layers, adam lr 0.01, "
+                     "in memory>"]
+
+
+# -- saving ---------------------------------------------------------------------------
+def test_save_refuses_to_overwrite_unless_asked(tmp_path):
+    x, y = tiny_data()
+    model = lamina.Model(TINY)
+    model.save(tmp_path / "m")
+    model.fit(x, y, epochs=1, verbose=0)
+    with pytest.raises(lamina.LaminaError, match="already exists and is not empty; pass "
+                                                 "overwrite=True to replace the model"):
+        model.save(tmp_path / "m")
+    assert lamina.Model.load(tmp_path / "m").weights == "initial"
+    model.save(tmp_path / "m", overwrite=True)
+    assert lamina.Model.load(tmp_path / "m").weights == "epoch 1 (last)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # nothing left beside it
+    with pytest.raises(lamina.InputError, match="overwrite must be True or False"):
+        model.save(tmp_path / "m", overwrite="yes")
+
+
+def test_overwrite_never_replaces_a_folder_of_other_files(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "thesis.tex").write_text("years of work")
+    (tmp_path / "file").write_text("x")
+    model = lamina.Model(TINY)
+    with pytest.raises(lamina.LaminaError, match=r"holds files lamina did not write "
+                                                 r"\(thesis.tex\)"):
+        model.save(tmp_path / "notes", overwrite=True)
+    assert (tmp_path / "notes" / "thesis.tex").read_text() == "years of work"
+    with pytest.raises(lamina.LaminaError, match="is a file; save\\(path\\) writes a folder"):
+        model.save(tmp_path / "file", overwrite=True)
+
+
+def test_a_failed_save_leaves_the_saved_model_as_it_was(tmp_path, monkeypatch):
+    x, y = tiny_data()
+    model = lamina.Model(TINY)
+    model.save(tmp_path / "m")
+    before = sorted((p.name, p.read_bytes()) for p in (tmp_path / "m").iterdir())
+    model.fit(x, y, epochs=1, verbose=0)
+
+    def full_disk(*args, **kwargs):
+        raise CheckpointError("no space left on device")
+
+    monkeypatch.setattr(runs, "save_checkpoint", full_disk)
+    with pytest.raises(CheckpointError, match="no space left"):
+        model.save(tmp_path / "m", overwrite=True)
+    assert sorted((p.name, p.read_bytes()) for p in (tmp_path / "m").iterdir()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no half-written folder
+    with pytest.raises(CheckpointError):
+        model.save(tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+def test_overwrite_waits_for_no_one_a_run_in_use_is_refused(tmp_path):
+    model = lamina.Model(TINY)
+    model.save(tmp_path / "m")
+    with runs.RunLock(tmp_path / "m"), pytest.raises(lamina.LaminaError,
+                                                     match="in use by another lamina process"):
+        model.save(tmp_path / "m", overwrite=True)
+
+
+# -- your own loop --------------------------------------------------------------------
+def test_network_forward_needs_the_training_flag():
+    model = lamina.Model(TINY)
+    x, _ = tiny_data(2)
+    with pytest.raises(TypeError, match="missing 1 required keyword-only argument: 'training'"):
+        model.network.forward(x)
+    with pytest.raises(TypeError, match="training must be True or False, received 'yes'"):
+        model.network.forward(x, training="yes")
+
+
+def test_the_explicit_loop_is_what_train_step_does():
+    """forward(training=True), the loss and its gradient, backward, the optimizer's step:
+    the sequence docs/python-api.md spells out, equal to train_step with one shard."""
+    x, y = tiny_data(20)
+    config = {**TINY, "training": {"shards": 1}}
+    by_hand, stepped = lamina.Model(config, seed=4), lamina.Model(config, seed=4)
+    network, loss, optimizer = by_hand.network, by_hand.loss, by_hand.optimizer
+    logits = network.forward(x, training=True)
+    value = loss.forward(logits, y)
+    network.backward(loss.backward())
+    optimizer.step(network.params(), network.grads())
+    assert float(value) == stepped.train_step(x, y)
+    for key, array in stepped.get_weights().items():
+        np.testing.assert_array_equal(by_hand.get_weights()[key], array)
