@@ -31,12 +31,25 @@ def test_the_python_api_page_runs_as_a_notebook(mnist_root, monkeypatch, tmp_pat
     exec(compile(code, str(DOC), "exec"), namespace)
     model, again = namespace["model"], namespace["again"]
     # what the page promises: trained, evaluated, saved and reloaded to the same output
-    assert len(model.history) == 2 and again.weights == "epoch 2 (last)"
+    assert len(model.history) == 3 and again.weights == "epoch 3 (last)"
     assert namespace["report"]["samples"] == 10_000
     assert namespace["report"]["accuracy"] > 0.6  # one epoch on 1,800 images
     image = namespace["image"]
-    np.testing.assert_array_equal(again.predict(image[None]), model.predict(image[None]))
+    np.testing.assert_array_equal(again.predict(image[None]), namespace["probabilities"])
     out = capsys.readouterr().out
+    # the model as Keras users look at it, and their callback
+    assert "Total params: 34,826" in out and "34826\n" in out
+    assert "<lamina.Model (1, 28, 28) -> (10,), 9 layers, 34,826 parameters" in out
+    assert "conv2d_1 conv2d (32, 26, 26) 320\nrelu_1 relu (32, 26, 26) 0\n" in out
+    assert re.search(r"epoch 2: val_loss \d\.\d{4}\n", out)  # epochs counted from 0
+    # saving over a saved model, weights in and out, a loop of one's own
+    assert "already exists and is not empty; pass overwrite=True to replace the model" in out
+    assert lamina.Model.load(namespace["folder"]).weights == "epoch 3 (last)"
+    assert "{'conv2d_1.W': (32, 1, 3, 3), 'conv2d_1.b': (32,)}" in out
+    assert "set by set_weights() after epoch 0" in out
+    assert re.search(r"epoch 1: loss \d\.\d{4}\n", out)
+    assert model.weights == "epoch 3, then train_step()"
+    assert namespace["optimizer"].lr == pytest.approx(1e-3 / 4)
     assert "x has shape (1, 28, 28): one sample without the batch axis; pass x[None]" in out
     # the notebook's own layer: certified, named as local, refused by name when missing
     assert "0 checks failed" in out
