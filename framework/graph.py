@@ -364,10 +364,11 @@ class Network:
         """Copies of every parameter and non-trainable array, by dotted name."""
         return {k: v.copy() for k, v in {**self.params(), **self.state()}.items()}
 
-    def check_state_dict(self, state: dict[str, np.ndarray], what: str = "the state") -> None:
+    def check_state_dict(self, state: dict[str, np.ndarray], what: str = "the state", *,
+                         hint: str = ". Was it saved from a different config?") -> None:
         """Raise StateError listing every missing, unexpected or misshapen entry of
-        ``state``, or a non-finite value; change nothing. ``what`` names ``state`` in
-        the message."""
+        ``state``, or a value that is not finite in the network's dtype; change nothing.
+        ``what`` names ``state`` in the message, ``hint`` ends it."""
         targets = {**self.params(), **self.state()}
         problems = [f"missing {k!r} {v.shape}" for k, v in targets.items() if k not in state]
         problems += [f"unexpected {k!r}" for k in state if k not in targets]
@@ -380,12 +381,18 @@ class Network:
                     problems.append(f"{key!r} has dtype {value.dtype}, expected {target.dtype}")
                 elif not np.all(np.isfinite(value)):
                     problems.append(f"{key!r} holds NaN or infinite values")
+                elif value.dtype.kind == "f" and target.dtype.kind == "f" \
+                        and value.dtype.itemsize > target.dtype.itemsize and value.size \
+                        and np.max(np.abs(value)) > np.finfo(target.dtype).max:
+                    problems.append(f"{key!r} holds values beyond {target.dtype}'s range "
+                                    f"(±{np.finfo(target.dtype).max:.3g}), which would become "
+                                    "infinite")
         if problems:
             raise StateError(
                 f"{what} does not fit this network ({len(problems)} problem"
                 f"{'s' if len(problems) != 1 else ''}): " + "; ".join(problems[:8])
                 + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
-                + (_renamed(targets, state) or ". Was it saved from a different config?")
+                + (_renamed(targets, state) or hint)
             )
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:

@@ -43,7 +43,7 @@ from .runtime.distributed import (
 )
 from .runtime.parallel import probabilities
 from .summary import LayerInfo, layer_infos
-from .training.fitting import Fitting, ValidationSplit
+from .training.fitting import Fitting, ValidationSplit, weights_changed
 
 
 class Model(Fitting):
@@ -111,6 +111,8 @@ class Model(Fitting):
         session = load_trained(path, registry, weights=weights)
         model = cls.__new__(cls)
         model._set_up(registry, make_plan(session.config, registry), session, None)
+        # the split it validated on is not stored: fit says so when it draws another
+        model._split.unknown = any(r["val_loss"] is not None for r in session.history)
         return model
 
     @property
@@ -139,7 +141,7 @@ class Model(Fitting):
         """One record per epoch trained so far, over every ``fit`` call (each call
         returns its own :class:`~lamina.training.history.History`), as in a run's
         ``metrics.json``."""
-        return list(self._session.history) if self._session is not None else []
+        return [dict(r) for r in self._session.history] if self._session is not None else []
 
     @property
     def weights(self) -> str:
@@ -185,22 +187,25 @@ class Model(Fitting):
         """Copy ``weights`` (as :meth:`get_weights` returns them: every array, by name)
         into the network. Missing or unknown names, other shapes, dtypes that do not
         cast or non-finite values are all refused at once, and nothing changes then.
-        The optimizer's state is kept (``fit`` continues from it)."""
+        The optimizer's state is kept (``fit`` continues from it); the best epoch so
+        far is forgotten, so ``save`` and ``load`` keep these weights."""
         def checked():
             if not isinstance(weights, Mapping) or not all(isinstance(k, str) for k in weights):
                 raise InputError(f"weights must be a dict of arrays by name, as get_weights() "
                                  f"returns, received {received(weights)}")
             run = self._run
             try:
-                run.network.check_state_dict(weights, "the dict given to set_weights()")
+                run.network.check_state_dict(
+                    weights, "the dict given to set_weights()",
+                    hint=". get_weights() returns every name with its shape and dtype")
             except StateError as error:
                 raise InputError(str(error)) from None
             return run
 
         run = on_every_rank(self._comm, checked)
-        run.network.load_state_dict(weights)
-        run.last_state = None  # what save() writes is what the network holds now
-        run.weights = f"set by set_weights() after epoch {run.epoch}"
+        # copies first: arrays given may be the network's own (a swap through params())
+        run.network.load_state_dict({key: np.array(value) for key, value in weights.items()})
+        weights_changed(run, f"set by set_weights() after epoch {run.epoch}")
 
     def summary(self, *, expand: bool = False, print_fn: Callable[[str], Any] | None = print
                 ) -> str:

@@ -58,8 +58,10 @@ def summary_table(architecture: Any, *, expand: bool = False) -> str:
     ])
 
 
-def _trainable(nodes: list[Any]) -> int:
-    return sum(spec.size for node in nodes for spec in node.specs.values() if spec.trainable)
+def _values(nodes: list[Any]) -> int:
+    """Values held, trainable or not (a batchnorm's running statistics count, as in
+    Keras's summary and in the totals below the table)."""
+    return sum(spec.size for node in nodes for spec in node.specs.values())
 
 
 def _rows(architecture: Any, units: list[Any], depth: int, expand: bool) -> list[list[str]]:
@@ -75,11 +77,11 @@ def _rows(architecture: Any, units: list[Any], depth: int, expand: bool) -> list
         if unit.name in by_name:
             node = by_name[unit.name]
             rows.append([name, node.config.type, str(node.output_shape),
-                         f"{_trainable([node]):,}", cell, str(node.provider)])
+                         f"{_values([node]):,}", cell, str(node.provider)])
             continue
         inner = [n for n in architecture.nodes if n.name.startswith(unit.name + ".")]
         rows.append([name, unit.type, str(by_name[unit.output].output_shape),
-                     f"{_trainable(inner):,}", cell, unit.provider])
+                     f"{_values(inner):,}", cell, unit.provider])
         if expand:
             rows += _rows(architecture, _members(architecture.config, unit.name), depth + 1,
                           expand)

@@ -341,3 +341,158 @@ def test_the_explicit_loop_is_what_train_step_does():
     assert float(value) == stepped.train_step(x, y)
     for key, array in stepped.get_weights().items():
         np.testing.assert_array_equal(by_hand.get_weights()[key], array)
+
+
+# -- from a review of the above as users would use it ----------------------------------
+def test_weights_set_after_restore_best_are_the_ones_saved_and_loaded(tmp_path):
+    x, y = tiny_data(90)
+    for change in ("set_weights", "train_step"):
+        model = lamina.Model(TINY, seed=0)
+        model.fit(x, y, epochs=3, restore_best=True, validation_split=0.3, verbose=0)
+        if change == "set_weights":
+            model.set_weights({k: v * 0.5 for k, v in model.get_weights().items()})
+        else:
+            model.train_step(x[:20], y[:20])
+        model.save(tmp_path / change)
+        loaded = lamina.Model.load(tmp_path / change)
+        np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+        assert loaded.weights == "epoch 3 (last)"
+
+
+def test_a_keras_style_callback_follows_the_model_it_is_given_to():
+    class Stopper:
+        def on_epoch_end(self, epoch, logs):
+            self.model.stop_training = True
+
+    x, y = tiny_data()
+    stopper, first, second = Stopper(), lamina.Model(TINY), lamina.Model(TINY)
+    first.fit(x, y, epochs=3, verbose=0, callbacks=[stopper])
+    assert len(second.fit(x, y, epochs=3, verbose=0, callbacks=[stopper])) == 1
+    assert stopper.model is second
+
+
+def test_a_subclass_of_keras_own_base_class_is_taken():
+    """keras.callbacks.Callback defines every hook, per batch too, as a no-op: only what
+    the subclass overrides is the user's (a stand-in class from a 'keras' module)."""
+    hooks = ["on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+             "on_batch_begin", "on_batch_end", "on_train_batch_end", "on_test_begin",
+             "on_predict_batch_end"]
+    namespace = {name: (lambda self, *a, **k: None) for name in hooks}
+    namespace["set_model"] = lambda self, model: setattr(self, "_model", model)
+    namespace["model"] = property(lambda self: self._model)
+    KerasBase = type("Callback", (), {**namespace, "__module__": "keras.src.callbacks"})
+    seen = []
+
+    class Mine(KerasBase):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((epoch, self.model))
+
+    x, y = tiny_data()
+    model = lamina.Model(TINY)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[Mine()])
+    assert seen == [(0, model), (1, model)]
+
+
+@pytest.mark.parametrize(("callback", "message"), [
+    (type("LaminaStyle", (), {"on_epoch_end": lambda self, run, record: None})(),
+     r"\(LaminaStyle\)\.on_epoch_end is written as lamina's \(run, record\), but "
+     r"LaminaStyle does not subclass lamina.Callback"),
+    (type("Batchy", (Callback,), {"on_train_batch_end": lambda self, run: None})(),
+     "defines on_train_batch_end, which lamina never calls"),
+    (type("Typo", (), {"on_epoch_ends": lambda self, epoch, logs: None,
+                       "on_train_begin": lambda self, logs: None})(),
+     "defines on_epoch_ends, which is not a hook lamina calls; did you mean on_epoch_end?"),
+    (type("ReadOnly", (), {"on_epoch_end": lambda self, epoch, logs: None,
+                           "model": property(lambda self: None)})(),
+     r"could not be given the model \(self.model, as Keras gives it\)"),
+])
+def test_more_callback_mistakes_are_refused_before_training(callback, message):
+    x, y = tiny_data()
+    model = lamina.Model(TINY)
+    with pytest.raises(TypeError, match=message):
+        model.fit(x, y, verbose=0, callbacks=[callback])
+    assert model.history == [] and model._session is None
+
+
+def test_callbacks_none_and_numpy_verbose_are_accepted():
+    x, y = tiny_data()
+    history = lamina.Model(TINY).fit(x, y, epochs=1, callbacks=None, verbose=np.int64(0))
+    assert len(history) == 1
+
+
+def test_set_weights_refuses_values_float32_cannot_hold_and_survives_aliasing():
+    model = lamina.Model(TINY)
+    weights = model.get_weights()
+    with pytest.raises(lamina.InputError, match=r"'dense_1.b' holds values beyond float32's "
+                                                r"range .*get_weights\(\) returns every name"):
+        model.set_weights({**weights, "dense_1.b": np.full(10, 1e300)})
+    live = model.network.params()  # the network's own arrays, swapped
+    W, b = live["dense_1.W"].copy(), live["dense_1.b"].copy()
+    model.set_weights({"dense_1.W": live["dense_1.W"] * 0 + 1, "dense_1.b": live["dense_1.W"][0]})
+    np.testing.assert_array_equal(model.get_weights()["dense_1.W"], np.ones_like(W))
+    np.testing.assert_array_equal(model.get_weights()["dense_1.b"], W[0])
+    assert not np.array_equal(b, W[0])
+
+
+def test_fit_settings_apply_to_their_call_only():
+    x, y = tiny_data()
+    model = lamina.Model(TINY)
+    first = model.fit(x, y, epochs=1, validation_split=0.0, shuffle=False, verbose=0)
+    with pytest.warns(UserWarning, match="will look better than it is"):
+        second = model.fit(x, y, epochs=1, verbose=0)  # the config's split again
+    assert "val_loss" not in first.history and "val_loss" in second.history
+    assert model.config.training.shuffle is True
+
+
+def test_no_warning_when_nothing_is_validated_and_one_for_a_loaded_model(tmp_path):
+    x, y = tiny_data()
+    model = lamina.Model(TINY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(x, y, epochs=1, validation_split=0.0, verbose=0)
+        model.fit(x[:30], y[:30], epochs=1, validation_split=0.0, verbose=0)
+    with pytest.warns(UserWarning, match="held out were trained on before"):
+        model.fit(x[:30], y[:30], epochs=1, verbose=0, validation_split=0.2)
+    model.save(tmp_path / "m")
+    loaded = lamina.Model.load(tmp_path / "m")
+    with pytest.warns(UserWarning, match="validation split for this loaded model: the split "
+                                         "it was trained with is not stored"):
+        loaded.fit(x, y, epochs=1, verbose=0)
+
+
+def test_an_interrupted_fit_says_the_weights_are_part_way(monkeypatch):
+    from lamina.training import trainer
+
+    x, y = tiny_data()
+    model = lamina.Model(TINY)
+    model.fit(x, y, epochs=1, verbose=0)
+    real, calls = trainer.train_batch, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=1, verbose=0)
+    assert model.weights == "epoch 1, then part of epoch 2 (fit() stopped)"
+
+
+def test_summary_rows_count_every_value_as_the_totals_do():
+    text = lamina.Model("residual_cnn").summary(print_fn=None)
+    assert "residual_1   residual   (16, 14, 14)   2,368" in text  # 2,336 + 32 statistics
+    assert "Total params: 10,378" in text
+
+
+def test_overwrite_through_a_symlink_writes_the_folder_it_names(tmp_path):
+    x, y = tiny_data()
+    model = lamina.Model(TINY)
+    model.save(tmp_path / "real")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "link", overwrite=True)
+    assert (tmp_path / "link").is_symlink()
+    assert lamina.Model.load(tmp_path / "real").weights == "epoch 1 (last)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]

@@ -25,6 +25,7 @@ mid-run or being silently skipped.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import sys
 from collections.abc import Callable, Sequence
@@ -136,6 +137,9 @@ NEVER_CALLED = ("on_batch_begin", "on_batch_end", "on_train_batch_begin",
                 "on_train_batch_end", "on_test_begin", "on_test_end", "on_test_batch_begin",
                 "on_test_batch_end", "on_predict_begin", "on_predict_end",
                 "on_predict_batch_begin", "on_predict_batch_end")
+#: packages whose callback base classes define every Keras hook as a no-op: their own
+#: definitions are not the user's (only what a subclass overrides counts)
+_KERAS_PACKAGES = ("keras", "tf_keras", "tensorflow")
 
 
 def checked_callbacks(callbacks: Any, model: Any = None) -> list[Callback]:
@@ -143,7 +147,9 @@ def checked_callbacks(callbacks: Any, model: Any = None) -> list[Callback]:
     :class:`Callback` objects as they are, other objects with Keras's hooks wrapped
     (:class:`KerasStyle`). ``model`` is what a Keras-style callback sees as
     ``self.model``. Raises :class:`lamina.InputError` (a TypeError) naming the
-    callback, the hook and the fix."""
+    callback, the hook and the fix. ``None`` is no callbacks."""
+    if callbacks is None:
+        return []
     if isinstance(callbacks, Callback) or not isinstance(callbacks, Sequence) \
             or isinstance(callbacks, str):
         raise InputError(f"callbacks must be a list of callback objects, received "
@@ -151,28 +157,73 @@ def checked_callbacks(callbacks: Any, model: Any = None) -> list[Callback]:
     checked: list[Callback] = []
     for i, callback in enumerate(callbacks):
         where = f"callbacks[{i}] ({type(callback).__name__})"
+        _check_hook_names(callback, where)
         if isinstance(callback, Callback):
-            _check_lamina_hooks(callback, where)
+            _check_hooks(callback, where, keras=False)
             checked.append(callback)
         else:
             checked.append(KerasStyle(callback, where, model))
     return checked
 
 
-def _check_lamina_hooks(callback: Callback, where: str) -> None:
-    for name, arguments in HOOKS.items():
-        hook = getattr(callback, name, None)
-        if getattr(type(callback), name, None) is getattr(Callback, name):
-            continue  # not overridden
+def _users(callback: Any, name: str) -> bool:
+    """Whether ``name`` is defined on ``callback`` by the user: on the object, or by a
+    class of its own (not lamina's Callback nor a Keras base class, whose hooks are
+    no-ops)."""
+    if name in getattr(callback, "__dict__", {}):
+        return True
+    for cls in type(callback).__mro__:
+        if name in vars(cls):
+            package = (cls.__module__ or "").split(".")[0]
+            return cls is not Callback and package not in _KERAS_PACKAGES
+    return False
+
+
+def _check_hook_names(callback: Any, where: str) -> None:
+    """A hook lamina never calls, or a misspelt one, would be skipped in silence."""
+    known = (*HOOKS, *NEVER_CALLED)
+    own = [name for name in dir(callback) if name.startswith("on_") and _users(callback, name)]
+    never = [name for name in own if name in NEVER_CALLED]
+    if never:
+        raise InputError(
+            f"{where} defines {', '.join(never)}, which lamina never calls (its loop calls "
+            "callbacks around the training and each epoch only: on_train_begin, "
+            "on_epoch_begin, on_epoch_end, on_train_end); move that work to on_epoch_end "
+            "or remove it")
+    for name in own:
+        if name not in known:
+            close = difflib.get_close_matches(name, HOOKS, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise InputError(f"{where} defines {name}, which is not a hook lamina calls; "
+                             f"{hint}the hooks are {', '.join(HOOKS)}")
+
+
+def _check_hooks(callback: Any, where: str, keras: bool) -> list[str]:
+    """Check that every hook the user defined takes what the loop passes it (Keras's
+    arguments for a callback that does not subclass :class:`Callback`, lamina's
+    otherwise) and is not written for the other convention; returns their names."""
+    hooks, other = (KERAS_HOOKS, HOOKS) if keras else (HOOKS, KERAS_HOOKS)
+    cls = type(callback).__name__
+    defined = [name for name in hooks if _users(callback, name)]
+    for name in defined:
+        hook = getattr(callback, name)
         parameters = _parameters(hook, where, name)
-        if parameters[:1] == ["epoch"] or "logs" in parameters:
+        theirs = other[name]
+        if parameters[:1] == [theirs[0]] or (theirs[-1] in parameters
+                                             and theirs[-1] not in hooks[name]):
+            written, called = ", ".join(parameters), ", ".join(hooks[name])
+            if keras:
+                raise InputError(
+                    f"{where}.{name} is written as lamina's ({written}), but {cls} does not "
+                    f"subclass lamina.Callback, so it is called as Keras calls it, "
+                    f"{name}({called}): subclass lamina.Callback, or take ({called})")
             raise InputError(
-                f"{where}.{name} is written as Keras's ({', '.join(parameters)}), but "
-                f"{type(callback).__name__} subclasses lamina's Callback, whose {name} "
-                f"receives ({', '.join(arguments)}): take ({', '.join(arguments)}), or drop "
-                f"the Callback base class and lamina calls {name}"
-                f"({', '.join(KERAS_HOOKS[name])}) as Keras does")
-        _check_takes(hook, arguments, where, name)
+                f"{where}.{name} is written as Keras's ({written}), but {cls} subclasses "
+                f"lamina's Callback, whose {name} receives ({called}): take ({called}), or "
+                f"drop the Callback base class and lamina calls {name}"
+                f"({', '.join(theirs)}) as Keras does")
+        _check_takes(hook, hooks[name], where, name)
+    return defined
 
 
 def _parameters(hook: Any, where: str, name: str) -> list[str]:
@@ -201,41 +252,36 @@ class KerasStyle(Callback):
     """A callback written for Keras, called as Keras calls it: ``on_epoch_begin(epoch,
     logs)`` and ``on_epoch_end(epoch, logs)`` with the epoch counted from 0 and
     ``logs`` the epoch's numbers by Keras's names, ``on_train_begin(logs)``,
-    ``on_train_end(logs)`` (the last epoch's logs). Before training its
+    ``on_train_end(logs)`` (the last epoch's logs). When ``fit`` checks it, its
     ``set_model(model)`` is called if it has one, else its ``model`` attribute is set
-    (unless it has one), so ``self.model.stop_training = True`` stops the run."""
+    (unless it holds something other than a lamina Model), so
+    ``self.model.stop_training = True`` stops the run."""
 
     def __init__(self, callback: Any, where: str, model: Any):
-        hooks = [name for name in KERAS_HOOKS if getattr(callback, name, None) is not None]
+        hooks = _check_hooks(callback, where, keras=True)
         if not hooks:
             raise InputError(
-                f"{where} has none of the hooks lamina calls; subclass "
-                "lamina.training.callbacks.Callback and override what you need "
-                "(on_train_begin(run), on_epoch_begin(run), on_epoch_end(run, record), "
-                "on_train_end(run)), or write Keras's on_epoch_end(epoch, logs)")
-        never = [name for name in NEVER_CALLED if getattr(callback, name, None) is not None]
-        if never:
-            raise InputError(
-                f"{where} defines {', '.join(never)}, which lamina never calls (its loop "
-                "calls callbacks around the training and each epoch only: on_train_begin, "
-                "on_epoch_begin, on_epoch_end, on_train_end); move that work to "
-                "on_epoch_end or remove it")
-        for name in hooks:
-            _parameters(getattr(callback, name), where, name)
-            _check_takes(getattr(callback, name), KERAS_HOOKS[name], where, name)
-        self.callback, self.model = callback, model
+                f"{where} has none of the hooks lamina calls; subclass lamina.Callback and "
+                "override what you need (on_train_begin(run), on_epoch_begin(run), "
+                "on_epoch_end(run, record), on_train_end(run)), or write Keras's "
+                "on_epoch_end(epoch, logs)")
+        self.callback, self.hooks = callback, hooks
         self._last: dict[str, float] = {}
+        try:
+            if callable(getattr(callback, "set_model", None)):
+                callback.set_model(model)
+            elif getattr(callback, "model", None) is None or \
+                    type(callback.model) is type(model):
+                callback.model = model
+        except Exception as exc:  # a read-only property, a set_model that fails
+            raise InputError(f"{where} could not be given the model (self.model, as Keras "
+                             f"gives it): {type(exc).__name__}: {exc}") from exc
 
     def _call(self, name: str, *arguments: Any) -> None:
-        hook = getattr(self.callback, name, None)
-        if hook is not None:
-            hook(*arguments)
+        if name in self.hooks:
+            getattr(self.callback, name)(*arguments)
 
     def on_train_begin(self, run: Session) -> None:
-        if hasattr(self.callback, "set_model"):
-            self.callback.set_model(self.model)
-        elif not hasattr(self.callback, "model"):
-            self.callback.model = self.model
         self._last = logs(run.history[-1]) if run.history else {}
         self._call("on_train_begin", {})
 

@@ -16,6 +16,7 @@ a warning, since samples validated on before may then be trained on.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -34,7 +35,7 @@ VERBOSE = {0: (False, False), 1: (True, True), 2: (False, True), "auto": (True, 
 
 def verbosity(verbose: Any) -> tuple[bool, bool]:
     """(show a progress bar, print a line per epoch) for ``fit(verbose=...)``."""
-    if isinstance(verbose, bool):
+    if isinstance(verbose, numbers.Integral):  # True/False and NumPy integers too
         verbose = int(verbose)
     if not isinstance(verbose, int | str) or verbose not in VERBOSE:
         raise InputError(f"verbose must be 0 (silent), 1 (a progress bar and a line per "
@@ -46,9 +47,10 @@ def verbosity(verbose: Any) -> tuple[bool, bool]:
 class ValidationSplit:
     """The positions of a model's training and validation samples, drawn once."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, unknown: bool = False) -> None:
         self.key: tuple[int, float] | None = None
         self.index: tuple[np.ndarray, np.ndarray] | None = None
+        self.unknown = unknown  # a loaded model validated on a split not stored with it
 
     def data(self, run: Any, fraction: float, x: np.ndarray, y: np.ndarray) -> Any:
         """The :class:`~lamina.training.trainer.Data` of ``x``, ``y`` split by
@@ -59,12 +61,13 @@ class ValidationSplit:
         key = (len(x), fraction)
         if self.key != key:
             if self.key is not None:
+                _warn_redrawn(self.key, key)
+            elif self.unknown and fraction > 0:
                 warnings.warn(
-                    f"fit() draws a new validation split: the last fit split "
-                    f"{self.key[0]} samples with validation_split={self.key[1]}, this one "
-                    f"{key[0]} with {key[1]}. Samples validated on before may now be trained "
-                    "on; pass validation_data=(x_val, y_val) to fix what is validated on",
-                    UserWarning, stacklevel=3)
+                    "fit() draws a validation split for this loaded model: the split it was "
+                    "trained with is not stored, so samples validated on before may now be "
+                    "trained on and the other way round; pass validation_data=(x_val, y_val) "
+                    "to control what is validated on", UserWarning, stacklevel=3)
             if fraction == 0:
                 index = (np.arange(len(x)), np.arange(0))
             else:
@@ -75,6 +78,35 @@ class ValidationSplit:
             self.key, self.index = key, index
         train, val = self.index
         return Data(x[train], y[train], x[val], y[val])
+
+
+def _warn_redrawn(before: tuple[int, float], now: tuple[int, float]) -> None:
+    (n0, f0), (n1, f1) = before, now
+    if f0 == 0 and f1 == 0:
+        return  # nothing was or is validated on
+    if f0 == 0:
+        what = ("the samples now held out were trained on before, so the validation loss "
+                "will look better than it is")
+    elif f1 == 0:
+        what = "samples validated on before are now trained on"
+    else:
+        what = "samples validated on before may now be trained on"
+    warnings.warn(f"fit() draws a new validation split: the last fit split {n0} samples with "
+                  f"validation_split={f0}, this one {n1} with {f1}; {what}. Pass "
+                  "validation_data=(x_val, y_val) to fix what is validated on",
+                  UserWarning, stacklevel=4)
+
+
+def weights_changed(run: Any, label: str) -> None:
+    """The network's weights were changed outside ``fit`` (``set_weights``,
+    ``train_step``): they are what ``save`` writes and ``load`` gives back, so the best
+    epoch so far (``restore_best``'s and ``Model.load``'s default) no longer stands
+    for them and is forgotten; ``label`` is what ``model.weights`` says."""
+    run.last_state = run.best_state = None
+    for key in ("best_epoch", "best_val_loss"):
+        run.extra.pop(key, None)
+    run.extra["stale_epochs"] = 0
+    run.weights = label
 
 
 class Fitting:
@@ -119,9 +151,10 @@ class Fitting:
             ys = self._labels(y, len(xs), "y")
             more = epochs if epochs is not None else plan.config.training.epochs
             plan.config.with_training(epochs=more)  # the rule a config's epochs obey
-            built = self._session
-            config = (built.config if built is not None else plan.config).with_training(
-                **training, epochs=(built.epoch if built is not None else 0) + more)
+            # This call's settings over the model's config, as Keras applies fit's
+            # arguments: a setting given to one call is not kept for the next.
+            done = self._session.epoch if self._session is not None else 0
+            config = plan.config.with_training(**training, epochs=done + more)
             if not len(xs):
                 raise InputError("x holds no training samples; pass at least one")
             if validation_data is not None:
@@ -137,7 +170,7 @@ class Fitting:
 
         plan, config, x, y, val, callbacks, (bar, lines) = on_every_rank(self._comm, checked)
         same_on_every_rank(self._comm, "fit", x.shape, y.shape, config.to_dict(),
-                                 None if val is None else (val[0].shape, val[1].shape))
+                           None if val is None else (val[0].shape, val[1].shape))
         # Checked: from here on the model changes (its network is built on first use).
         self._plan = plan
         run = on_every_rank(self._comm, lambda: self._run)
@@ -155,6 +188,11 @@ class Fitting:
         try:
             with ending_every_rank_on_failure(self._comm):
                 fit(run, data, callbacks=loop, quiet=not (bar and root), log=log)
+        except BaseException:
+            # the network may be part-way through an epoch: say so rather than "last"
+            run.weights = (f"epoch {run.epoch}, then part of epoch {run.epoch + 1} (fit() "
+                           "stopped)")
+            raise
         finally:
             run.step.close()
         return History(run.history[before:])
@@ -179,8 +217,7 @@ class Fitting:
         same_on_every_rank(self._comm, "train_step", x.shape, y.shape)
         with ending_every_rank_on_failure(self._comm):
             loss, _ = train_batch(run, x, y, "in train_step()")
-        run.last_state = None  # the network trains on from what it holds
-        run.weights = f"epoch {run.epoch}, then train_step()"
+        weights_changed(run, f"epoch {run.epoch}, then train_step()")
         return loss
 
     def _seeded_plan(self, seed: Any):
@@ -197,8 +234,8 @@ class Fitting:
             raise ConfigError([ConfigIssue("seed", (
                 f"this model's network was already built with seed "
                 f"{self._session.config.training.seed}; a seed only takes effect before the "
-                f"first fit or predict: pass Model(..., seed={seed}) or fit(seed={seed}) on a "
-                "new model"))])
+                f"network is first used (fit, predict, layers, get_weights...): pass "
+                f"Model(..., seed={seed}) or fit(seed={seed}) on a new model"))])
         return self._plan
 
     def _use_shards(self, run) -> None:

@@ -7,7 +7,8 @@ was. ``overwrite=True`` replaces a saved model (a folder holding only what lamin
 writes into a run directory) and nothing else: a folder with other files in it is
 refused, never emptied. The old folder is moved aside under a hidden name, the new
 one renamed into its place, and the old one deleted; if the process dies between
-the two renames, the old model is still there under ``.NAME.replaced-*``.
+the two renames, the old model is still there under ``.NAME.replaced-*``. A
+symbolic link is followed: the folder it names is written, the link stays.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def save_model(run: Any, registry: Registry, path: Path, *, overwrite: bool = Fa
     from .runs import Checkpoint
     from .trainer import optimizer_state
 
+    if path.is_symlink():  # the folder it names is the one written (the link stays)
+        path = path.resolve()
     replacing = _check_target(path, overwrite)
     best = run.extra.get("best_epoch")
     # A model that holds its best epoch's weights (restore_best) is saved as the run it

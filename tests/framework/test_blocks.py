@@ -99,7 +99,7 @@ def test_the_summary_folds_a_block_and_unfolds_it_on_request(registry):
 
     architecture = make_plan("residual_cnn", registry).architecture
     folded = architecture.summary()
-    assert "residual_1   residual   (16, 14, 14)   2,336  lamina 0.1.0" in folded
+    assert "residual_1   residual   (16, 14, 14)   2,368  lamina 0.1.0" in folded
     assert "conv2d_1" in folded and "batchnorm" not in folded
     expanded = architecture.summary(expand=True).splitlines()
     rows = [line.split()[:2] for line in expanded if "└" in line]
