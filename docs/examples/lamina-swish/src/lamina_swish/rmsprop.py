@@ -1,10 +1,15 @@
-"""rmsprop: gradient steps scaled by a running root mean square of the gradient.
+"""rmsprop_eps_outside: RMSprop with epsilon added outside the square root.
 
 For every parameter p (any shape) with gradient g (same shape), learning rate lr,
-decay rho and epsilon, one step is (Hinton's lecture 6e, as Keras computes it):
+decay rho and epsilon, one step is (Hinton's lecture 6e, with epsilon where PyTorch
+puts it):
 
     s = rho * s + (1 - rho) * g**2            # running mean of g**2, s starts at 0
     p = p - lr * g / (sqrt(s) + epsilon)
+
+lamina's built-in ``rmsprop`` follows Keras and adds epsilon inside the root,
+``sqrt(s + epsilon)``; that is the one difference (the defaults are the same). It
+matters while |g| is near sqrt(epsilon) or below: there this form takes larger steps.
 
 State: the slot ``s`` (one array per parameter, same shape and dtype). lamina keeps
 the step count and the learning rate, and checks every state loaded into it.
@@ -18,19 +23,19 @@ from pydantic import Field
 from lamina import Optimizer, OptimizerConfig, OptimizerExample, OptimizerReference, hookimpl
 
 
-class RMSpropConfig(OptimizerConfig):
-    """Settings of rmsprop."""
+class RMSpropEpsOutsideConfig(OptimizerConfig):
+    """Settings of rmsprop_eps_outside."""
 
     lr: float = Field(1e-3, gt=0, description="learning rate")
     rho: float = Field(0.9, ge=0, lt=1, description="decay of the running mean of g**2")
     epsilon: float = Field(1e-7, gt=0, description="added to sqrt(s) against division by 0")
 
 
-class RMSprop(Optimizer):
-    """RMSprop; see the module docstring."""
+class RMSpropEpsOutside(Optimizer):
+    """RMSprop with epsilon outside the square root; see the module docstring."""
 
-    name = "rmsprop"
-    Config = RMSpropConfig
+    name = "rmsprop_eps_outside"
+    Config = RMSpropEpsOutsideConfig
 
     def state_slots(self) -> tuple[str, ...]:
         return ("s",)
@@ -53,7 +58,8 @@ class RMSprop(Optimizer):
     @classmethod
     def examples(cls) -> list[OptimizerExample]:
         # Worked by hand: g = 0.5 on p = 1: s = 0.1 * 0.25 = 0.025, and the step is
-        # 0.05 * 0.5 / (sqrt(0.025) + 1e-7) = 0.158113783, so p = 0.841886217.
+        # 0.05 * 0.5 / (sqrt(0.025) + 1e-7) = 0.158113783, so p = 0.841886217
+        # (epsilon inside the root would give 0.841886433).
         return [OptimizerExample(config={"lr": 0.05}, id="default", reference=OptimizerReference(
                     params={"dense_1.W": [1.0]}, grads=[{"dense_1.W": [0.5]}],
                     expected={"dense_1.W": [0.8418862169915]})),
@@ -62,4 +68,4 @@ class RMSprop(Optimizer):
 
 @hookimpl
 def lamina_register_optimizers():
-    return [RMSprop]
+    return [RMSpropEpsOutside]
