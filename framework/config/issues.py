@@ -28,6 +28,7 @@ OTHER_NAMES: dict[str, tuple[str, ...]] = {
     "kernel_initializer": ("initializer",),    # Keras Dense, Conv2D
     "eps": ("epsilon",),                       # torch.nn.BatchNorm2d, torch.optim.Adam
     "betas": ("beta_1", "beta_2"),             # torch.optim.Adam
+    "alpha": ("rho",),                         # torch.optim.RMSprop
 }
 
 #: PyTorch's and Keras's size of a layer's input, which lamina infers from the layer
