@@ -8,6 +8,8 @@ run compiled loops (:mod:`lamina.kernels._loops`, Numba, imported on first use).
 - conv2d / conv2d_backward: the convolution as patch matrices and matrix products
   (:mod:`lamina.kernels.conv`)
 - max_pool / max_pool_backward: pooling with winners (:mod:`lamina.kernels.pool`)
+- avg_pool / avg_pool_backward: average pooling, padding left out of each average
+  (:mod:`lamina.kernels.pool`)
 - Workspace: buffers reused across calls of one shape (:mod:`lamina.kernels.workspace`)
 """
 
@@ -22,7 +24,14 @@ from lamina.kernels.conv import (
     sample_patches,
 )
 from lamina.kernels.geometry import Padding, Pair, conv_output_size, pair, same_padding
-from lamina.kernels.pool import Pooled, max_pool, max_pool_backward, winner_dtype
+from lamina.kernels.pool import (
+    Pooled,
+    avg_pool,
+    avg_pool_backward,
+    max_pool,
+    max_pool_backward,
+    winner_dtype,
+)
 from lamina.kernels.workspace import Workspace
 
 __all__ = [
@@ -33,6 +42,8 @@ __all__ = [
     "Pooled",
     "SampleColumns",
     "Workspace",
+    "avg_pool",
+    "avg_pool_backward",
     "conv2d",
     "conv2d_backward",
     "conv_output_size",

@@ -15,9 +15,9 @@ from __future__ import annotations
 from numba import njit
 from numba.core.errors import NumbaError
 
-__all__ = ["NumbaError", "add_pixel_patches", "add_sample_columns", "channels_first",
-           "channels_last", "max_pool", "max_pool_2x2", "max_pool_2x2_backward",
-           "max_pool_backward", "pixel_patches"]
+__all__ = ["NumbaError", "add_pixel_patches", "add_sample_columns", "avg_pool_2x2",
+           "avg_pool_2x2_backward", "channels_first", "channels_last", "max_pool",
+           "max_pool_2x2", "max_pool_2x2_backward", "max_pool_backward", "pixel_patches"]
 
 compiled = njit(nogil=True, cache=True)
 
@@ -114,6 +114,49 @@ def max_pool_backward(dy, winner, pw, sh, sw, dx):
                 for q in range(w_out):
                     k = winner[n, c, p, q]
                     dx[n, c, p * sh + k // pw, q * sw + k % pw] += dy[n, c, p, q]
+    return dx
+
+
+@compiled
+def avg_pool_2x2(x, y):
+    """2x2 windows with stride 2, no padding: y[n, c, p, q] = (a + b + c + d) / 4 for the
+    window's top row a, b and bottom row c, d (the rows and columns past the last whole
+    window are dropped). Scaling by 1/4 is exact, so this equals the sum divided by 4."""
+    n_count, c_count, h_out, w_out = y.shape
+    for n in range(n_count):
+        for c in range(c_count):
+            for p in range(h_out):
+                top, bottom = x[n, c, 2 * p], x[n, c, 2 * p + 1]
+                y_row = y[n, c, p]
+                for q in range(w_out):
+                    y_row[q] = (top[2 * q] + top[2 * q + 1]
+                                + bottom[2 * q] + bottom[2 * q + 1]) * 0.25
+    return y
+
+
+@compiled
+def avg_pool_2x2_backward(dy, dx):
+    """dx for 2x2 windows with stride 2, no padding: each input gets a quarter of its
+    window's dy; every entry of dx is written once (the rows and columns no window covers
+    get 0)."""
+    n_count, c_count, h_out, w_out = dy.shape
+    h, w = dx.shape[2], dx.shape[3]
+    for n in range(n_count):
+        for c in range(c_count):
+            for p in range(h_out):
+                top, bottom = dx[n, c, 2 * p], dx[n, c, 2 * p + 1]
+                g_row = dy[n, c, p]
+                for q in range(w_out):
+                    g = g_row[q] * 0.25
+                    top[2 * q] = g
+                    top[2 * q + 1] = g
+                    bottom[2 * q] = g
+                    bottom[2 * q + 1] = g
+                for col in range(2 * w_out, w):
+                    top[col] = 0
+                    bottom[col] = 0
+            for row in range(2 * h_out, h):
+                dx[n, c, row, :] = 0
     return dx
 
 

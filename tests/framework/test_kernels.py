@@ -9,6 +9,8 @@ from lamina.kernels import (
     PixelRows,
     SampleColumns,
     Workspace,
+    avg_pool,
+    avg_pool_backward,
     conv2d,
     conv2d_backward,
     conv_output_size,
@@ -261,3 +263,61 @@ def test_failed_compile_is_a_kernel_error_naming_the_kernel():
     with pytest.raises(KernelError, match=r"Numba failed to compile lamina's kernel "
                                           r"max_pool_2x2 for \(object"):
         max_pool(x, (2, 2), (2, 2))
+
+
+# (x shape, pool, stride, padding): the compiled 2x2 loop (even and cropped odd sizes)
+# and the NumPy slices with paddings "same" never makes (wider on top, on one side only)
+AVG_POOLS = [
+    ((2, 3, 6, 8), (2, 2), (2, 2), ((0, 0), (0, 0))),
+    ((2, 3, 7, 5), (2, 2), (2, 2), ((0, 0), (0, 0))),
+    ((2, 2, 7, 5), (2, 2), (2, 2), ((1, 0), (0, 1))),
+    ((1, 2, 5, 6), (3, 3), (1, 1), ((2, 1), (0, 2))),
+    ((2, 1, 7, 7), (3, 2), (2, 3), ((1, 1), (1, 0))),
+    ((1, 1, 4, 4), (2, 2), (3, 3), ((0, 0), (0, 0))),
+]
+
+
+def reference_avg_pool(x, pool, stride, padding, dy):
+    """Window by window: the mean of the entries inside the image, dy / count back."""
+    (ph, pw), (sh, sw), ((top, bottom), (left, right)) = pool, stride, padding
+    h, w = x.shape[2:]
+    h_out = (h + top + bottom - ph) // sh + 1
+    w_out = (w + left + right - pw) // sw + 1
+    y = np.zeros((*x.shape[:2], h_out, w_out))
+    dx = np.zeros(x.shape)
+    for p in range(h_out):
+        for q in range(w_out):
+            rows = slice(max(p * sh - top, 0), min(p * sh - top + ph, h))
+            cols = slice(max(q * sw - left, 0), min(q * sw - left + pw, w))
+            count = (rows.stop - rows.start) * (cols.stop - cols.start)
+            y[:, :, p, q] = x[:, :, rows, cols].sum(axis=(2, 3)) / count
+            dx[:, :, rows, cols] += (dy[:, :, p, q] / count)[:, :, None, None]
+    return y, dx
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("x_shape", "pool", "stride", "padding"), AVG_POOLS)
+def test_avg_pool_leaves_the_padding_out_of_each_average(x_shape, pool, stride, padding, dtype):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    y = avg_pool(x, pool, stride, padding)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = avg_pool_backward(dy, x_shape, pool, stride, padding)
+    y_ref, dx_ref = reference_avg_pool(x.astype(np.float64), pool, stride, padding,
+                                       dy.astype(np.float64))
+    assert y.dtype == dx.dtype == dtype and dx.shape == x_shape
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(dx, dx_ref, rtol=tol, atol=tol)
+
+
+def test_avg_pool_accepts_views():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((4, 2, 8, 9))[::2, :, ::-1]
+    for padding in (((0, 0), (0, 0)), ((1, 1), (0, 1))):
+        y = avg_pool(x, (2, 2), (2, 2), padding)
+        np.testing.assert_array_equal(y, avg_pool(x.copy(), (2, 2), (2, 2), padding))
+        dy = rng.standard_normal(y.shape[::-1]).T  # a Fortran-order view
+        np.testing.assert_array_equal(avg_pool_backward(dy, x.shape, (2, 2), (2, 2), padding),
+                                      avg_pool_backward(dy.copy(), x.shape, (2, 2), (2, 2),
+                                                        padding))
