@@ -59,14 +59,28 @@ def _plan(args: argparse.Namespace, registry):
 
 
 # -- commands -------------------------------------------------------------------------
+#: the kinds of plugin, in the order ``lamina layers`` lists them, with their plurals
+KINDS = {"layer": "layers", "block": "blocks", "loss": "losses", "optimizer": "optimizers"}
+
+
 def cmd_layers(args: argparse.Namespace) -> int:
-    registry = _registry(args)
-    rows = [("kind", "name", "provider", "module", "onnx")]
-    rows += [(e.kind, e.name, str(e.provider), e.provider.module, _exports(e))
-             for e in registry.entries()]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    """Every registered plugin, grouped by kind: name, provider, the module defining it
+    and, for layers, losses and blocks, whether ``lamina export`` can write it."""
+    entries = list(_registry(args).entries())
+    header = ("name", "provider", "module", "onnx")
+    rows = {kind: [(e.name, str(e.provider), e.cls.__module__, _exports(e))
+                   for e in entries if e.kind == kind] for kind in KINDS}
+    widths = [max(len(r[i]) for r in [header, *sum(rows.values(), [])]) for i in range(4)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    sections = []
+    for kind, plural in KINDS.items():
+        if rows[kind]:
+            title = f"{len(rows[kind])} {plural if len(rows[kind]) != 1 else kind}"
+            sections.append("\n".join([title, line(header), *map(line, rows[kind])]))
+    print("\n\n".join(sections))
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,12 @@ def test_layers_lists_every_plugin_with_provider(capsys):
     for name in ("conv2d", "maxpool2d", "dense", "softmax_cross_entropy", "adam", "sgd"):
         assert name in out
     assert "lamina 0.1.0" in out and "lamina.plugins.conv2d" in out
+    # grouped by kind, each with its count; layers say whether they export
+    titles = [line.split(" ", 1)[1][:4] for line in out.splitlines() if line[:1].isdigit()]
+    assert titles == ["laye", "bloc", "loss", "opti"]  # "1 block" or "2 blocks"
+    assert re.search(r"\n  conv2d +lamina 0\.1\.0 +lamina\.plugins\.conv2d +yes\n", out)
+    assert re.search(r"\n  residual +lamina 0\.1\.0 +lamina\.plugins\.residual +as its layers",
+                     out)
 
 
 def test_summary_of_the_default_config(capsys):
