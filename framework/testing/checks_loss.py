@@ -2,8 +2,17 @@
 
 Each check makes a fresh loss from the class and the example's config and feeds it
 float64 logits (N, C) drawn from a seeded generator, with targets in each form the
-loss declares (``traits.targets``): class indices (N,), one-hot rows and soft
-labels (N, C).
+loss declares (``traits.targets``): for a classification loss class indices (N,),
+one-hot rows and soft labels (N, C); for a value loss real-valued rows (N, C) drawn
+from N(0, 2^2) (``"values"``) and rows of independent entries in [0, 1]
+(``"multilabel"``: uniform probabilities, and 0/1 labels).
+
+The checks of class targets (one-hot rows against indices, soft labels counting whole)
+and of a softmax run on classification losses only, as each runs only on a loss that
+declares what it checks; on a value loss, ``check_loss_predict_proba`` holds its
+predictions to their shape (and to [0, 1] for a loss that takes multilabel targets
+only) rather than to rows summing to 1, and ``check_loss_rejects_undeclared_targets``
+tries class indices (C > 1) and, for a multilabel loss, values outside [0, 1].
 
 Two checks only make sense for a loss built on a softmax of the logits:
 :func:`check_loss_unfused_reference` (the loss is softmax cross-entropy) and
@@ -20,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from lamina.errors import BackwardBeforeForwardError, DataError
+from lamina.loss import CLASS_TARGETS
 
 from . import gradcheck
 from .base import ConformanceError, check, describe_array, fail, rng
@@ -37,21 +47,53 @@ def logits(example: Any, scale: float = 2.0) -> np.ndarray:
     return rng(21).normal(0.0, scale, size=(ROWS, example.n_classes))
 
 
-def all_targets(example: Any) -> dict[str, np.ndarray]:
+def all_targets(example: Any, n: int = ROWS, seed: int = 23) -> dict[str, np.ndarray]:
     """Targets of every form, by the names of :data:`lamina.TARGET_FORMS`."""
-    gen = rng(23)
+    gen = rng(seed)
     c = example.n_classes
-    indices = gen.integers(0, c, size=ROWS)
-    return {
-        "indices": indices,
-        "one_hot": np.eye(c)[indices],
-        "soft": gen.dirichlet(np.ones(c), size=ROWS),
-    }
+    indices = gen.integers(0, c, size=n)
+    # The class forms are drawn first: they are what they were before value targets came.
+    forms = {"indices": indices, "one_hot": np.eye(c)[indices],
+             "soft": gen.dirichlet(np.ones(c), size=n)}
+    forms["values"] = gen.normal(0.0, 2.0, size=(n, c))
+    forms["multilabel"] = gen.uniform(0.0, 1.0, size=(n, c))
+    return forms
 
 
-def targets(plugin: type, example: Any) -> dict[str, np.ndarray]:
-    """Targets of the forms ``plugin`` declares it accepts."""
-    return {form: t for form, t in all_targets(example).items() if form in accepted(plugin)}
+def classifies(plugin: type) -> bool:
+    return bool(plugin.traits.classifies)
+
+
+def targets(plugin: type, example: Any, n: int = ROWS, seed: int = 23
+            ) -> dict[str, np.ndarray]:
+    """Targets of the forms ``plugin`` declares it accepts, by a label naming the form (a
+    multilabel loss gets probabilities and 0/1 labels)."""
+    forms = all_targets(example, n, seed)
+    found = {form: t for form, t in forms.items() if form in accepted(plugin)}
+    if "multilabel" in found:
+        found["multilabel 0/1"] = (forms["multilabel"] < 0.5).astype(np.float64)
+    return found
+
+
+def main_targets(plugin: type, example: Any) -> np.ndarray:
+    """The targets training feeds: class indices for a classification loss, else rows of
+    the first form the value loss declares."""
+    if classifies(plugin):
+        return all_targets(example)["indices"]
+    return targets(plugin, example)[accepted(plugin)[0]]
+
+
+def undeclared_targets(plugin: type, example: Any) -> dict[str, np.ndarray]:
+    """Targets of forms the loss must refuse: for a classification loss the class forms it
+    leaves out; for a value loss class indices (when C > 1: with one output a 1-D array is
+    one value per sample) and, when it takes multilabel rows only, values outside [0, 1]."""
+    forms = all_targets(example)
+    if classifies(plugin):
+        return {form: forms[form] for form in CLASS_TARGETS if form not in accepted(plugin)}
+    refused = {"indices": forms["indices"]} if example.n_classes > 1 else {}
+    if "values" not in accepted(plugin):
+        refused["values"] = forms["values"]
+    return refused
 
 
 def accepted(plugin: type) -> tuple[str, ...]:
@@ -59,8 +101,8 @@ def accepted(plugin: type) -> tuple[str, ...]:
 
 
 def richest_targets(plugin: type, example: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The most general targets ``plugin`` accepts (soft labels, else one-hot rows, else
-    indices) and the same targets as (N, C) rows."""
+    """The most general targets a classification ``plugin`` accepts (soft labels, else
+    one-hot rows, else indices) and the same targets as (N, C) rows."""
     forms = all_targets(example)
     for form in ("soft", "one_hot"):
         if form in accepted(plugin):
@@ -78,6 +120,8 @@ def run(loss: Any, z: np.ndarray, t: np.ndarray) -> tuple[Any, np.ndarray]:
 
 
 def softmax_based(plugin: type, example: Any) -> bool:
+    if not classifies(plugin):
+        return False  # a value loss compares each entry with its target, not a softmax
     declared = plugin.traits.softmax_cross_entropy
     if declared is not None:
         return bool(declared)
@@ -104,7 +148,7 @@ def check_loss_scalar(plugin: type, example: Any) -> None:
 def check_loss_gradient_shape(plugin: type, example: Any) -> None:
     for dtype in (np.float32, np.float64):
         z = logits(example).astype(dtype)
-        _, dz = run(new_loss(plugin, example), z, all_targets(example)["indices"])
+        _, dz = run(new_loss(plugin, example), z, main_targets(plugin, example))
         if dz.shape != z.shape or dz.dtype != z.dtype:
             fail(f"backward() to return dL/dlogits like the logits, {describe_array(z)}",
                  describe_array(dz))
@@ -112,10 +156,23 @@ def check_loss_gradient_shape(plugin: type, example: Any) -> None:
 
 @check
 def check_loss_predict_proba(plugin: type, example: Any) -> None:
+    """Probabilities, rows summing to 1, for a classification loss; for a value loss the
+    predictions, (N, C) and finite (in [0, 1] when it takes multilabel targets only)."""
     z = logits(example)
     p = np.asarray(new_loss(plugin, example).predict_proba(z.copy()))
     if p.shape != z.shape:
         fail(f"predict_proba to return shape {z.shape}", f"shape {p.shape}")
+    if not classifies(plugin):
+        if not np.issubdtype(p.dtype, np.floating) or not np.all(np.isfinite(p)):
+            fail("predict_proba of a value loss to return finite floating-point predictions",
+                 describe_array(p) if not np.issubdtype(p.dtype, np.floating) else
+                 f"{int(np.sum(~np.isfinite(p)))} non-finite entries")
+        if "values" not in accepted(plugin) and (p.min() < 0 or p.max() > 1):
+            fail("predict_proba of a loss taking multilabel targets (entries in [0, 1]) to "
+                 "give each entry's probability, in [0, 1]",
+                 f"values from {p.min():.3g} to {p.max():.3g}",
+                 "Return sigmoid(z), as the loss's forward reads the logits")
+        return
     if np.any(p < 0) or not np.allclose(p.sum(axis=1), 1.0, atol=1e-9):
         fail("predict_proba rows to be non-negative and sum to 1",
              f"row sums {np.round(p.sum(axis=1), 6).tolist()} and minimum {p.min():.3g}")
@@ -124,17 +181,22 @@ def check_loss_predict_proba(plugin: type, example: Any) -> None:
 @check
 def check_loss_finite_at_large_logits(plugin: type, example: Any) -> None:
     signs = np.where(rng(25).random((ROWS, example.n_classes)) < 0.5, -1.0, 1.0)
+    forms = {"indices": all_targets(example)["indices"]} if classifies(plugin) else \
+        targets(plugin, example)
     for magnitude in (1e4, -1e4):
         z = signs * magnitude
-        t = all_targets(example)["indices"]
-        with np.errstate(all="ignore"):
-            value, dz = run(new_loss(plugin, example), z, t)
-        if not (np.isfinite(value) and np.all(np.isfinite(dz))):
-            fail(f"a finite loss and gradient at logits of +-{abs(magnitude):g}",
-                 f"loss {value!r} and {int(np.sum(~np.isfinite(dz)))} non-finite gradient "
-                 "entries",
-                 "Shift each row by its max before exp (log-sum-exp), and compute log p as "
-                 "z - logsumexp(z) rather than log(softmax(z))")
+        for form, t in forms.items():
+            with np.errstate(all="ignore"):
+                value, dz = run(new_loss(plugin, example), z, t)
+            if not (np.isfinite(value) and np.all(np.isfinite(dz))):
+                fail(f"a finite loss and gradient at logits of +-{abs(magnitude):g}"
+                     + ("" if classifies(plugin) else f" ({form})"),
+                     f"loss {value!r} and {int(np.sum(~np.isfinite(dz)))} non-finite gradient "
+                     "entries",
+                     "Shift each row by its max before exp (log-sum-exp), and compute log p as "
+                     "z - logsumexp(z) rather than log(softmax(z))" if classifies(plugin) else
+                     "Take exp of -|z| only: log(1 + exp(-z)) is max(-z, 0) + "
+                     "log1p(exp(-|z|)), never log(sigmoid(z))")
 
 
 @check
@@ -247,9 +309,7 @@ def check_loss_soft_targets(plugin: type, example: Any) -> None:
 def check_loss_rejects_undeclared_targets(plugin: type, example: Any) -> None:
     """A form of target the loss does not declare is an error, not a silent reading of it."""
     z = logits(example)
-    for form, t in all_targets(example).items():
-        if form in accepted(plugin):
-            continue
+    for form, t in undeclared_targets(plugin, example).items():
         try:
             new_loss(plugin, example).forward(z.copy(), t.copy())
         except DataError:
@@ -281,7 +341,8 @@ def check_loss_float32_matches_float64(plugin: type, example: Any) -> None:
                  f"within {FLOAT32_TOLERANCE:g}",
                  f"the loss off by {error_value:.3g}, the gradient by {error_dz:.3g} of its "
                  "largest magnitude",
-                 "Compute in the logits' dtype or wider and shift by the row max before exp")
+                 "Compute in the logits' dtype or wider and shift by the row max before exp"
+                 if classifies(plugin) else "Compute in the logits' dtype or wider")
 
 
 @check
@@ -290,7 +351,7 @@ def check_loss_instances_independent(plugin: type, example: Any) -> None:
     loss per shard, in parallel threads."""
     z = logits(example)
     other = logits(example, scale=3.0)[::-1].copy()
-    t = all_targets(example)["indices"]
+    t = main_targets(plugin, example)
     alone_value, alone_dz = run(new_loss(plugin, example), z, t)
     first, second = new_loss(plugin, example), new_loss(plugin, example)
     value = first.forward(z.copy(), t.copy())
@@ -317,8 +378,7 @@ def check_loss_shard_decomposition(plugin: type, example: Any) -> None:
     its own rows and combines them so (and N = 1 is a batch the runner meets)."""
     gen = rng(31)
     z = gen.normal(0.0, 2.0, size=(SHARD_ROWS, example.n_classes))
-    forms = {form: t for form, t in _rows_of_every_form(example, SHARD_ROWS).items()
-             if form in accepted(plugin)}
+    forms = targets(plugin, example, SHARD_ROWS, seed=33)
     # One instance for every batch, as the trainer keeps one loss for a whole run.
     loss = new_loss(plugin, example)
     for form, t in forms.items():
@@ -350,13 +410,6 @@ def check_loss_shard_decomposition(plugin: type, example: Any) -> None:
                      "one row is (1, C)")
 
 
-def _rows_of_every_form(example: Any, n: int) -> dict[str, np.ndarray]:
-    gen = rng(33)
-    indices = gen.integers(0, example.n_classes, size=n)
-    return {"indices": indices, "one_hot": np.eye(example.n_classes)[indices],
-            "soft": gen.dirichlet(np.ones(example.n_classes), size=n)}
-
-
 def loss_checks(plugin: type, example: Any) -> list:
     checks = [check_loss_scalar, check_loss_gradient_shape, check_loss_predict_proba,
               check_loss_finite_at_large_logits, check_loss_gradient]
@@ -365,7 +418,7 @@ def loss_checks(plugin: type, example: Any) -> list:
     checks.append(check_loss_float32_matches_float64)
     if "soft" in accepted(plugin):
         checks.append(check_loss_soft_targets)
-    if set(accepted(plugin)) != set(all_targets(example)):
+    if undeclared_targets(plugin, example):
         checks.append(check_loss_rejects_undeclared_targets)
     if softmax_based(plugin, example):
         checks += [check_loss_unfused_reference, check_loss_row_invariance]
@@ -376,4 +429,3 @@ def loss_checks(plugin: type, example: Any) -> list:
 
         checks.append(check_loss_reference_values)
     return checks
-

@@ -358,6 +358,58 @@ class RefSparseCrossEntropy(RefSoftmaxCrossEntropy):
     traits = LossTraits(targets=("indices",))
 
 
+class RefSquaredError(Loss):
+    """A value loss: mean over the N·C entries of (z - y)^2; gradient 2 (z - y) / (N C)."""
+
+    name = "ref_squared_error"
+    Config = EmptyConfig
+    traits = LossTraits(targets=("values",))
+
+    def compute(self, z, y):
+        d = z - y
+        self.cache = d
+        return float(np.sum(d * d) / d.size)
+
+    def backward(self):
+        d = self.cached()
+        return 2 * d / d.dtype.type(d.size)
+
+    def predict_proba(self, logits):
+        return np.array(logits, copy=True)
+
+    @classmethod
+    def examples(cls):
+        return [LossExample(config={}, n_classes=3, id="three"),
+                LossExample(config={}, n_classes=1, id="one")]
+
+
+class RefSigmoidCrossEntropy(Loss):
+    """A multilabel value loss: binary cross-entropy of sigmoid(z), stable in log space."""
+
+    name = "ref_sigmoid_ce"
+    Config = EmptyConfig
+    traits = LossTraits(targets=("multilabel",))
+
+    def sigmoid(self, z):
+        return np.exp(np.minimum(z, 0)) / (1 + np.exp(-np.abs(z)))
+
+    def compute(self, z, y):
+        self.cache = (self.sigmoid(z), y)
+        loss = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+        return float(np.sum(loss) / loss.size)
+
+    def backward(self):
+        p, y = self.cached()
+        return (p - y) / p.dtype.type(p.size)
+
+    def predict_proba(self, logits):
+        return self.sigmoid(np.asarray(logits))
+
+    @classmethod
+    def examples(cls):
+        return [LossExample(config={}, n_classes=4, id="four")]
+
+
 class SGDConfig(OptimizerConfig):
     lr: float = Field(0.05, gt=0, description="learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum factor")
@@ -431,7 +483,7 @@ class RefDenseReluBlock(Block):
 REFERENCE = [RefDense, RefLeakyRelu, RefSwish, RefAvgPool, RefDropout, RefAdd, RefBatchCenter,
              RefChannelScale, RefSoftmaxCrossEntropy, RefSparseCrossEntropy, RefMomentumSGD,
              RefDenseByHand, RefSoftmaxCrossEntropyByHand, RefMomentumSGDByHand,
-             RefDenseReluBlock]
+             RefDenseReluBlock, RefSquaredError, RefSigmoidCrossEntropy]
 
 # -- broken layers: one contract broken each ----------------------------------------------
 
@@ -1168,6 +1220,50 @@ class LossClassLevelCache(RefSoftmaxCrossEntropy):
         self.cached()
         p, y = type(self).shared
         return (p - y) / p.dtype.type(p.shape[0])
+
+
+class SquaredErrorPerSample(RefSquaredError):
+    """Averages over the N samples only (a per-sample sum of squares) in backward, while
+    forward means over every entry: a gradient C times too large."""
+
+    name = "squared_error_per_sample"
+
+    def backward(self):
+        d = self.cached()
+        return 2 * d / d.dtype.type(d.shape[0])
+
+
+class SquaredErrorTakesIndices(RefSquaredError):
+    """Declares real-valued rows, but its own forward one-hots any 1-D array it is given."""
+
+    name = "squared_error_takes_indices"
+
+    def forward(self, logits, targets):
+        t = np.asarray(targets)
+        if t.ndim == 1:
+            t = np.eye(logits.shape[1])[t.astype(int)]
+        return super().forward(logits, t)
+
+
+class SigmoidCrossEntropyNaive(RefSigmoidCrossEntropy):
+    """-(y log p + (1 - y) log(1 - p)) with p = 1 / (1 + exp(-z)): log 0 at large |z|."""
+
+    name = "sigmoid_ce_naive"
+
+    def compute(self, z, y):
+        p = 1 / (1 + np.exp(-z))
+        self.cache = (p, y)
+        loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+        return float(np.sum(loss) / loss.size)
+
+
+class SigmoidCrossEntropyPredictsLogits(RefSigmoidCrossEntropy):
+    """predict_proba returns the raw logits: not the probabilities its forward reads."""
+
+    name = "sigmoid_ce_predicts_logits"
+
+    def predict_proba(self, logits):
+        return np.array(logits, copy=True)
 
 
 # -- broken optimizers ------------------------------------------------------------------------
