@@ -13,11 +13,14 @@ names, ``<layer name>.<key>`` (``conv2d_1.W``), in the order of the config.
 Two optimisations use the declarations of the layer contract (see
 :mod:`lamina.layer`); neither changes a result beyond float rounding:
 
-- A layer that declares ``monotone_elementwise`` (relu) and whose only consumer
-  declares ``max_selecting`` (maxpool2d) runs *after* it, on the pooled array:
-  f(pool(x)) == pool(f(x)) exactly, gradients included, and the elementwise layer
-  then touches 4x fewer entries behind a 2x2 pool. The pair is one *step* of the
-  plan; every other layer is a step of its own.
+- A layer that declares ``monotone_elementwise`` (relu, sigmoid, ...) and whose only
+  consumer declares ``max_selecting`` (maxpool2d) runs *after* it, on the pooled array:
+  f(pool(x)) == pool(f(x)), gradients included, and the elementwise layer then touches
+  4x fewer entries behind a 2x2 pool. The pair is one *step* of the plan; every other
+  layer is a step of its own. For relu this is exact; for the others (leaky_relu,
+  sigmoid, ...) two inputs of a window a rounding or a few apart can round to one
+  output, a tie after f and not before, and the gradient then goes to the larger input
+  rather than the first, as it would in exact arithmetic.
 - Unless ``backward(..., input_grad=True)`` asks for it, the layers that read the
   network input are called with ``backward(dy, input_grad=False)``: for a first
   conv2d that gradient is a full col2im of the input, thrown away.

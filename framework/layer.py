@@ -85,8 +85,11 @@ class LayerTraits:
     #: mode is deterministic. The sharded step reseeds ``self.rng`` every step
     stochastic: bool = False
     #: y = f(x) entry by entry, one scalar f, non-decreasing, with f' = 0 wherever f
-    #: is flat; no parameters; any shape (relu). The runner may then apply the layer
-    #: after a ``max_selecting`` layer instead of before it, on fewer entries
+    #: is flat; no parameters; any shape (relu, leaky_relu, elu, sigmoid, tanh; not
+    #: gelu, which dips). The runner may then apply the layer after a ``max_selecting``
+    #: layer instead of before it, on fewer entries. An increasing curved f qualifies when
+    #: its gradient is 0 where its output has rounded to f's limit, a flat piece of the
+    #: computed f (compute it from the output, as tanh's 1 - y^2)
     monotone_elementwise: bool = False
     #: every output is the first maximal entry of a window of its input (in a fixed
     #: order of the window), and backward routes its gradient to exactly that entry

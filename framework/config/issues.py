@@ -29,6 +29,8 @@ OTHER_NAMES: dict[str, tuple[str, ...]] = {
     "eps": ("epsilon",),                       # torch.nn.BatchNorm2d, torch.optim.Adam
     "betas": ("beta_1", "beta_2"),             # torch.optim.Adam
     "alpha": ("rho",),                         # torch.optim.RMSprop
+    "negative_slope": ("slope",),              # torch.nn.LeakyReLU, Keras LeakyReLU
+    "dim": ("axis",),                          # torch.nn.Softmax, torch.cat
 }
 
 #: PyTorch's and Keras's size of a layer's input, which lamina infers from the layer

@@ -8,6 +8,7 @@ run compiled loops (:mod:`lamina.kernels._loops`, Numba, imported on first use).
 - conv2d / conv2d_backward: the convolution as patch matrices and matrix products
   (:mod:`lamina.kernels.conv`)
 - max_pool / max_pool_backward: pooling with winners (:mod:`lamina.kernels.pool`)
+- erfc, sigmoid: the special functions NumPy lacks (:mod:`lamina.kernels.special`)
 - avg_pool / avg_pool_backward: average pooling, padding left out of each average
   (:mod:`lamina.kernels.pool`)
 - Workspace: buffers reused across calls of one shape (:mod:`lamina.kernels.workspace`)
@@ -32,6 +33,7 @@ from lamina.kernels.pool import (
     max_pool_backward,
     winner_dtype,
 )
+from lamina.kernels.special import erfc, sigmoid
 from lamina.kernels.workspace import Workspace
 
 __all__ = [
@@ -47,10 +49,12 @@ __all__ = [
     "conv2d",
     "conv2d_backward",
     "conv_output_size",
+    "erfc",
     "max_pool",
     "max_pool_backward",
     "pair",
     "sample_patches",
     "same_padding",
+    "sigmoid",
     "winner_dtype",
 ]

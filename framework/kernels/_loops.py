@@ -12,6 +12,8 @@ the shards already keep both cores busy (measured in docs/performance.md).
 
 from __future__ import annotations
 
+import math
+
 from numba import njit
 from numba.core.errors import NumbaError
 
@@ -254,4 +256,13 @@ def channels_first(x, b, out):
             dst, bias = out[n, c], b[c]
             for k in range(k_count):
                 dst[k] = x[n, k, c] + bias
+    return out
+
+
+@compiled
+def erfc(x, out):
+    """out[i] = erfc(x[i]) for flat x: the C library's erfc, the function math.erfc calls
+    (erfcf for float32)."""
+    for i in range(x.size):
+        out[i] = math.erfc(x[i])
     return out
