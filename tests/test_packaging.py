@@ -66,8 +66,10 @@ def test_a_working_directory_with_its_own_plugins_and_framework(authors_folder: 
     # Both names stay the author's, and lamina's built-ins load from lamina.
     assert theirs == "the author's framework | the author's plugins | mine"
     assert Path(ours).parent == FOLDERS["lamina.plugins"]
-    assert layers.split() == ["add", "batchnorm", "conv2d", "dense", "dropout", "flatten",
-                              "maxpool2d", "relu"]
+    assert layers.split() == [
+        "add", "avgpool2d", "batchnorm", "concat", "conv2d", "dense", "dropout", "elu",
+        "flatten", "gelu", "global_avgpool2d", "global_maxpool2d", "layernorm", "leaky_relu",
+        "maxpool2d", "relu", "reshape", "sigmoid", "softmax", "tanh"]
 
 
 def test_the_command_line_runs_from_that_directory(authors_folder: Path):
