@@ -84,22 +84,31 @@ def checked_samples(x: Any, name: str, expected: tuple[int, ...], dtype: np.dtyp
     return x
 
 
-def checked_labels(y: Any, n: int, name: str, classes: int) -> np.ndarray:
-    """Class indices (n,) of ``classes`` classes, as int64, or an InputError."""
+def checked_labels(y: Any, n: int, name: str, classes: int, *, loss: str = "",
+                   value_losses: Sequence[str] = ()) -> np.ndarray:
+    """Class indices (n,) of ``classes`` classes, as int64, or an InputError. ``loss``
+    (the model's classification loss) and ``value_losses`` (the registered losses that
+    take real-valued targets) name the way out when ``y`` holds real numbers."""
     try:
         y = np.asarray(y)
     except Exception as exc:  # ragged lists and the like
         raise InputError(f"{name} cannot be read as an array ({exc}); pass one class "
                          f"index per sample, shape ({n},)") from None
     if y.ndim == 2 and y.shape == (n, classes):
-        raise InputError(f"{name} has shape {y.shape}: one-hot rows; pass class indices, "
-                         f"{name}.argmax(axis=1)")
+        if _distributions(y):
+            raise InputError(f"{name} has shape {y.shape}: one-hot rows; pass class indices, "
+                             f"{name}.argmax(axis=1)")
+        raise InputError(f"{name} has shape {y.shape}: rows of real numbers, not one-hot rows; "
+                         f"{_classification(loss, classes, value_losses)}")
     if y.shape != (n,):
         raise InputError(f"{name} has shape {y.shape}; pass one class index per sample, "
                          f"shape ({n},)")
-    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)) \
-            and (not y.size or np.abs(y).max() < 2**62):
+    whole = y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))
+    if whole and (not y.size or np.abs(y).max() < 2**62):
         y = y.astype(np.int64)
+    if y.dtype.kind == "f" and not whole:
+        raise InputError(f"{name} holds real numbers ({y.dtype}), not class indices; "
+                         f"{_classification(loss, classes, value_losses)}")
     if y.dtype.kind not in "ui":
         raise InputError(f"{name} has dtype {y.dtype}; pass integer class indices 0 to "
                          f"{classes - 1}")
@@ -107,6 +116,46 @@ def checked_labels(y: Any, n: int, name: str, classes: int) -> np.ndarray:
         raise InputError(f"{name} holds class {int(y.min() if y.min() < 0 else y.max())}; "
                          f"this network has {classes} classes: indices 0 to {classes - 1}")
     return y.astype(np.int64, copy=False)
+
+
+def _distributions(y: np.ndarray) -> bool:
+    """Rows of non-negative numbers summing to 1: one-hot rows or soft labels."""
+    if not (y.dtype.kind in "uif" or y.dtype == np.bool_) or not np.all(np.isfinite(y)):
+        return False
+    return bool(np.all(y >= 0) and np.allclose(y.sum(axis=1, dtype=np.float64), 1.0,
+                                                atol=1e-6))
+
+
+def _classification(loss: str, classes: int, value_losses: Sequence[str]) -> str:
+    which = f"this model's loss, {loss}," if loss else "this model's loss"
+    values = (f" (the registered ones: {', '.join(value_losses)})" if value_losses else "")
+    return (f"{which} is a classification loss, taking class indices 0 to {classes - 1}; for "
+            f"real-valued targets give the model a value loss{values}, such as "
+            "\"loss\": {\"type\": \"mse\"}")
+
+
+def checked_targets(y: Any, n: int, name: str, outputs: int, *, forms: tuple[str, ...],
+                    loss: str, dtype: np.dtype) -> np.ndarray:
+    """The targets of a value loss (``forms`` from :data:`lamina.loss.VALUE_TARGETS`) as
+    (n, outputs) rows of ``dtype``, (n,) taken as (n, 1) for one output; or an
+    InputError saying what was received and what to pass (class indices for several
+    outputs: how to one-hot them)."""
+    from .errors import DataError
+    from .loss import as_target_rows
+
+    try:
+        y = np.asarray(y)
+    except Exception as exc:  # ragged lists and the like
+        raise InputError(f"{name} cannot be read as an array ({exc}); pass rows of targets, "
+                         f"shape ({n}, {outputs})") from None
+    if y.ndim == 0 or len(y) != n:
+        raise InputError(f"{name} has shape {y.shape}; pass one row of targets per sample of "
+                         f"x, shape ({n}, {outputs})" + (f" or ({n},)" if outputs == 1 else ""))
+    try:
+        return as_target_rows(y, n, outputs, dtype, accept=forms,
+                              who=f"this model's loss, {loss},")
+    except DataError as error:
+        raise InputError(f"{name}: {error}") from None
 
 
 def checked_batch_size(batch_size: Any) -> int:

@@ -31,6 +31,7 @@ from .inputs import (
     checked_labels,
     checked_path,
     checked_samples,
+    checked_targets,
     received,
 )
 from .registry import Registry, load_registry
@@ -239,7 +240,10 @@ class Model(Fitting):
 
     # -- using a trained model ----------------------------------------------------------
     def predict(self, x: np.ndarray, *, batch_size: int = 250) -> np.ndarray:
-        """Class probabilities (N, classes) for ``x`` (N, *input_shape), in eval mode."""
+        """Class probabilities (N, classes) for ``x`` (N, *input_shape), in eval mode; for
+        a value loss its predictions (N, outputs): ``mse`` the outputs themselves,
+        ``binary_cross_entropy`` each output's probability (the loss's
+        ``predict_proba``)."""
         def checked():
             checked_batch_size(batch_size)
             return self._run, self._inputs(x, "x")
@@ -252,31 +256,50 @@ class Model(Fitting):
         return np.concatenate(parts) if parts else np.zeros((0, *run.network.output_shape))
 
     def predict_classes(self, x: np.ndarray, *, batch_size: int = 250) -> np.ndarray:
-        """The most probable class index of each sample of ``x``."""
+        """The most probable class index of each sample of ``x`` (a classification loss)."""
+        if not self._loss_class().traits.classifies:
+            raise InputError(
+                f"predict_classes() picks the most probable class, and this model's loss, "
+                f"{self._plan.config.loss.type}, is a value loss, not a classification loss: "
+                "use predict(x), which returns its predictions")
         return np.argmax(self.predict(x, batch_size=batch_size), axis=1)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, *, batch_size: int = 250,
                  class_names: Sequence[str] | None = None) -> dict[str, Any]:
         """Loss, accuracy, per-class accuracy and confusion matrix on ``x``, ``y``: the
-        report ``lamina evaluate --json`` prints (without the run and dataset names)."""
-        from .training.api import classification_report
+        report ``lamina evaluate --json`` prints (without the run and dataset names).
+        For a value loss, ``y`` holds target rows and the report is a regression's:
+        ``loss``, ``mse`` and ``mae`` (of :meth:`predict`'s output against ``y``, over
+        every entry), ``samples`` and ``weights``."""
+        from .training.api import classification_report, regression_report
         from .training.trainer import evaluate_arrays
 
+        classifies = self._loss_class().traits.classifies
+
         def checked():
-            run = self._run
             xs = self._inputs(x, "x")
             ys = self._labels(y, len(xs), "y")
             checked_batch_size(batch_size)
             if not len(xs):
                 raise InputError("x holds no samples; there is nothing to evaluate")
+            run = self._run  # the arrays fit: the network may be built
+            if not classifies:
+                if class_names is not None:
+                    raise InputError(
+                        f"class_names names the classes of a classification loss; this "
+                        f"model's loss, {self._plan.config.loss.type}, is a value loss, whose "
+                        "report (loss, mse, mae) has no classes: leave class_names out")
+                return run, xs, ys, None
             return run, xs, ys, checked_class_names(class_names,
-                                                     run.network.output_shape[0])
+                                                    run.network.output_shape[0])
 
         run, x, y, names = on_every_rank(self._comm, checked)
         same_on_every_rank(self._comm, "evaluate", x.shape, y.shape, batch_size)
         with run.step, ending_every_rank_on_failure(self._comm):
             loss, predicted = evaluate_arrays(run, x, y, batch_size)
-        return {"weights": self.weights, **classification_report(loss, predicted, y, names)}
+        report = classification_report(loss, predicted, y, names) if classifies else \
+            regression_report(loss, predicted, y)
+        return {"weights": self.weights, **report}
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the model as a run directory at ``path``: its config, weights, optimizer
@@ -319,7 +342,20 @@ class Model(Fitting):
         return checked_samples(x, name, tuple(self._plan.config.input_shape), self._dtype())
 
     def _labels(self, y: Any, n: int, name: str) -> np.ndarray:
-        return checked_labels(y, n, name, self._plan.architecture.output_shape[0])
+        """``y`` checked for the loss: class indices (N,) for a classification loss, target
+        rows (N, outputs) in the network's dtype for a value loss."""
+        loss, outputs = self._plan.config.loss.type, self._plan.architecture.output_shape[0]
+        traits = self._loss_class().traits
+        if traits.classifies:
+            values = [entry.name for entry in self.registry.losses.values()
+                      if not entry.cls.traits.classifies]
+            return checked_labels(y, n, name, outputs, loss=loss, value_losses=values)
+        return checked_targets(y, n, name, outputs, forms=traits.targets, loss=loss,
+                               dtype=self._dtype())
+
+    def _loss_class(self) -> type:
+        """The loss plugin's class (its ``traits``), known before the network is built."""
+        return self.registry.loss(self._plan.config.loss.type)
 
     def _dtype(self) -> np.dtype:
         """The dtype the network computes in (known before it is built)."""

@@ -496,3 +496,132 @@ def test_overwrite_through_a_symlink_writes_the_folder_it_names(tmp_path):
     assert (tmp_path / "link").is_symlink()
     assert lamina.Model.load(tmp_path / "real").weights == "epoch 1 (last)"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+# -- regression: value losses ---------------------------------------------------------
+def regressor(loss="mse", outputs=1, **settings):
+    return lamina.Model({
+        "model": {"input_shape": [1, 4, 4], "layers": [
+            {"type": "flatten"}, {"type": "dense", "units": 8}, {"type": "tanh"},
+            {"type": "dense", "units": outputs}]},
+        "loss": {"type": loss}, "optimizer": {"type": "adam", "lr": 0.02},
+        "training": {"epochs": 20, "batch_size": 16, **settings}}, seed=0)
+
+
+def linear_problem(n=200, outputs=1, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 1, 4, 4)).astype(np.float32)
+    w = rng.normal(size=(16, outputs)) / 4
+    return x, x.reshape(n, 16) @ w + 0.05 * rng.normal(size=(n, outputs))
+
+
+def test_fit_and_evaluate_a_regression():
+    x, y = linear_problem()
+    model = regressor()
+    history = model.fit(x, y[:, 0], verbose=0)  # (N,) for the one output
+    assert set(history.history) == {"loss", "val_loss", "lr", "seconds"}  # no accuracy
+    assert all(r["train_accuracy"] is None and r["val_accuracy"] is None for r in history)
+    assert history.history["loss"][-1] < history.history["loss"][0] / 5
+    report = model.evaluate(x, y)  # (N, 1) is the same targets
+    assert set(report) == {"weights", "samples", "loss", "mse", "mae"}
+    predictions = model.predict(x)
+    assert predictions.shape == (200, 1)
+    error = predictions.astype(np.float64) - y
+    assert report["samples"] == 200 and report["weights"] == "epoch 20 (last)"
+    assert report["mse"] == pytest.approx(np.mean(error ** 2), rel=1e-6)
+    assert report["mae"] == pytest.approx(np.mean(np.abs(error)), rel=1e-6)
+    assert report["loss"] == pytest.approx(report["mse"], rel=1e-5)  # mse's loss is the MSE
+    assert report["mse"] < 0.1 * np.var(y)  # it learnt the linear map
+    assert model.evaluate(x, y[:, 0]) == report
+
+
+def test_a_regression_of_several_outputs_trains_with_train_step_and_validation_data():
+    x, y = linear_problem(outputs=3)
+    model = regressor(outputs=3)
+    before = model.evaluate(x[150:], y[150:])["mse"]
+    losses = [model.train_step(x[i:i + 25], y[i:i + 25]) for i in range(0, 150, 25)]
+    assert all(isinstance(loss, float) for loss in losses)
+    history = model.fit(x[:150], y[:150], epochs=3, validation_data=(x[150:], y[150:]),
+                        verbose=0)
+    assert history[-1]["val_loss"] == pytest.approx(model.evaluate(x[150:], y[150:])["loss"])
+    assert history[-1]["val_loss"] < before
+
+
+def test_binary_cross_entropy_fits_labels_and_evaluates_probabilities():
+    x, y = linear_problem()
+    labels = (y[:, 0] > 0).astype(int)  # 0/1 labels of one sigmoid output
+    model = regressor("binary_cross_entropy")
+    model.fit(x, labels, verbose=0, validation_split=0.0)
+    p = model.predict(x)
+    assert p.shape == (200, 1) and p.min() >= 0 and p.max() <= 1
+    assert np.mean((p[:, 0] > 0.5) == labels) > 0.9
+    report = model.evaluate(x, labels)
+    assert report["mae"] == pytest.approx(np.mean(np.abs(p[:, 0] - labels)), rel=1e-6)
+    assert report["mse"] == pytest.approx(np.mean((p[:, 0] - labels) ** 2), rel=1e-6)
+    assert report["loss"] > report["mse"]  # the cross-entropy, not the squared error
+
+
+def test_a_saved_regression_loads_and_evaluates_the_same(tmp_path):
+    x, y = linear_problem()
+    model = regressor()
+    model.fit(x, y, epochs=2, verbose=0)
+    model.save(tmp_path / "reg")
+    again = lamina.Model.load(tmp_path / "reg")
+    assert again.history == model.history and again.history[0]["train_accuracy"] is None
+    assert again.evaluate(x, y) == model.evaluate(x, y)
+
+
+def test_a_keras_style_callback_gets_no_accuracy_from_a_value_loss():
+    seen = []
+
+    class Logs:
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(sorted(logs))
+
+    x, y = linear_problem(40)
+    regressor().fit(x, y, epochs=1, callbacks=[Logs()], verbose=0)
+    assert seen == [["loss", "lr", "seconds", "val_loss"]]
+
+
+@pytest.mark.parametrize(("model", "y", "message"), [
+    (lambda: lamina.Model(TINY), np.linspace(0, 1, 60),
+     "y holds real numbers \\(float64\\), not class indices; this model's loss, "
+     "softmax_cross_entropy, is a classification loss, taking class indices 0 to 9; for "
+     "real-valued targets give the model a value loss \\(the registered ones: .*mse.*\\), "
+     "such as \"loss\": {\"type\": \"mse\"}"),
+    (lambda: lamina.Model(TINY), np.full((60, 10), 0.5),
+     "y has shape \\(60, 10\\): rows of real numbers, not one-hot rows; this model's loss, "
+     "softmax_cross_entropy, is a classification loss"),
+    (lambda: regressor(outputs=3), np.arange(60) % 3,
+     "y: this model's loss, mse, expects targets as rows of finite numbers, shape \\(60, 3\\); "
+     "received class indices .*one-hot them with np.eye\\(3\\)\\[y\\] if you mean to regress "
+     "onto one-hot rows"),
+    (lambda: regressor(outputs=3), np.zeros(60),
+     "received a 1-D array, one value per sample, for 3 outputs; pass rows \\(60, 3\\)"),
+    (lambda: regressor(), np.zeros(59), "y has shape \\(59,\\); pass one row of targets per "
+                                        "sample of x, shape \\(60, 1\\) or \\(60,\\)"),
+    (lambda: regressor(), np.full(60, np.nan), "NaN or infinite values"),
+    (lambda: regressor("binary_cross_entropy"), np.linspace(-1, 1, 60),
+     "rows of numbers in \\[0, 1\\] .*received values from -1 to 1, outside \\[0, 1\\]"),
+])
+def test_targets_of_the_wrong_kind_are_refused_before_anything_runs(model, y, message):
+    model = model()
+    x = np.zeros((60, 1, 4, 4) if model.config.input_shape[-1] == 4 else (60, 1, 8, 8),
+                 np.float32)
+    for call in (lambda: model.fit(x, y, verbose=0), lambda: model.train_step(x, y),
+                 lambda: model.evaluate(x, y)):
+        with pytest.raises(lamina.InputError, match=message):
+            call()
+    assert model._session is None and model.weights == "initial"  # nothing was built
+
+
+def test_a_value_loss_has_no_classes_to_predict_or_name():
+    model = regressor(outputs=2)
+    x, y = linear_problem(10, outputs=2)
+    with pytest.raises(lamina.InputError, match="predict_classes\\(\\) picks the most probable "
+                                                "class, and this model's loss, mse, is a value "
+                                                "loss.*use predict\\(x\\)"):
+        model.predict_classes(x)
+    with pytest.raises(lamina.InputError, match="class_names names the classes of a "
+                                                "classification loss"):
+        model.evaluate(x, y, class_names=["a", "b"])

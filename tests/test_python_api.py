@@ -58,6 +58,18 @@ def test_the_python_api_page_runs_as_a_notebook(mnist_root, monkeypatch, tmp_pat
     assert "pass it again, with Model.load(path, plugins=[Softsign]) in Python" in out
     assert namespace["seq"].plugins == (namespace["Softsign"],)
     assert len(namespace["coded"].history) == 1
+    # the regression: mse fitted on a linear map plus noise (variance 0.01), then evaluated
+    fitted = namespace["fitted"]
+    assert set(fitted) == {"weights", "samples", "loss", "mse", "mae"}
+    assert fitted["samples"] == 200 and fitted["weights"] == "epoch 40 (last)"
+    printed = re.search(r"mse (\d\.\d{4}), mae (\d\.\d{4}), variance of y (\d\.\d{4})\n", out)
+    mse, mae, variance = map(float, printed.groups())
+    assert (mse, mae, variance) == (round(fitted["mse"], 4), round(fitted["mae"], 4),
+                                    round(float(namespace["y_reg"].var()), 4))
+    assert mse < 0.05 * variance  # down to about the noise
+    assert fitted["mse"] == pytest.approx(fitted["loss"], rel=1e-5) and mae < 0.2
+    assert "y holds real numbers (float64), not class indices; this model's loss, " \
+           "softmax_cross_entropy, is a classification loss, taking class indices 0 to 9" in out
 
 
 def test_every_python_block_is_run():

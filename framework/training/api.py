@@ -63,7 +63,17 @@ def _load_data(session: Session, data_dir: str | None, note: Log, download: bool
     dataset = load_dataset(training.dataset, data_dir=data_dir, limit=training.limit,
                            report=note, parts=("train",), download=download)
     _check_fits_dataset(session.config, session.network.output_shape, dataset)
-    return split_validation(session, dataset.train_x, dataset.train_y), dataset.files
+    targets = dataset_targets(session, dataset.train_y, dataset.num_classes)
+    return split_validation(session, dataset.train_x, targets), dataset.files
+
+
+def dataset_targets(session: Session, labels: np.ndarray, classes: int) -> np.ndarray:
+    """What the run's loss trains on for a dataset's class ``labels``: the labels for a
+    classification loss; for a value loss their one-hot rows (N, classes) in the
+    network's dtype ("mse on one-hot rows", docs/losses/mse.md)."""
+    if session.loss.traits.classifies:
+        return labels
+    return np.eye(classes, dtype=session.network.dtype)[labels]
 
 
 def _preflight(session: Session, data: Data) -> None:
@@ -358,8 +368,10 @@ def evaluate_run(run_dir: str | Path, registry: Registry, *, data_dir: str | Non
                  note: Log | None = None, weights: str | None = None,
                  comm: Comm | None = None) -> dict[str, Any]:
     """Test-set loss, accuracy, per-class accuracy and confusion matrix of a run, with the
-    weights :func:`load_trained` picks. Over MPI (``comm``) rank 0 reads the run and
-    sends the others its weights; each rank predicts its shards of every batch."""
+    weights :func:`load_trained` picks; for a value loss, trained on one-hot rows, loss,
+    MSE and MAE against the test set's one-hot rows (``targets: "one-hot"``). Over MPI
+    (``comm``) rank 0 reads the run and sends the others its weights; each rank predicts
+    its shards of every batch."""
     from ..data import load_dataset
     from .trainer import evaluate_arrays
 
@@ -392,9 +404,13 @@ def evaluate_run(run_dir: str | Path, registry: Registry, *, data_dir: str | Non
         raise DataError(f"the {dataset.name} test set in {dataset.files['test_labels']} holds "
                         "no samples; there is nothing to evaluate on: restore the canonical "
                         "test files")
+    targets = dataset_targets(session, dataset.test_y, dataset.num_classes)
     with session.step, ending_every_rank_on_failure(comm):
-        loss, predicted = evaluate_arrays(session, dataset.test_x, dataset.test_y)
-    report = classification_report(loss, predicted, dataset.test_y, dataset.class_names)
+        loss, predicted = evaluate_arrays(session, dataset.test_x, targets)
+    if session.loss.traits.classifies:
+        report = classification_report(loss, predicted, targets, dataset.class_names)
+    else:
+        report = {**regression_report(loss, predicted, targets), "targets": "one-hot"}
     return {"run_dir": str(run_dir), "dataset": dataset.name, "epoch": session.epoch,
             "weights": session.weights, **report}
 
@@ -416,7 +432,23 @@ def classification_report(loss: float, predicted: np.ndarray, labels: np.ndarray
     }
 
 
+def regression_report(loss: float, predictions: np.ndarray, targets: np.ndarray
+                      ) -> dict[str, Any]:
+    """Loss, and the mean squared and mean absolute errors of ``predictions`` (N, C)
+    against ``targets`` (N, C) over every entry, as the ``mse`` loss averages."""
+    error = np.asarray(predictions, dtype=np.float64) - np.asarray(targets, dtype=np.float64)
+    empty = not error.size
+    return {
+        "samples": int(len(targets)),
+        "loss": float(loss),
+        "mse": float("nan") if empty else float(np.mean(error * error)),
+        "mae": float("nan") if empty else float(np.mean(np.abs(error))),
+    }
+
+
 def format_evaluation(result: dict[str, Any]) -> str:
+    if "mse" in result:
+        return _format_regression(result)
     names = result["class_names"]
     lines = [
         f"{result['run_dir']} ({result['weights']}) on the {result['dataset']} test set, "
@@ -436,3 +468,17 @@ def format_evaluation(result: dict[str, Any]) -> str:
     for name, row in zip(names, matrix, strict=True):
         lines.append(f"  {name.ljust(width)}" + " ".join(str(v).rjust(cell) for v in row))
     return "\n".join(lines)
+
+
+def _format_regression(result: dict[str, Any]) -> str:
+    """The text form of a value loss's evaluation."""
+    targets = (" (targets: each label's one-hot row, as trained)"
+               if result.get("targets") == "one-hot" else "")
+    return "\n".join([
+        f"{result['run_dir']} ({result['weights']}) on the {result['dataset']} test set, "
+        f"{result['samples']:,} samples{targets}",
+        f"loss  {result['loss']:.6f}",
+        f"mse   {result['mse']:.6f}  (mean squared error of the predictions, over every "
+        "output)",
+        f"mae   {result['mae']:.6f}  (mean absolute error)",
+    ])

@@ -119,8 +119,10 @@ class Fitting:
             seed: int | None = None, shards: int | None = None,
             early_stopping_patience: int | None = None, restore_best: bool | None = None,
             verbose: int | str = "auto", callbacks: Sequence[Any] = ()) -> History:
-        """Train on ``x`` (N, *input_shape) and class indices ``y`` (N,); returns the
-        :class:`~lamina.training.history.History` of this call's epochs.
+        """Train on ``x`` (N, *input_shape) and class indices ``y`` (N,) (for a value
+        loss such as ``mse``: target rows (N, outputs), or (N,) for one output); returns
+        the :class:`~lamina.training.history.History` of this call's epochs (a value loss
+        records no accuracy).
 
         ``epochs`` more epochs; this and every other setting left out is the config's
         ``[training]`` value (``training.epochs``: 15 unless the config says). Validation
@@ -198,7 +200,8 @@ class Fitting:
         return History(run.history[before:])
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> float:
-        """One optimizer step on the batch ``x``, ``y`` (Keras's ``train_on_batch``),
+        """One optimizer step on the batch ``x``, ``y`` (class indices, or target rows for a
+        value loss; Keras's ``train_on_batch``),
         taken as ``fit`` takes each: the network in training mode (dropout drops), the
         loss and its gradient, backward, the optimizer's update at its current learning
         rate (``model.optimizer.lr``). Returns the batch's mean loss, from before the
@@ -206,12 +209,11 @@ class Fitting:
         from .trainer import train_batch
 
         def checked():
-            run = self._run
             xs = self._inputs(x, "x")
             ys = self._labels(y, len(xs), "y")
             if not len(xs):
                 raise InputError("x holds no samples; a step needs at least one")
-            return run, xs, ys
+            return self._run, xs, ys  # the arrays fit: the network may be built
 
         run, x, y = on_every_rank(self._comm, checked)
         same_on_every_rank(self._comm, "train_step", x.shape, y.shape)

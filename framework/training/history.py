@@ -5,7 +5,9 @@ A record is lamina's (one per epoch, as in a run's ``metrics.json``: ``epoch``
 counted from 1, ``lr``, ``train_loss``, ``train_accuracy``, ``val_loss``,
 ``val_accuracy``, ``seconds``); :func:`logs` gives the same numbers under Keras's
 names, which is what ``History.history`` lists and what a Keras-style callback
-receives (lamina.training.callbacks).
+receives (lamina.training.callbacks). A value loss (mse) records no accuracy: its
+records hold None there, and its logs and ``History.history`` leave ``accuracy`` and
+``val_accuracy`` out, as Keras's do for a model compiled without that metric.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ KERAS_NAMES = {"train_loss": "loss", "train_accuracy": "accuracy", "val_loss": "
 
 
 def logs(record: dict[str, Any]) -> dict[str, float]:
-    """An epoch's record as Keras's ``logs``: ``loss``, ``accuracy``, ``val_loss`` and
-    ``val_accuracy`` (only when the epoch was validated), ``lr``, ``seconds``."""
+    """An epoch's record as Keras's ``logs``: ``loss``, ``accuracy`` (a classification
+    loss), ``val_loss`` and ``val_accuracy`` (only when the epoch was validated), ``lr``,
+    ``seconds``."""
     return {keras: record[ours] for ours, keras in KERAS_NAMES.items()
             if record.get(ours) is not None}
 

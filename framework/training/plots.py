@@ -44,7 +44,8 @@ def _history(run_dir: Path) -> list[dict]:
 
 
 def plot_run(run_dir: str | Path, registry: Registry, out_dir: str | Path | None = None) -> list:
-    """Write curves.png (loss and accuracy per epoch) and filters.png (first conv layer)."""
+    """Write curves.png (loss and accuracy per epoch; the loss alone for a value loss) and
+    filters.png (first conv layer)."""
     plt = _pyplot()
     run_dir = Path(run_dir)
     session = load_trained(run_dir, registry)  # the run directory checked as a whole
@@ -61,8 +62,11 @@ def plot_run(run_dir: str | Path, registry: Registry, out_dir: str | Path | None
     written = []
 
     epochs = [r["epoch"] for r in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+    # A value loss (mse, binary_cross_entropy) records no accuracy: its loss alone is drawn.
+    metrics = ("loss", "accuracy") if any(r["train_accuracy"] is not None for r in history) \
+        else ("loss",)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
         ax.plot(epochs, [r[f"train_{metric}"] for r in history], "o-", label="train")
         val = [(r["epoch"], r[f"val_{metric}"]) for r in history if r[f"val_{metric}"] is not None]
         if val:

@@ -234,16 +234,27 @@ EpochNumber = Annotated[int, Field(strict=True, ge=1, le=MAX_EPOCHS)]
 
 
 class EpochRecord(BaseModel):
-    """One epoch of a run's history (``metrics.json`` and ``checkpoint.json``)."""
+    """One epoch of a run's history (``metrics.json`` and ``checkpoint.json``). The
+    accuracies are None for a value loss (mse, binary_cross_entropy), which has no
+    classes to count; ``val_loss`` and ``val_accuracy`` are None for an epoch that was
+    not validated."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     epoch: EpochNumber
     lr: Finite
     train_loss: Finite
-    train_accuracy: Annotated[float, Field(ge=0.0, le=1.0)]
+    train_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] | None
     val_loss: Finite | None
     val_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] | None
     seconds: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+
+    @model_validator(mode="after")
+    def _accuracy_of_a_classification_loss(self) -> EpochRecord:
+        if self.val_accuracy is not None and (self.train_accuracy is None
+                                              or self.val_loss is None):
+            raise ValueError("val_accuracy is recorded only with train_accuracy (a "
+                             "classification loss) and val_loss (a validated epoch)")
+        return self
 
 
 class RunExtra(BaseModel):

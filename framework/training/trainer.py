@@ -27,7 +27,7 @@ from ..errors import PASSED_THROUGH, PluginError, StateError, TrainingError
 from ..graph import Network
 from ..plan import Plan
 from ..registry import Registry
-from ..runtime.parallel import ShardedStep, loss_value, plugin_failed
+from ..runtime.parallel import ShardedStep, loss_value, plugin_failed, probabilities
 from ..schedules import learning_rate
 from . import runs
 from .callbacks import Callback, Log, run_callbacks, to_stderr
@@ -38,7 +38,8 @@ T = TypeVar("T")
 
 @dataclass
 class Data:
-    """Arrays a run trains and validates on: x (N, *input_shape), y (N,) class indices."""
+    """Arrays a run trains and validates on: x (N, *input_shape), y (N,) class indices
+    for a classification loss, (N, C) target rows for a value loss."""
 
     train_x: np.ndarray
     train_y: np.ndarray
@@ -202,10 +203,13 @@ def optimizer_state(session: Session) -> dict[str, np.ndarray]:
 # -- the loop -------------------------------------------------------------------------
 def evaluate_arrays(session: Session, x: np.ndarray, y: np.ndarray,
                     batch_size: int = 250) -> tuple[float, np.ndarray]:
-    """Mean loss and predicted classes of the network in eval mode.
+    """Mean loss of the network in eval mode, and its predicted classes (N,) for a
+    classification loss, or its predictions (N, C) (the loss's ``predict_proba``) for a
+    value loss.
 
     Batches of 250 keep the im2col buffers of a convnet small (a batch of 1,000
     needs ~140 MB for the reference network's second conv alone) at no cost in speed."""
+    classifies = session.loss.traits.classifies
     total, predictions = 0.0, []
     for start in range(0, len(x), batch_size):
         logits = session.step.predict(x[start:start + batch_size])
@@ -217,15 +221,18 @@ def evaluate_arrays(session: Session, x: np.ndarray, y: np.ndarray,
         except BaseException as exc:
             raise plugin_failed(session.who["loss"], exc) from exc
         total += value * len(logits)
-        predictions.append(np.argmax(logits, axis=1))
+        predictions.append(np.argmax(logits, axis=1) if classifies else
+                           probabilities(session.loss, logits, session.who["loss"]))
     return total / max(len(x), 1), np.concatenate(predictions) if predictions else y[:0]
 
 
-def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, float]:
-    """One pass over the (shuffled) training set; returns (mean loss, accuracy)."""
+def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, float | None]:
+    """One pass over the (shuffled) training set; returns (mean loss, accuracy), the
+    accuracy None for a value loss."""
     batch_size = session.config.training.batch_size
     order = session.rng.permutation(len(data.train_x)) if session.config.training.shuffle \
         else np.arange(len(data.train_x))
+    classifies = session.loss.traits.classifies
     seen = correct = 0
     loss_sum = 0.0
     for start in range(0, len(order), batch_size):
@@ -234,12 +241,15 @@ def train_epoch(session: Session, data: Data, *, progress: Any) -> tuple[float, 
         loss, logits = train_batch(session, xb, yb, f"at epoch {session.epoch + 1}, batch "
                                                     f"{start // batch_size + 1}")
         seen += len(index)
-        correct += int(np.sum(np.argmax(logits, axis=1) == yb))
         loss_sum += loss * len(index)
         progress.update(len(index))
-        progress.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
-                             refresh=False)
-    return loss_sum / seen, correct / seen
+        if classifies:
+            correct += int(np.sum(np.argmax(logits, axis=1) == yb))
+            progress.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
+                                 refresh=False)
+        else:
+            progress.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
+    return loss_sum / seen, correct / seen if classifies else None
 
 
 def train_batch(session: Session, x: np.ndarray, y: np.ndarray, where: str
@@ -351,7 +361,8 @@ def fit(session: Session, data: Data, *, callbacks: list[Callback] | None = None
                 raise stopped(session, f"the validation loss became {val_loss} at epoch "
                                        f"{epoch + 1}")
             record["val_loss"] = val_loss
-            record["val_accuracy"] = float(np.mean(predicted == data.val_y))
+            if session.loss.traits.classifies:
+                record["val_accuracy"] = float(np.mean(predicted == data.val_y))
             _track_best(session, val_loss, epoch + 1)
         record["seconds"] = round(time.perf_counter() - started, 3)
         best = min((r["train_loss"] for r in session.history), default=None)
@@ -386,8 +397,13 @@ def _track_best(session: Session, val_loss: float, epoch: int) -> None:
 
 
 def format_record(record: dict[str, Any], epochs: int) -> str:
-    text = (f"epoch {record['epoch']}/{epochs}  loss {record['train_loss']:.4f}  "
-            f"acc {record['train_accuracy']:.4f}")
+    """An epoch's line: its losses, and its accuracies where there are (a classification
+    loss)."""
+    text = f"epoch {record['epoch']}/{epochs}  loss {record['train_loss']:.4f}"
+    if record["train_accuracy"] is not None:
+        text += f"  acc {record['train_accuracy']:.4f}"
     if record["val_loss"] is not None:
-        text += f"  val_loss {record['val_loss']:.4f}  val_acc {record['val_accuracy']:.4f}"
+        text += f"  val_loss {record['val_loss']:.4f}"
+        if record["val_accuracy"] is not None:
+            text += f"  val_acc {record['val_accuracy']:.4f}"
     return text + f"  lr {record['lr']:.2e}  {record['seconds']:.1f}s"
