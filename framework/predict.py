@@ -251,19 +251,23 @@ def predict_files(run_dir: str | Path, files: Sequence[str | Path], registry, *,
     classes = probabilities.shape[1]
     names = (list(spec.class_names) if spec is not None and len(spec.class_names) == classes
              else [str(i) for i in range(classes)])
+    # A value loss (mse on one-hot rows) predicts a score per class, not a probability:
+    # the class is still the largest, but its number is named for what it is.
+    one, every = ("probability", "probabilities") if model.loss.traits.classifies \
+        else ("output", "outputs")
     rows = []
     for label, p in zip(labels, probabilities, strict=True):
         best = int(np.argmax(p))
         rows.append({"file": label, "class": best, "class_name": names[best],
-                     "probability": float(p[best]),
-                     "probabilities": [float(v) for v in p]})
+                     one: float(p[best]), every: [float(v) for v in p]})
     return {"run_dir": str(run_dir), "weights": model.weights, "predictions": rows}
 
 
 def format_predictions(result: dict[str, Any]) -> str:
-    rows = [("file", "class", "probability")]
-    rows += [(r["file"], r["class_name"], f"{r['probability']:.4f}")
-             for r in result["predictions"]]
+    one = "probability" if all("probability" in r for r in result["predictions"]) \
+        else "output"
+    rows = [("file", "class", one)]
+    rows += [(r["file"], r["class_name"], f"{r[one]:.4f}") for r in result["predictions"]]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [f"{result['run_dir']} ({result['weights']})"]
     lines += ["  ".join((row[0].ljust(widths[0]), row[1].ljust(widths[1]),

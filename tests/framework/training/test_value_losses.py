@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +186,10 @@ def test_lamina_train_and_evaluate_a_value_loss_on_mnist(tmp_path, mnist_root, m
     assert "10,000 samples (targets: each label's one-hot row, as trained)" in text
     assert f"mse   {report['mse']:.6f}" in text and f"mae   {report['mae']:.6f}" in text
     assert "confusion" not in text and "accuracy" not in text
+    # predict names the number for what it is: a score per class, not a probability
+    digits = Path(__file__).resolve().parents[3] / "docs" / "examples" / "digits.npy"
+    assert main(["predict", str(run_dir), str(digits), "--json"]) == 0
+    [first, *_] = json.loads(capsys.readouterr().out)["predictions"]
+    assert set(first) == {"file", "class", "class_name", "output", "outputs"}
+    assert main(["predict", str(run_dir), str(digits)]) == 0
+    assert "probability" not in capsys.readouterr().out
