@@ -28,9 +28,20 @@ OTHER_NAMES: dict[str, tuple[str, ...]] = {
     "kernel_initializer": ("initializer",),    # Keras Dense, Conv2D
     "eps": ("epsilon",),                       # torch.nn.BatchNorm2d, torch.optim.Adam
     "betas": ("beta_1", "beta_2"),             # torch.optim.Adam
-    "alpha": ("rho",),                         # torch.optim.RMSprop
+    "shape": ("target_shape",),                # torch.reshape
     "negative_slope": ("slope",),              # torch.nn.LeakyReLU, Keras LeakyReLU
     "dim": ("axis",),                          # torch.nn.Softmax, torch.cat
+}
+#: a name that means one setting in one framework and another elsewhere: each lamina
+#: name it may stand for, the first the config has being the one suggested
+OTHER_MEANINGS: dict[str, tuple[str, ...]] = {
+    "alpha": ("rho", "slope"),                 # torch.optim.RMSprop; Keras LeakyReLU
+}
+
+#: settings other frameworks have and lamina has no use for, with why
+NO_SUCH_SETTING: dict[str, str] = {
+    "from_logits": "lamina's losses always take the last layer's raw outputs (logits), so "
+                   "the network ends without a sigmoid or softmax",
 }
 
 #: PyTorch's and Keras's size of a layer's input, which lamina infers from the layer
@@ -86,10 +97,15 @@ def _key_hint(key: str, known: list[str]) -> tuple[tuple[str, ...], str]:
     """The keys an unknown ``key`` probably meant and the hint naming them: lamina's
     name(s) for another framework's, or the closest spelling."""
     names = OTHER_NAMES.get(key, ())
+    meanings = [name for name in OTHER_MEANINGS.get(key, ()) if name in known]
+    if meanings:
+        names = (meanings[0],)
     if names and all(name in known for name in names):
         if len(names) == 1:
             return names, f"lamina calls it {names[0]!r}; "
         return names, f"lamina splits it into {' and '.join(map(repr, names))}; "
+    if key in NO_SUCH_SETTING:
+        return (), f"{NO_SUCH_SETTING[key]}; "
     if INFERRED.get(key) in known:
         return (), "lamina infers it from the layer's input: remove it; "
     close = [k for k in known if similar(k, key)]
@@ -102,8 +118,11 @@ def _close_choice(value: object, loc: tuple, model: type[BaseModel] | None) -> s
     field = model.model_fields.get(loc[0]) if model is not None and loc else None
     if field is None or not isinstance(value, str):
         return None
-    close = difflib.get_close_matches(value, _string_choices(field.annotation), n=1,
-                                      cutoff=0.6)
+    choices = _string_choices(field.annotation)
+    same = [choice for choice in choices if choice.lower() == value.lower()]
+    if same:  # "SAME", TensorFlow's spelling of 'same'
+        return same[0]
+    close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
     return close[0] if close else None
 
 

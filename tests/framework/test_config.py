@@ -261,3 +261,28 @@ def test_validate_reports_shape_run_and_section_mistakes_in_one_pass(registry):
         make_plan(raw, registry)
     assert any(str(i).startswith("training.schedule.min_lr: the cosine schedule decays")
                for i in info.value.issues)
+
+
+def test_names_that_mean_one_setting_here_and_another_there(tmp_path, capsys):
+    """alpha is RMSprop's rho in PyTorch and LeakyReLU's slope in Keras; "SAME" is
+    TensorFlow's 'same'; from_logits has no meaning for lamina's losses."""
+    from lamina.cli import main
+
+    path = tmp_path / "net.toml"
+    path.write_text('[model]\ninput_shape = [1, 8, 8]\n[[model.layers]]\ntype = "avgpool2d"\n'
+                    'pool_size = 2\npadding = "SAME"\n[[model.layers]]\ntype = "leaky_relu"\n'
+                    'alpha = 0.2\n[[model.layers]]\ntype = "reshape"\nshape = [16]\n'
+                    '[[model.layers]]\ntype = "dense"\nunits = 1\n[loss]\n'
+                    'type = "binary_cross_entropy"\nfrom_logits = true\n[optimizer]\n'
+                    'type = "rmsprop"\nalpha = 0.9\n')
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    for line in ["(avgpool2d).padding: Input should be 'valid' or 'same' (received 'SAME'); "
+                 "did you mean 'same'?",
+                 "(leaky_relu).alpha: unknown key 'alpha'; lamina calls it 'slope'",
+                 "(reshape).shape: unknown key 'shape'; lamina calls it 'target_shape'",
+                 "from_logits: unknown key 'from_logits'; lamina's losses always take the "
+                 "last layer's raw outputs (logits)",
+                 "optimizer (rmsprop).alpha: unknown key 'alpha'; lamina calls it 'rho'"]:
+        assert line in err
+    assert "required key is missing" not in err  # target_shape is the shape given
