@@ -18,9 +18,11 @@ Two optimisations use the declarations of the layer contract (see
   f(pool(x)) == pool(f(x)), gradients included, and the elementwise layer then touches
   4x fewer entries behind a 2x2 pool. The pair is one *step* of the plan; every other
   layer is a step of its own. For relu this is exact; for the others (leaky_relu,
-  sigmoid, ...) two inputs of a window a rounding or a few apart can round to one
-  output, a tie after f and not before, and the gradient then goes to the larger input
-  rather than the first, as it would in exact arithmetic.
+  sigmoid, ...) it holds to f's rounding: two inputs of a window a rounding or a few
+  apart can round to one output (a tie after f and not before) or even in the wrong
+  order (computed float32 sigmoid is not monotone between neighbouring floats), and the
+  pooled value and the entry its gradient goes to are then those of exact arithmetic,
+  which may differ from the configured order's by an ulp.
 - Unless ``backward(..., input_grad=True)`` asks for it, the layers that read the
   network input are called with ``backward(dy, input_grad=False)``: for a first
   conv2d that gradient is a full col2im of the input, thrown away.

@@ -89,7 +89,8 @@ class LayerTraits:
     #: gelu, which dips). The runner may then apply the layer after a ``max_selecting``
     #: layer instead of before it, on fewer entries. An increasing curved f qualifies when
     #: its gradient is 0 where its output has rounded to f's limit, a flat piece of the
-    #: computed f (compute it from the output, as tanh's 1 - y^2)
+    #: computed f (compute it from the output, as tanh's 1 - y^2). The swap is exact for
+    #: relu; for a curved f it holds to f's rounding (lamina.graph)
     monotone_elementwise: bool = False
     #: every output is the first maximal entry of a window of its input (in a fixed
     #: order of the window), and backward routes its gradient to exactly that entry

@@ -59,7 +59,8 @@ class BinaryCrossEntropy(Loss):
         e = np.exp(-np.abs(z))
         per_entry = np.maximum(z, 0) - z * y + np.log1p(e)  # l_nc
         self.cache = (sigmoid(z, e), y)
-        return float(np.sum(per_entry) / per_entry.size)
+        # summed in float64: each entry is finite, their float32 sum need not be
+        return float(np.sum(per_entry, dtype=np.float64) / per_entry.size)
 
     def backward(self) -> np.ndarray:
         """-> dL/dz: (N, C), in the logits' dtype."""

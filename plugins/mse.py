@@ -42,7 +42,8 @@ class MSE(Loss):
         """z: (N, C) outputs; y: (N, C) targets -> mean squared error."""
         d = z - y
         self.cache = d
-        return float(np.sum(d * d) / d.size)
+        # squared in float64: a float32 error beyond 1.8e19 would overflow when squared
+        return float(np.sum(np.square(d, dtype=np.float64)) / d.size)
 
     def backward(self) -> np.ndarray:
         """-> dL/dz: (N, C), in the outputs' dtype."""
