@@ -251,10 +251,11 @@ def predict_files(run_dir: str | Path, files: Sequence[str | Path], registry, *,
     classes = probabilities.shape[1]
     names = (list(spec.class_names) if spec is not None and len(spec.class_names) == classes
              else [str(i) for i in range(classes)])
-    # A value loss (mse on one-hot rows) predicts a score per class, not a probability:
-    # the class is still the largest, but its number is named for what it is.
-    one, every = ("probability", "probabilities") if model.loss.traits.classifies \
-        else ("output", "outputs")
+    # mse (on one-hot rows) predicts a score per class, not a probability: the class is
+    # still the largest, but its number is named for what it is. binary_cross_entropy's
+    # sigmoid outputs are probabilities (of each output being 1).
+    one, every = ("output", "outputs") if "values" in model.loss.traits.targets \
+        else ("probability", "probabilities")
     rows = []
     for label, p in zip(labels, probabilities, strict=True):
         best = int(np.argmax(p))

@@ -190,6 +190,7 @@ def test_lamina_train_and_evaluate_a_value_loss_on_mnist(tmp_path, mnist_root, m
     digits = Path(__file__).resolve().parents[3] / "docs" / "examples" / "digits.npy"
     assert main(["predict", str(run_dir), str(digits), "--json"]) == 0
     [first, *_] = json.loads(capsys.readouterr().out)["predictions"]
-    assert set(first) == {"file", "class", "class_name", "output", "outputs"}
+    one, every = ("output", "outputs") if loss == "mse" else ("probability", "probabilities")
+    assert set(first) == {"file", "class", "class_name", one, every}
     assert main(["predict", str(run_dir), str(digits)]) == 0
-    assert "probability" not in capsys.readouterr().out
+    assert (" probability" in capsys.readouterr().out) == (loss != "mse")
