@@ -102,7 +102,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     plan = _plan(args, _registry(args))  # shapes and run settings are part of validity
-    total = plan.architecture.count(trainable=True)
+    # every value held, as the summary's total and Model.count_params() count them
+    total = plan.architecture.count(trainable=True) + plan.architecture.count(trainable=False)
     print(f"{plan.config.source}: valid ({len(plan.config.nodes)} layers, output "
           f"{plan.architecture.output_shape}, {total:,} parameters)")
     return 0
