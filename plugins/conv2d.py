@@ -1,6 +1,6 @@
 """conv2d: 2-D cross-correlation of channels-first images with a bank of filters.
 
-Shapes (per batch): x (N, C, H, W), W (F, C, kh, kw), b (F,), y (N, F, H', W')
+Shapes (per batch): x (N, C, H, W), W (F, C/G, kh, kw), b (F,), y (N, F, H', W') for G groups
 with ``H' = (H + pt + pb - kh) // sh + 1`` and ``W' = (W + pl + pr - kw) // sw + 1``
 for a stride (sh, sw) and zero padding (pt, pb, pl, pr).
 
@@ -29,11 +29,23 @@ Padding: ``"valid"`` is none; an int p pads p zeros on every side; ``"same"`` pa
 so that H' = ceil(H / sh) (for stride 1, H' = H), splitting an odd total with the
 extra zero at the bottom and right, as TensorFlow does.
 
+Groups (G = ``groups``, default 1, the sums above): the C channels and the F filters are
+cut into G groups in order, and filter f sums over the Cg = C/G channels of its group
+g = f // (F/G) only, as in PyTorch and ONNX:
+
+    y[n, f, p, q] = b[f] + sum_{c < Cg, i, j} W[f, c, i, j] * xp[n, g*Cg + c, p*sh + i, q*sw + j]
+
+so each group is a convolution of its own, and dW, db and dx are each group's
+gradients side by side. groups = C is a depthwise convolution (each filter sees one
+channel). lamina.kernels.grouped_conv2d and grouped_conv2d_backward run them; groups = 1
+calls conv2d and conv2d_backward as above.
+
 See docs/layers/conv2d.md for the derivation.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
@@ -45,6 +57,8 @@ from lamina.kernels import (
     conv2d,
     conv2d_backward,
     conv_output_size,
+    grouped_conv2d,
+    grouped_conv2d_backward,
     pair,
     same_padding,
 )
@@ -63,14 +77,24 @@ class Conv2DConfig(LayerConfig):
         description='"valid" (none), "same" (output = ceil(input / stride)) '
         "or the number of zeros per side (>= 0)",
     )
+    groups: PositiveInt = Field(
+        default=1,
+        description="split the input channels and the filters into this many groups, each "
+        "filter seeing only its group's channels (>= 1, dividing both; channels = depthwise)",
+    )
     use_bias: bool = Field(default=True, description="add a learned bias per filter")
     initializer: Initializer = Field(
         default="glorot_uniform", description="weight initializer (lamina.initializers)"
     )
 
 
+def _common_divisors(a: int, b: int) -> str:
+    gcd = math.gcd(a, b)
+    return ", ".join(str(d) for d in range(1, gcd + 1) if gcd % d == 0)
+
+
 class Conv2D(Layer):
-    """2-D cross-correlation: (N, C, H, W) -> (N, F, H', W'); weights W (F, C, kh, kw)."""
+    """2-D cross-correlation: (N, C, H, W) -> (N, F, H', W'); weights W (F, C/groups, kh, kw)."""
 
     name: ClassVar[str] = "conv2d"
     Config: ClassVar[type[LayerConfig]] = Conv2DConfig
@@ -80,6 +104,8 @@ class Conv2D(Layer):
         self.kernel = pair(self.config.kernel_size)
         self.stride = pair(self.config.stride)
         self._work = Workspace()
+        groups = self.config.groups
+        self._group_work = tuple(Workspace() for _ in range(groups)) if groups > 1 else ()
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -88,7 +114,15 @@ class Conv2D(Layer):
                 f"received {input_shape} ({len(input_shape)}-D). Fix: feed it images, e.g. "
                 "an input of shape (1, 28, 28), not the output of flatten or dense"
             )
-        _, h, w = input_shape
+        c, h, w = input_shape
+        groups, filters = self.config.groups, self.config.filters
+        if c % groups or filters % groups:
+            raise ShapeError(
+                f"conv2d groups = {groups} must divide both its input channels and its filters; "
+                f"received {c} input channels and {filters} filters. Fix: choose groups among "
+                f"the common divisors of {c} and {filters} ({_common_divisors(c, filters)}), "
+                "or change filters"
+            )
         (kh, kw), (sh, sw) = self.kernel, self.stride
         (top, bottom), (left, right) = self._padding(h, w)
         if kh > h + top + bottom or kw > w + left + right:
@@ -103,7 +137,8 @@ class Conv2D(Layer):
 
     def param_specs(self, input_shape):
         f, c, (kh, kw) = self.config.filters, input_shape[0], self.kernel
-        specs = {"W": ParamSpec((f, c, kh, kw), init=self.config.initializer)}
+        cg = c // self.config.groups  # the channels each filter sees
+        specs = {"W": ParamSpec((f, cg, kh, kw), init=self.config.initializer)}
         if self.config.use_bias:
             specs["b"] = ParamSpec((f,), init="zeros")
         return specs
@@ -123,23 +158,35 @@ class Conv2D(Layer):
         return ((padding, padding), (padding, padding))
 
     def forward(self, x, *, training):
+        if self.config.groups > 1:
+            y, self.cache = grouped_conv2d(x, self._params["W"], self._params.get("b"),
+                                           self.config.groups, self.stride, self.padding,
+                                           self._group_work)
+            return y
         y, self.cache = conv2d(x, self._params["W"], self._params.get("b"), self.stride,
                                self.padding, self._work)
         return y
 
     def backward(self, dy, *, input_grad=True):
+        if self.config.groups > 1:
+            return grouped_conv2d_backward(dy, self.cached(), self._params["W"],
+                                           self._grads["W"], self._grads.get("b"),
+                                           self.config.groups, self.stride, self.padding,
+                                           self._group_work, input_grad=input_grad)
         return conv2d_backward(dy, self.cached(), self._params["W"], self._grads["W"],
                                self._grads.get("b"), self.stride, self.padding, self._work,
                                input_grad=input_grad)
 
     def export_onnx(self, graph, inputs, name):
-        """ONNX Conv: the same cross-correlation (pads are top, left, bottom, right)."""
+        """ONNX Conv: the same cross-correlation (pads are top, left, bottom, right) with the
+        same weight layout for groups (ONNX's ``group``, left at its default 1 when 1)."""
         (top, bottom), (left, right) = self.padding
         args = [*inputs, graph.constant(self._params["W"], f"{name}.W")]
         if self.config.use_bias:
             args.append(graph.constant(self._params["b"], f"{name}.b"))
+        groups = {"group": self.config.groups} if self.config.groups > 1 else {}
         return graph.add("Conv", args, name, kernel_shape=list(self.kernel),
-                         strides=list(self.stride), pads=[top, left, bottom, right])
+                         strides=list(self.stride), pads=[top, left, bottom, right], **groups)
 
     @classmethod
     def examples(cls):
@@ -175,6 +222,36 @@ class Conv2D(Layer):
                 config={"filters": 2, "kernel_size": [3, 2], "stride": [1, 2], "padding": 1},
                 input_shape=(6, 5, 7),
                 id="6ch-pad1-stride12",
+            ),
+            # docs/layers/conv2d.md, "Groups": each filter sees one channel
+            Example(config={"filters": 2, "kernel_size": 2, "groups": 2}, input_shape=(2, 3, 3),
+                    id="depthwise-hand",
+                    reference=Reference(
+                        x=[[[[1, 2, 0], [0, 1, 3], [2, 1, 0]],
+                            [[0, 1, 1], [2, 0, 1], [1, 1, 2]]]],
+                        params={"W": [[[[1, 0], [0, -1]]], [[[0, 2], [1, 0]]]], "b": [0.5, -1]},
+                        y=[[[[0.5, -0.5], [-0.5, 1.5]], [[3, 1], [0, 2]]]],
+                        dy=[[[[1, 2], [3, 4]], [[1, 0], [-1, 2]]]],
+                        dx=[[[[1, 2, 0], [3, 3, -2], [0, -3, -4]],
+                             [[0, 2, 0], [1, -2, 4], [-1, 2, 0]]]],
+                        grads={"W": [[[[9, 17], [12, 10]]], [[[-2, 3], [3, 3]]]],
+                               "b": [10, 2]})),
+            # two filters per channel, strided and padded
+            Example(
+                config={"filters": 6, "kernel_size": 3, "stride": 2, "padding": "same",
+                        "groups": 3},
+                input_shape=(3, 6, 5),
+                id="depthwise-x2-stride2-same",
+            ),
+            # two channels per group: sample columns per group (K = 2*3*3 = 18)
+            Example(config={"filters": 4, "kernel_size": 3, "padding": 1, "groups": 2},
+                    input_shape=(4, 5, 4), id="groups2"),
+            # four channels per group: pixel rows per group (K = 36), no bias
+            Example(
+                config={"filters": 3, "kernel_size": [3, 3], "stride": [2, 1], "groups": 3,
+                        "use_bias": False},
+                input_shape=(12, 5, 5),
+                id="groups3-pixel-rows",
             ),
         ]
 

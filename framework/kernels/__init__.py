@@ -7,6 +7,8 @@ run compiled loops (:mod:`lamina.kernels._loops`, Numba, imported on first use).
 - geometry: window sizes, padding, kernel taps       (:mod:`lamina.kernels.geometry`)
 - conv2d / conv2d_backward: the convolution as patch matrices and matrix products
   (:mod:`lamina.kernels.conv`)
+- grouped_conv2d / grouped_conv2d_backward: the same with channels and filters in groups,
+  depthwise by compiled loops (:mod:`lamina.kernels.grouped`)
 - max_pool / max_pool_backward: pooling with winners (:mod:`lamina.kernels.pool`)
 - erfc, sigmoid: the special functions NumPy lacks (:mod:`lamina.kernels.special`)
 - avg_pool / avg_pool_backward: average pooling, padding left out of each average
@@ -25,6 +27,12 @@ from lamina.kernels.conv import (
     sample_patches,
 )
 from lamina.kernels.geometry import Padding, Pair, conv_output_size, pair, same_padding
+from lamina.kernels.grouped import (
+    DepthwiseInput,
+    GroupCaches,
+    grouped_conv2d,
+    grouped_conv2d_backward,
+)
 from lamina.kernels.pool import (
     Pooled,
     avg_pool,
@@ -38,6 +46,8 @@ from lamina.kernels.workspace import Workspace
 
 __all__ = [
     "SAMPLE_COLUMNS_MAX_K",
+    "DepthwiseInput",
+    "GroupCaches",
     "Padding",
     "Pair",
     "PixelRows",
@@ -50,6 +60,8 @@ __all__ = [
     "conv2d_backward",
     "conv_output_size",
     "erfc",
+    "grouped_conv2d",
+    "grouped_conv2d_backward",
     "max_pool",
     "max_pool_backward",
     "pair",

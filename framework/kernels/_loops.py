@@ -18,7 +18,8 @@ from numba import njit
 from numba.core.errors import NumbaError
 
 __all__ = ["NumbaError", "add_pixel_patches", "add_sample_columns", "avg_pool_2x2",
-           "avg_pool_2x2_backward", "channels_first", "channels_last", "max_pool",
+           "avg_pool_2x2_backward", "channels_first", "channels_last", "depthwise_conv",
+           "depthwise_conv_input_grad", "depthwise_conv_weight_grad", "max_pool",
            "max_pool_2x2", "max_pool_2x2_backward", "max_pool_backward", "pixel_patches"]
 
 compiled = njit(nogil=True, cache=True)
@@ -232,6 +233,100 @@ def add_pixel_patches(dcols, sh, sw, top, left, dxh):
                         for c in range(c_count):
                             dst[c] += src[c]
     return dxh
+
+
+@compiled
+def depthwise_conv(x, W, b, sh, sw, top, left, y):
+    """y[n, f, p, q] = b[f] + sum_{i, j} W[f, 0, i, j] * x[n, f // m, p*sh + i - top,
+    q*sw + j - left] for m = F // C filters per channel; the taps that read padding are left
+    out. One output row is built at a time, the taps added in (i, j) order. The bounds are
+    tested inside the loop over q rather than narrowing its range: the test proves col >= 0,
+    which spares every read Numba's wrap-around of negative indices (a narrowed range
+    does not), and the loop stays vectorisable."""
+    n_count, f_count, h_out, w_out = y.shape
+    c_count, h, w = x.shape[1], x.shape[2], x.shape[3]
+    m, kh, kw = f_count // c_count, W.shape[2], W.shape[3]
+    for n in range(n_count):
+        for f in range(f_count):
+            image, kernel, bias = x[n, f // m], W[f, 0], b[f]
+            for p in range(h_out):
+                dst = y[n, f, p]
+                for q in range(w_out):
+                    dst[q] = bias
+                for i in range(kh):
+                    row = p * sh + i - top
+                    if row < 0 or row >= h:
+                        continue
+                    src = image[row]
+                    for j in range(kw):
+                        weight = kernel[i, j]
+                        for q in range(w_out):
+                            col = q * sw + j - left
+                            if 0 <= col < w:
+                                dst[q] += weight * src[col]
+    return y
+
+
+@compiled
+def depthwise_conv_weight_grad(dy, x, sh, sw, top, left, lanes, dW):
+    """dW[f, 0, i, j] = sum_{n, p, q} dy[n, f, p, q] * x[n, f // m, p*sh + i - top,
+    q*sw + j - left]. The sum over q is kept in ``lanes`` (kh, kw, W') while n and p run, and
+    summed at the end: one running sum per q adds independent lanes the compiler can
+    vectorise, where a single running sum would be one dependency chain."""
+    n_count, f_count, h_out, w_out = dy.shape
+    c_count, h, w = x.shape[1], x.shape[2], x.shape[3]
+    m, kh, kw = f_count // c_count, dW.shape[2], dW.shape[3]
+    for f in range(f_count):
+        lanes[...] = 0
+        for n in range(n_count):
+            image = x[n, f // m]
+            for p in range(h_out):
+                grad = dy[n, f, p]
+                for i in range(kh):
+                    row = p * sh + i - top
+                    if row < 0 or row >= h:
+                        continue
+                    src = image[row]
+                    for j in range(kw):
+                        dst = lanes[i, j]
+                        for q in range(w_out):
+                            col = q * sw + j - left
+                            if 0 <= col < w:
+                                dst[q] += grad[q] * src[col]
+        for i in range(kh):
+            for j in range(kw):
+                total = lanes[i, j, 0] * 0
+                for q in range(w_out):
+                    total += lanes[i, j, q]
+                dW[f, 0, i, j] = total
+    return dW
+
+
+@compiled
+def depthwise_conv_input_grad(dy, W, sh, sw, top, left, dx):
+    """dx[n, f // m, p*sh + i - top, q*sw + j - left] += dy[n, f, p, q] * W[f, 0, i, j] over
+    every (f, p, q, i, j) whose tap lands inside the image (the rest read padding)."""
+    n_count, f_count, h_out, w_out = dy.shape
+    c_count, h, w = dx.shape[1], dx.shape[2], dx.shape[3]
+    m, kh, kw = f_count // c_count, W.shape[2], W.shape[3]
+    dx[...] = 0
+    for n in range(n_count):
+        for f in range(f_count):
+            image, kernel = dx[n, f // m], W[f, 0]
+            for p in range(h_out):
+                grad = dy[n, f, p]
+                for i in range(kh):
+                    row = p * sh + i - top
+                    if row < 0 or row >= h:
+                        continue
+                    dst = image[row]
+                    for j in range(kw):
+                        weight = kernel[i, j]
+                        for q in range(w_out):
+                            col = q * sw + j - left
+                            if 0 <= col < w:
+                                dst[col] += grad[q] * weight
+    return dx
 
 
 @compiled

@@ -6,6 +6,8 @@ import pytest
 
 import lamina.kernels.conv as conv
 from lamina.kernels import (
+    DepthwiseInput,
+    GroupCaches,
     PixelRows,
     SampleColumns,
     Workspace,
@@ -14,6 +16,8 @@ from lamina.kernels import (
     conv2d,
     conv2d_backward,
     conv_output_size,
+    grouped_conv2d,
+    grouped_conv2d_backward,
     max_pool,
     max_pool_backward,
     pair,
@@ -140,6 +144,77 @@ def test_conv2d_kernels_accept_views_and_keep_float32(monkeypatch, layout):
                               b.astype(np.float64), (1, 1), ((1, 1), (1, 1)),
                               np.zeros((2, 2, 7, 6)))[0]
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+# (x shape, filters, groups, kernel, stride, padding): depthwise (one and two filters per
+# channel), groups of two and of four channels; valid, padded, strided, asymmetric, and
+# an offset that reads padding only
+GROUPED = [
+    ((2, 3, 5, 4), 3, 3, (3, 3), (1, 1), ((0, 0), (0, 0))),
+    ((2, 2, 6, 7), 4, 2, (3, 2), (2, 3), ((1, 1), (0, 2))),
+    ((1, 2, 4, 4), 2, 2, (5, 5), (1, 1), ((2, 2), (2, 2))),
+    ((2, 4, 6, 5), 6, 2, (3, 3), (2, 1), ((1, 0), (1, 1))),
+    ((3, 8, 5, 6), 4, 2, (3, 3), (1, 2), ((1, 1), (1, 1))),
+    ((1, 4, 5, 5), 2, 2, (3, 3), (3, 3), ((2, 2), (2, 2))),
+]
+
+
+def reference_grouped_conv(x, W, b, groups, stride, padding, dy):
+    """The derivation's sums (reference_conv) on each group's channels and filters."""
+    cg, fg = x.shape[1] // groups, W.shape[0] // groups
+    parts = [reference_conv(x[:, g * cg:(g + 1) * cg], W[g * fg:(g + 1) * fg],
+                            b[g * fg:(g + 1) * fg], stride, padding, dy[:, g * fg:(g + 1) * fg])
+             for g in range(groups)]
+    return tuple(np.concatenate(arrays, axis=axis)
+                 for arrays, axis in zip(zip(*parts, strict=True), (1, 0, 0, 1), strict=True))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize(("x_shape", "filters", "groups", "kernel", "stride", "padding"),
+                         GROUPED)
+def test_grouped_conv2d_kernels_match_the_derivation(monkeypatch, layout, x_shape, filters,
+                                                     groups, kernel, stride, padding):
+    monkeypatch.setattr(conv, "SAMPLE_COLUMNS_MAX_K", LAYOUTS[layout])
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(x_shape)
+    W = rng.standard_normal((filters, x_shape[1] // groups, *kernel))
+    b = rng.standard_normal(filters)
+    work = [Workspace() for _ in range(groups)]
+    y, cache = grouped_conv2d(x, W, b, groups, stride, padding, work)
+    depthwise = x_shape[1] == groups
+    assert isinstance(cache, DepthwiseInput if depthwise else GroupCaches)
+    dy = rng.standard_normal(y.shape)
+    dW, db = np.full_like(W, np.nan), np.full_like(b, np.nan)
+    dx = grouped_conv2d_backward(dy, cache, W, dW, db, groups, stride, padding, work)
+    expected = reference_grouped_conv(x, W, b, groups, stride, padding, dy)
+    for got, want in zip((y, dW, db, dx), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    # without a bias and without the input gradient
+    y0, cache = grouped_conv2d(x, W, None, groups, stride, padding, work)
+    np.testing.assert_allclose(y0, y - b[:, None, None], rtol=1e-12, atol=1e-12)
+    dW[...] = np.nan
+    assert grouped_conv2d_backward(dy, cache, W, dW, None, groups, stride, padding, work,
+                                   input_grad=False) is None
+    np.testing.assert_allclose(dW, expected[1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("groups", [2, 4])
+def test_grouped_conv2d_kernels_accept_views_and_keep_float32(groups):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 4, 7, 6)).astype(np.float32)[::2, :, ::-1]
+    W = rng.standard_normal((4, 4 // groups, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    dy = rng.standard_normal((2, 4, 7, 6)).astype(np.float32)[..., ::-1]
+    work = [Workspace() for _ in range(groups)]
+    y, cache = grouped_conv2d(x, W, b, groups, (1, 1), ((1, 1), (1, 1)), work)
+    dW, db = np.empty_like(W), np.empty_like(b)
+    dx = grouped_conv2d_backward(dy, cache, W, dW, db, groups, (1, 1), ((1, 1), (1, 1)), work)
+    assert y.dtype == dW.dtype == db.dtype == dx.dtype == np.float32
+    expected = reference_grouped_conv(np.asarray(x, np.float64), W.astype(np.float64),
+                                      b.astype(np.float64), groups, (1, 1), ((1, 1), (1, 1)),
+                                      np.asarray(dy, np.float64))
+    for got, want in zip((y, dW, db, dx), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 def test_workspace_reuses_a_buffer_until_shape_or_dtype_changes():

@@ -127,6 +127,10 @@ GRADIENT_CASES = [
 
 @pytest.mark.parametrize(("config", "input_shape"), GRADIENT_CASES)
 def test_finite_difference_gradients(config, input_shape):
+    assert_gradients_match_central_differences(config, input_shape)
+
+
+def assert_gradients_match_central_differences(config, input_shape):
     rng = np.random.default_rng(3)
     layer = built(input_shape, **config)
     if "b" in layer.params():
@@ -256,3 +260,162 @@ def test_no_input_gradient_when_not_needed_and_same_parameter_gradients(filters_
     assert layer.backward(dy, input_grad=False) is None
     for key, grad in layer.grads().items():
         np.testing.assert_array_equal(grad, expected[key])
+
+
+# -- groups ------------------------------------------------------------------------------
+def loop_conv2d(x, W, b, groups, stride, padding, dy):
+    """y, dW, db, dx of a grouped convolution by plain loops over every index, in float64:
+    filter f of group g = f // (F/G) reads channels g*Cg ... g*Cg + Cg - 1 only."""
+    n, c, h, w = x.shape
+    f, cg, kh, kw = W.shape
+    (sh, sw), ((top, bottom), (left, right)) = stride, padding
+    xp = np.zeros((n, c, h + top + bottom, w + left + right))
+    xp[:, :, top:top + h, left:left + w] = x
+    h_out, w_out = dy.shape[2:]
+    y, dW, dxp = np.zeros(dy.shape), np.zeros(W.shape), np.zeros(xp.shape)
+    db = dy.sum(axis=(0, 2, 3))
+    for s in range(n):
+        for k in range(f):
+            first = (k // (f // groups)) * cg
+            for p in range(h_out):
+                for q in range(w_out):
+                    y[s, k, p, q] = 0.0 if b is None else b[k]
+                    for ch in range(cg):
+                        for i in range(kh):
+                            for j in range(kw):
+                                pixel = (s, first + ch, p * sh + i, q * sw + j)
+                                y[s, k, p, q] += W[k, ch, i, j] * xp[pixel]
+                                dW[k, ch, i, j] += dy[s, k, p, q] * xp[pixel]
+                                dxp[pixel] += dy[s, k, p, q] * W[k, ch, i, j]
+    return y, dW, db, dxp[:, :, top:top + h, left:left + w]
+
+
+GROUPED_CASES = [  # (config, input shape): depthwise, depthwise with m filters per channel,
+    # groups of several channels in either patch layout (K per group <= 32 or > 32)
+    ({"filters": 3, "kernel_size": 3, "groups": 3}, (3, 5, 6)),
+    ({"filters": 4, "kernel_size": [2, 3], "stride": [2, 1], "padding": "same", "groups": 2},
+     (2, 5, 4)),
+    ({"filters": 6, "kernel_size": 3, "stride": 2, "padding": 1, "groups": 3}, (3, 6, 7)),
+    ({"filters": 4, "kernel_size": 3, "padding": 1, "groups": 2, "use_bias": False}, (4, 4, 5)),
+    ({"filters": 6, "kernel_size": 3, "stride": [1, 2], "padding": "same", "groups": 2},
+     (8, 5, 5)),
+    ({"filters": 2, "kernel_size": 5, "padding": 2, "groups": 2}, (2, 3, 3)),
+]
+
+
+@pytest.mark.parametrize(("config", "input_shape"), GROUPED_CASES)
+def test_groups_match_a_plain_loop_convolution(config, input_shape):
+    rng = np.random.default_rng(11)
+    layer = built(input_shape, **config)
+    params = layer.params()
+    if "b" in params:
+        params["b"][...] = rng.standard_normal(params["b"].shape)
+    x = rng.standard_normal((2, *input_shape))
+    y = layer.forward(x, training=True)
+    dy = rng.standard_normal(y.shape)
+    dx = layer.backward(dy)
+    want = loop_conv2d(x, params["W"], params.get("b"), config["groups"], layer.stride,
+                       layer.padding, dy)
+    got = (y, layer.grads()["W"], layer.grads().get("b"), dx)
+    for name, a, e in zip(("y", "dW", "db", "dx"), got, want, strict=True):
+        if a is not None:
+            np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12, err_msg=name)
+    layer.forward(x, training=True)
+    assert layer.backward(dy, input_grad=False) is None
+    np.testing.assert_allclose(layer.grads()["W"], want[1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("config", "input_shape"), GROUPED_CASES)
+def test_groups_finite_difference_gradients(config, input_shape):
+    assert_gradients_match_central_differences(config, input_shape)
+
+
+@pytest.mark.parametrize(("config", "input_shape"), GROUPED_CASES[:2] + GROUPED_CASES[4:5])
+def test_groups_keep_float32(config, input_shape):
+    rng = np.random.default_rng(12)
+    low, high = built(input_shape, np.float32, **config), built(input_shape, **config)
+    x = rng.standard_normal((3, *input_shape))
+    y = low.forward(x.astype(np.float32), training=True)
+    dx = low.backward(np.ones_like(y))
+    assert y.dtype == dx.dtype == low.grads()["W"].dtype == np.float32
+    np.testing.assert_allclose(y, high.forward(x, training=True), rtol=1e-5, atol=1e-5)
+
+
+def test_hand_worked_depthwise_keeps_channels_apart():
+    layer = built((2, 3, 3), filters=2, kernel_size=2, groups=2, use_bias=False)
+    layer.params()["W"][0, 0], layer.params()["W"][1, 0] = W22, np.eye(2)
+    x = np.concatenate([X3, 100 * X3], axis=1)
+    y = layer.forward(x, training=True)
+    # filter 0 on channel 0 alone (as in the first hand-worked test, less the bias);
+    # filter 1 on channel 1 alone: x[p, q] + x[p+1, q+1] of 100 * X3
+    np.testing.assert_array_equal(y[0, 0], [[37, 47], [67, 77]])
+    np.testing.assert_array_equal(y[0, 1], [[600, 800], [1200, 1400]])
+    dx = layer.backward(np.stack([np.zeros((2, 2)), np.ones((2, 2))])[None])
+    # no gradient from filter 1 reaches channel 0, nor from filter 0 channel 1
+    np.testing.assert_array_equal(dx[0, 0], np.zeros((3, 3)))
+    np.testing.assert_array_equal(dx[0, 1], [[1, 1, 0], [1, 2, 1], [0, 1, 1]])
+    np.testing.assert_array_equal(layer.grads()["W"][0, 0], np.zeros((2, 2)))
+    np.testing.assert_array_equal(layer.grads()["W"][1, 0], [[1200, 1600], [2400, 2800]])
+
+
+def test_groups_weights_are_laid_out_as_pytorch_and_onnx_lay_them_out():
+    layer = built((32, 13, 13), dtype=np.float32, filters=64, kernel_size=3, groups=4)
+    W = layer.params()["W"]
+    assert W.shape == (64, 8, 3, 3) and W.size + layer.params()["b"].size == 4_672
+    # fans (C/G)*kh*kw in and F*kh*kw out, as PyTorch computes them for this shape
+    assert np.abs(W).max() <= np.sqrt(6 / (8 * 9 + 64 * 9))
+    assert built((32, 13, 13), filters=32, kernel_size=3, groups=32).params()["W"].shape == \
+        (32, 1, 3, 3)
+
+
+@pytest.mark.parametrize(("input_shape", "config", "numbers"), [
+    ((32, 13, 13), {"filters": 64, "groups": 3}, "received 32 input channels and 64 filters"),
+    ((6, 8, 8), {"filters": 8, "groups": 3}, "received 6 input channels and 8 filters"),
+    ((8, 8, 8), {"filters": 6, "groups": 4}, "received 8 input channels and 6 filters"),
+])
+def test_groups_must_divide_channels_and_filters(input_shape, config, numbers):
+    groups = config["groups"]
+    with pytest.raises(ShapeError, match=rf"conv2d groups = {groups} must divide both its "
+                       rf"input channels and its filters; {numbers}\. Fix: choose groups "
+                       r"among the common divisors"):
+        built(input_shape, kernel_size=3, **config)
+
+
+def test_groups_message_lists_the_common_divisors():
+    with pytest.raises(ShapeError, match=r"common divisors of 12 and 18 \(1, 2, 3, 6\)"):
+        built((12, 8, 8), filters=18, kernel_size=3, groups=4)
+
+
+def test_groups_rejected_by_the_config_below_one():
+    for bad in (0, -2, 1.5, "2"):
+        with pytest.raises(ValidationError):
+            Conv2D(filters=4, kernel_size=3, groups=bad)
+
+
+def test_groups_1_runs_the_ungrouped_kernels_unchanged(monkeypatch):
+    """groups = 1 (written or left out) calls lamina.kernels.conv2d and conv2d_backward with
+    the arguments it always had, and never the grouped kernels."""
+    from lamina.kernels import Workspace, conv2d_backward
+    from lamina.kernels import conv2d as conv2d_kernel
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("groups = 1 reached the grouped kernels")
+
+    monkeypatch.setattr(conv2d, "grouped_conv2d", refuse)
+    monkeypatch.setattr(conv2d, "grouped_conv2d_backward", refuse)
+    rng = np.random.default_rng(13)
+    for channels in (1, 8):  # both patch layouts
+        written = built((channels, 7, 7), np.float32, filters=4, kernel_size=3, groups=1)
+        x = rng.standard_normal((3, channels, 7, 7)).astype(np.float32)
+        dy = rng.standard_normal((3, 4, 5, 5)).astype(np.float32)
+        y, dx = written.forward(x, training=True), written.backward(dy)
+        W, b = written.params()["W"], written.params()["b"]
+        work = Workspace()
+        y_kernel, cache = conv2d_kernel(x, W, b, (1, 1), ((0, 0), (0, 0)), work)
+        dW, db = np.empty_like(W), np.empty_like(b)
+        dx_kernel = conv2d_backward(dy, cache, W, dW, db, (1, 1), ((0, 0), (0, 0)), work)
+        for got, want in ((y, y_kernel), (dx, dx_kernel), (written.grads()["W"], dW),
+                          (written.grads()["b"], db)):
+            assert got.tobytes() == want.tobytes()
+    assert Conv2D(filters=4, kernel_size=3).config == Conv2D(filters=4, kernel_size=3,
+                                                              groups=1).config
