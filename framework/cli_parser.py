@@ -97,7 +97,8 @@ def parser_for(commands: Any) -> argparse.ArgumentParser:
 
     p = add("evaluate", commands.cmd_evaluate,
             "test-set report of a run: loss, accuracy, per-class accuracy and confusion "
-            "matrix (for a value loss such as mse: loss, MSE and MAE)")
+            "matrix (for a value loss such as mse: loss, MSE, MAE and the largest output's "
+            "accuracy)")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.add_argument("--data-dir", help=data_dir_help)

@@ -410,7 +410,11 @@ def evaluate_run(run_dir: str | Path, registry: Registry, *, data_dir: str | Non
     if session.loss.traits.classifies:
         report = classification_report(loss, predicted, targets, dataset.class_names)
     else:
-        report = {**regression_report(loss, predicted, targets), "targets": "one-hot"}
+        # one-hot rows of class labels: the largest output still names a class
+        report = {**regression_report(loss, predicted, targets), "targets": "one-hot",
+                  "accuracy": float(np.mean(np.argmax(predicted, axis=1)
+                                            == np.argmax(targets, axis=1)))
+                  if len(targets) else float("nan")}
     return {"run_dir": str(run_dir), "dataset": dataset.name, "epoch": session.epoch,
             "weights": session.weights, **report}
 
@@ -481,4 +485,6 @@ def _format_regression(result: dict[str, Any]) -> str:
         f"mse   {result['mse']:.6f}  (mean squared error of the predictions, over every "
         "output)",
         f"mae   {result['mae']:.6f}  (mean absolute error)",
+        *([f"accuracy  {result['accuracy']:.4%}  (the largest output's class)"]
+          if "accuracy" in result else []),
     ])

@@ -176,7 +176,8 @@ def test_lamina_train_and_evaluate_a_value_loss_on_mnist(tmp_path, mnist_root, m
     assert main(["evaluate", str(run_dir), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report) == {"run_dir", "dataset", "epoch", "weights", "samples", "loss", "mse",
-                           "mae", "targets"}
+                           "mae", "targets", "accuracy"}
+    assert 0.1 < report["accuracy"] <= 1  # one epoch on 512 images: better than chance
     assert report["samples"] == 10_000 and report["targets"] == "one-hot"
     assert 0 < report["mse"] < report["mae"] < 1  # errors of entries within [0, 1]
     if loss == "mse":
@@ -185,7 +186,8 @@ def test_lamina_train_and_evaluate_a_value_loss_on_mnist(tmp_path, mnist_root, m
     text = capsys.readouterr().out
     assert "10,000 samples (targets: each label's one-hot row, as trained)" in text
     assert f"mse   {report['mse']:.6f}" in text and f"mae   {report['mae']:.6f}" in text
-    assert "confusion" not in text and "accuracy" not in text
+    assert "confusion" not in text
+    assert f"accuracy  {report['accuracy']:.4%}  (the largest output's class)" in text
     # predict names the number for what it is: a score per class, not a probability
     digits = Path(__file__).resolve().parents[3] / "docs" / "examples" / "digits.npy"
     assert main(["predict", str(run_dir), str(digits), "--json"]) == 0
