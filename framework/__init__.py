@@ -40,6 +40,7 @@ from .layer import (
     ParamSpec,
     Reference,
     Shape,
+    sample_axis,
 )
 from .loss import (
     TARGET_FORMS,
@@ -119,6 +120,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "initialize",
+    "sample_axis",
     "layers",
     "load_config",
     "load_registry",

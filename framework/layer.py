@@ -207,6 +207,19 @@ def make_config(model: type[BaseModel], config: BaseModel | dict[str, Any] | Non
     return model(**config) if isinstance(config, dict) else config
 
 
+def sample_axis(axis: int, rank: int, refused: str) -> int:
+    """The per-sample index (0: the first axis after the batch axis) of a setting's
+    ``axis``, counted as Keras, PyTorch and ONNX count it in the (N, ...) array: 1 is the
+    first per-sample axis, -1 the last. An axis a sample of ``rank`` axes does not have is
+    a :class:`ShapeError` opening with ``refused`` (the layer's own words) and saying which
+    axes there are. The batch axis 0 is for a config validator to refuse."""
+    index = axis - 1 if axis > 0 else rank + axis
+    if not 0 <= index < rank:
+        raise ShapeError(f"{refused} (axes counted from the batch axis, 0); expected an axis "
+                         f"from 1 to {rank} or from -{rank} to -1")
+    return index
+
+
 def normalize_input_shape(input_shape: Any, multi_input: bool) -> Any:
     """A per-sample shape as a tuple of ints (a tuple of such tuples for a multi-input
     layer; a single shape given to one becomes a tuple of one shape)."""

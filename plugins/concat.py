@@ -32,6 +32,7 @@ from lamina import (
     Shape,
     ShapeError,
     hookimpl,
+    sample_axis,
 )
 
 
@@ -77,14 +78,8 @@ class Concat(Layer):
                 "concat expects inputs with at least one per-sample axis, received scalar "
                 "shapes (); there is no axis to join along"
             )
-        joined = axis - 1 if axis > 0 else rank + axis
-        if not 0 <= joined < rank:
-            raise ShapeError(
-                f"concat axis {axis} is not an axis of inputs with {rank} per-sample "
-                f"axes (axes counted from the batch axis, 0); expected an axis from 1 to "
-                f"{rank} or from -{rank} to -1"
-            )
-        return joined
+        return sample_axis(axis, rank, f"concat axis {axis} is not an axis of inputs with "
+                                       f"{rank} per-sample axes")
 
     def compute_output_shape(self, input_shape: tuple[Shape, ...]) -> Shape:
         if len(input_shape) < 2:

@@ -46,6 +46,7 @@ from lamina import (
     Shape,
     ShapeError,
     hookimpl,
+    sample_axis,
 )
 
 
@@ -100,14 +101,8 @@ class LayerNorm(Layer):
                 "layernorm expects at least one per-sample axis to normalise over, received "
                 "a scalar shape (); remove the layer, there is nothing to normalise"
             )
-        first = axis - 1 if axis > 0 else rank + axis
-        if not 0 <= first < rank:
-            raise ShapeError(
-                f"layernorm axis {axis} is not an axis of its input (N, "
-                f"{', '.join(map(str, input_shape))}) (axes counted from the batch axis, 0); "
-                f"expected an axis from 1 to {rank} or from -{rank} to -1"
-            )
-        return first
+        return sample_axis(axis, rank, f"layernorm axis {axis} is not an axis of its input "
+                                       f"(N, {', '.join(map(str, input_shape))})")
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         norm = input_shape[self._first_axis(input_shape):]

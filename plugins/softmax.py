@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, field_validator
 
-from lamina import Example, Layer, LayerConfig, Reference, Shape, ShapeError, hookimpl
+from lamina import Example, Layer, LayerConfig, Reference, Shape, hookimpl, sample_axis
 
 
 class SoftmaxConfig(LayerConfig):
@@ -61,13 +61,9 @@ class Softmax(Layer):
     Config = SoftmaxConfig
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
-        rank, axis = len(input_shape), self.config.axis
-        if not (1 <= axis <= rank or -rank <= axis <= -1):
-            raise ShapeError(
-                f"softmax axis {axis} is not an axis of a sample of shape "
-                f"{tuple(input_shape)} (axes counted from the batch axis, 0); expected an "
-                f"axis from 1 to {rank} or from -{rank} to -1"
-            )
+        axis = self.config.axis
+        sample_axis(axis, len(input_shape), f"softmax axis {axis} is not an axis of a sample "
+                                            f"of shape {tuple(input_shape)}")
         return input_shape
 
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
