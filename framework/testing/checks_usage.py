@@ -418,13 +418,13 @@ def traced(tracer: Any, work: Any, k: int, turns: Turns) -> None:
         turns.finish(k)
 
 
-def applies(check_func: Any, plugin: type, example: Any) -> bool:
+def applies(check: Any, plugin: type, example: Any) -> bool:
     """Whether a usage check has anything to run on ``example``: another input rank the
     layer accepts, large inputs (a layer defined on the whole line) or float settings
     with bounds. One that has not is left out, rather than reported as passed."""
-    if check_func is check_input_ranks:
+    if check is check_input_ranks:
         return bool(other_rank_shapes(plugin, example))
-    if check_func is check_large_inputs:
+    if check is check_large_inputs:
         return tuple(example.input_range) == (-1.0, 1.0) or bool(
             _float_settings_at_bounds(plugin, example))
     return True
