@@ -29,7 +29,7 @@ class LayerInfo:
 def layer_infos(network: Any) -> list[LayerInfo]:
     """The layers of a :class:`lamina.Network` in the config's order."""
     return [LayerInfo(node.name, node.config.type, tuple(node.output_shape),
-                      sum(spec.size for spec in node.specs.values()), node.layer)
+                      _values([node]), node.layer)
             for node in network.nodes]
 
 
