@@ -23,6 +23,14 @@ Two optimisations use the declarations of the layer contract (see
   order (computed float32 sigmoid is not monotone between neighbouring floats), and the
   pooled value and the entry its gradient goes to are then those of exact arithmetic,
   which may differ from the configured order's by an ulp.
+- A layer that declares ``fuses_max_pool`` (conv2d) and is read only by a
+  ``max_selecting`` layer whose window it accepts (``max_pool_window()``,
+  ``fusable_max_pool``), directly or through one moved elementwise layer, ends in that
+  pool: one *fused chain*, run as ``forward_max_pool`` then the elementwise layer on the
+  pooled array (the pool layer itself is not called). conv2d then computes only the
+  outputs the pool keeps and never writes its full output. Every value outside the
+  chain is the documented array; the chain's output is the pool's. ``LAMINA_FUSION=0``
+  in the environment (or ``Network(..., fuse=False)``) turns chains off.
 - Unless ``backward(..., input_grad=True)`` asks for it, the layers that read the
   network input are called with ``backward(dy, input_grad=False)``: for a first
   conv2d that gradient is a full col2im of the input, thrown away.
@@ -30,6 +38,7 @@ Two optimisations use the declarations of the layer contract (see
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,11 +108,23 @@ class Node:
 class Step:
     """Layers run back to back on one value: usually one node; (pool, elementwise) for a
     swapped pair, which reads the elementwise layer's inputs and stands for the pool's
-    output (the elementwise layer's own output is never materialised)."""
+    output (the elementwise layer's own output is never materialised). In a fused chain
+    ``pool`` is the max_selecting node the first layer ends in (by ``forward_max_pool``),
+    ``nodes`` the first layer and the moved elementwise layer, if any."""
 
     nodes: tuple[Node, ...]
     inputs: tuple[str, ...]
     output: str
+    pool: Node | None = None
+
+    @property
+    def window(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        return None if self.pool is None else self.pool.layer.max_pool_window()
+
+
+def fusion_enabled() -> bool:
+    """Whether networks fuse chains unless told otherwise: ``LAMINA_FUSION=0`` turns it off."""
+    return os.environ.get("LAMINA_FUSION", "1").strip() != "0"
 
 
 class Architecture:
@@ -196,7 +217,9 @@ class Network:
         rng: np.random.Generator,
         *,
         dtype: Any = DTYPE,
+        fuse: bool | None = None,
     ):
+        self.fuse = fusion_enabled() if fuse is None else bool(fuse)
         self._assemble(Architecture(config, registry), rng, np.dtype(dtype))
 
     def replica(self, rng: np.random.Generator) -> Network:
@@ -206,6 +229,7 @@ class Network:
         :meth:`load_state_dict`); its stochastic layers draw from ``rng``. The sharded
         training step (:mod:`lamina.runtime.parallel`) runs one replica per shard."""
         twin = object.__new__(Network)
+        twin.fuse = self.fuse
         classes = [(type(node.layer), node.provider) for node in self.nodes]
         twin._assemble(Architecture(self.config, classes=classes), rng, self.dtype)
         return twin
@@ -230,8 +254,10 @@ class Network:
         self.steps = self._plan()
         self._readers = readers_of(self.steps)  # how many steps read each value
         # the per-sample shape of every value the steps pass on, to check what layers return
+        by_name = {node.name: node for node in self.nodes}
         self._shapes = {INPUT: self.input_shape,
-                        **{step.output: step.nodes[0].output_shape for step in self.steps}}
+                        **{step.output: by_name[step.output].output_shape
+                           for step in self.steps}}
 
     def _plan(self) -> list[Step]:
         """The execution order: ``self.order`` with commuting pairs swapped into one step."""
@@ -256,7 +282,38 @@ class Network:
                 steps.append(Step((node,), node.inputs, node.name))
             else:
                 steps.append(Step((node, before), before.inputs, node.name))
-        return steps
+        return self._fuse_chains(steps, consumers) if self.fuse else steps
+
+    def _fuse_chains(self, steps: list[Step], consumers: dict[str, int]) -> list[Step]:
+        """Each pool step whose input comes from a one-layer step of a ``fuses_max_pool``
+        layer that accepts its window, and that nothing else reads, becomes one chain."""
+        producer = {step.output: step for step in steps}
+        merged: dict[str, Step] = {}  # pool step output -> its chain
+        absorbed: set[str] = set()  # outputs of the steps the chains replace
+        for step in steps:
+            pool = step.nodes[0]
+            if not pool.layer.traits.max_selecting or len(step.inputs) != 1:
+                continue
+            source = producer.get(step.inputs[0])
+            if source is None or len(source.nodes) != 1 or source.pool is not None:
+                continue
+            first = source.nodes[0]
+            window = pool.layer.max_pool_window()
+            if (window is None or not first.layer.traits.fuses_max_pool
+                    or consumers[first.name] != 1 or first.name == self.output
+                    or not first.layer.fusable_max_pool(window)):
+                continue
+            merged[step.output] = Step((first, *step.nodes[1:]), first.inputs, step.output,
+                                       pool=pool)
+            absorbed.add(source.output)
+        return [merged.get(step.output, step) for step in steps
+                if step.output not in absorbed]
+
+    def fused_chains(self) -> list[tuple[str, ...]]:
+        """The layers each fused chain runs, in config order (the pool last): ``[("conv2d_1",
+        "relu_1", "maxpool2d_1"), ...]``; empty when nothing is fused."""
+        return [(step.nodes[0].name, *(n.name for n in step.nodes[1:]), step.pool.name)
+                for step in self.steps if step.pool is not None]
 
     @property
     def output_shape(self) -> Shape:
@@ -286,18 +343,26 @@ class Network:
             expected = (len(x), *self._shapes[step.output])
             for node in step.nodes:
                 started = time.perf_counter()
+                pooled = step.pool is not None and node is step.nodes[0]
                 try:
-                    value = node.layer.forward(value, training=training)
+                    if pooled:
+                        value = node.layer.forward_max_pool(value, step.window,
+                                                            training=training)
+                    else:
+                        value = node.layer.forward(value, training=training)
                 except PASSED_THROUGH:
                     raise
                 except BaseException as exc:
-                    raise node.plugin_failed("forward()", exc) from exc
+                    raise node.plugin_failed("forward_max_pool()" if pooled else "forward()",
+                                             exc) from exc
                 if not isinstance(value, np.ndarray) or value.shape != expected \
                         or value.dtype.kind != "f":
                     raise node.plugin_returned("forward()", value,
                                                f"a floating-point array of shape {expected}")
                 if timings is not None:
                     timings[node.name] = time.perf_counter() - started
+            if timings is not None and step.pool is not None:
+                timings[step.pool.name] = 0.0  # inside the chain's first layer
             values[step.output] = value
         return values[self.output]
 
@@ -314,14 +379,19 @@ class Network:
             grad = pending.pop(step.output)
             for node in reversed(step.nodes):
                 started = time.perf_counter()
+                pooled = step.pool is not None and node is first
+                backward = first.layer.backward_max_pool if pooled else node.layer.backward
                 try:
-                    grad = node.layer.backward(grad, input_grad=wanted if node is first else True)
+                    grad = backward(grad, input_grad=wanted if node is first else True)
                 except PASSED_THROUGH:
                     raise
                 except BaseException as exc:
-                    raise node.plugin_failed("backward()", exc) from exc
+                    raise node.plugin_failed("backward_max_pool()" if pooled else "backward()",
+                                             exc) from exc
                 if timings is not None:
                     timings[node.name] = time.perf_counter() - started
+            if timings is not None and step.pool is not None:
+                timings[step.pool.name] = 0.0
             if not wanted:
                 continue
             d_ins = grad if first.layer.traits.multi_input else [grad]

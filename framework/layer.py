@@ -94,17 +94,26 @@ class LayerTraits:
     monotone_elementwise: bool = False
     #: every output is the first maximal entry of a window of its input (in a fixed
     #: order of the window), and backward routes its gradient to exactly that entry
-    #: (max pooling): f(pool(x)) equals pool(f(x)), values and gradients
+    #: (max pooling): f(pool(x)) equals pool(f(x)), values and gradients. A max_selecting
+    #: layer that pools windows of the last two axes says which in ``max_pool_window()``
     max_selecting: bool = False
+    #: the layer can end in the max pool that follows it (conv2d): for the windows
+    #: ``fusable_max_pool(window)`` accepts, ``forward_max_pool(x, window, *, training)``
+    #: returns the pool of its forward and ``backward_max_pool(dy, *, input_grad)`` takes
+    #: the pooled output's gradient. The runner then runs layer, pool (and a
+    #: monotone_elementwise layer between them, moved behind the pool) as one fused chain
+    #: (lamina.graph); the conformance suite holds the pair to the unfused layers
+    fuses_max_pool: bool = False
 
     def __post_init__(self) -> None:
         for item in fields(self):
             if not isinstance(getattr(self, item.name), bool):
                 raise TypeError(f"LayerTraits.{item.name} must be True or False, received "
                                 f"{getattr(self, item.name)!r}")
-        if self.multi_input and (self.monotone_elementwise or self.max_selecting):
-            raise TypeError("a multi_input layer cannot be monotone_elementwise or "
-                            "max_selecting: both act on one input")
+        if self.multi_input and (self.monotone_elementwise or self.max_selecting
+                                 or self.fuses_max_pool):
+            raise TypeError("a multi_input layer cannot be monotone_elementwise, max_selecting "
+                            "or fuses_max_pool: each acts on one input")
 
 
 #: the names of the declarations, for the places that read them by name
@@ -303,6 +312,30 @@ class Layer(ABC):
     @abstractmethod
     def examples(cls) -> list[Example]:
         raise NotImplementedError(f"{cls.__name__} must list examples() for the conformance suite")
+
+    # -- fused chains (only for the layers whose traits declare them) ------------------
+    def max_pool_window(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """A ``max_selecting`` layer's ((ph, pw), (sh, sw)) when every output [..., p, q] is
+        the first maximum, row-major, of the input window [..., p*sh : p*sh + ph, q*sw :
+        q*sw + pw] (floor: partial windows dropped); ``None`` (the default) otherwise."""
+        return None
+
+    def fusable_max_pool(self, window: tuple[tuple[int, int], tuple[int, int]]) -> bool:
+        """Whether a ``fuses_max_pool`` layer can end in the max pool of ``window``."""
+        return False
+
+    def forward_max_pool(self, x: np.ndarray, window: tuple[tuple[int, int], tuple[int, int]],
+                         *, training: bool) -> np.ndarray:
+        """``fuses_max_pool``: the max pool of ``window`` applied to ``forward(x)``, winners
+        kept for :meth:`backward_max_pool`."""
+        raise NotImplementedError(f"{type(self).__name__} declares fuses_max_pool and must "
+                                  "implement forward_max_pool()")
+
+    def backward_max_pool(self, dy: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
+        """``fuses_max_pool``: ``backward`` of the most recent :meth:`forward_max_pool`, ``dy``
+        the gradient of its pooled output."""
+        raise NotImplementedError(f"{type(self).__name__} declares fuses_max_pool and must "
+                                  "implement backward_max_pool()")
 
     # -- the template -----------------------------------------------------------------
     def build(self, input_shape: Any, rng: np.random.Generator, *, dtype: Any = np.float32

@@ -100,6 +100,16 @@ def validate_declarations(kind: str, cls: Any, who: str) -> None:
             f"it; declare it as traits = {expected.__name__}("
             + ", ".join(f"{flag}={getattr(cls, flag)!r}" for flag in stray) + ")"
         )
+    if kind == "layer" and traits.fuses_max_pool:
+        from .layer import Layer
+
+        missing = [name for name in ("fusable_max_pool", "forward_max_pool",
+                                     "backward_max_pool")
+                   if getattr(cls, name, None) is getattr(Layer, name)]
+        if missing:
+            raise PluginError(f"{who} declares fuses_max_pool but does not implement "
+                              f"{', '.join(missing)}; implement them (docs/writing-a-plugin.md, "
+                              "\"Fused chains\") or leave fuses_max_pool False")
     if kind == "layer":
         try:
             parameters = inspect.signature(cls.backward).parameters

@@ -50,12 +50,24 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from lamina import Example, Layer, LayerConfig, ParamSpec, Reference, ShapeError, hookimpl
+from lamina import (
+    Example,
+    Layer,
+    LayerConfig,
+    LayerTraits,
+    ParamSpec,
+    Reference,
+    ShapeError,
+    hookimpl,
+)
 from lamina.initializers import Initializer
 from lamina.kernels import (
+    POOL_2X2,
     Workspace,
     conv2d,
     conv2d_backward,
+    conv2d_max_pool,
+    conv2d_max_pool_backward,
     conv_output_size,
     grouped_conv2d,
     grouped_conv2d_backward,
@@ -98,6 +110,9 @@ class Conv2D(Layer):
 
     name: ClassVar[str] = "conv2d"
     Config: ClassVar[type[LayerConfig]] = Conv2DConfig
+    # A following 2x2 max pool (stride 2) is computed inside the convolution's last pass:
+    # Winograd tiles are the pool's windows (lamina.kernels.fused).
+    traits: ClassVar[LayerTraits] = LayerTraits(fuses_max_pool=True)
 
     def __init__(self, config=None, /, **kwargs):
         super().__init__(config, **kwargs)
@@ -177,6 +192,23 @@ class Conv2D(Layer):
                                self._grads.get("b"), self.stride, self.padding, self._work,
                                input_grad=input_grad)
 
+    def fusable_max_pool(self, window):
+        """2x2 windows with stride 2, ungrouped."""
+        return tuple(window) == POOL_2X2 and self.config.groups == 1
+
+    def forward_max_pool(self, x, window, *, training):
+        if not self.fusable_max_pool(window):
+            raise ValueError(f"conv2d ends only in a 2x2 max pool with stride 2 and groups = 1; "
+                             f"received the window {window} with groups = {self.config.groups}")
+        y, self.cache = conv2d_max_pool(x, self._params["W"], self._params.get("b"),
+                                        self.stride, self.padding, self._work)
+        return y
+
+    def backward_max_pool(self, dy, *, input_grad=True):
+        return conv2d_max_pool_backward(dy, self.cached(), self._params["W"], self._grads["W"],
+                                        self._grads.get("b"), self.stride, self.padding,
+                                        self._work, input_grad=input_grad)
+
     def export_onnx(self, graph, inputs, name):
         """ONNX Conv: the same cross-correlation (pads are top, left, bottom, right) with the
         same weight layout for groups (ONNX's ``group``, left at its default 1 when 1)."""
@@ -223,6 +255,37 @@ class Conv2D(Layer):
                 input_shape=(6, 5, 7),
                 id="6ch-pad1-stride12",
             ),
+            # Winograd F(2x2, 3x3) (3x3, stride 1, more than SAMPLE_COLUMNS_MAX_K patch rows):
+            # one 2x2 tile, values from the direct sum in float64 (docs/layers/conv2d.md)
+            Example(config={"filters": 1, "kernel_size": 3}, input_shape=(4, 4, 4),
+                    id="winograd-tile", reference=Reference(
+                        x=[[[[-1, -1, 1, 0], [1, 0, -2, 0], [0, 0, 0, 0], [0, 2, -1, -2]],
+                            [[1, 1, 0, 2], [-1, 1, 1, 0], [1, 2, -1, -2], [1, 2, -2, 1]],
+                            [[1, -2, 1, -1], [-2, -1, 0, -2], [-1, 1, -2, 0], [2, 1, 2, -1]],
+                            [[2, -2, 0, 1], [2, 1, 1, -2], [0, 0, 1, 0], [1, 2, 0, 0]]]],
+                        params={"W": [[[[0, -1, -1], [1, 0, -1], [0, 1, 1]],
+                                       [[-1, -1, -1], [-1, -1, 0], [1, 1, -1]],
+                                       [[1, -1, 0], [-1, 1, 1], [1, 0, 1]],
+                                       [[-1, 1, 1], [1, 1, 0], [-1, -1, -1]]]],
+                                "b": [0.5]},
+                        y=[[[[4.5, -1.5], [4.5, -11.5]]]],
+                        dy=[[[[1, -1], [2, 0.5]]]],
+                        dx=[[[[0, -1, 0, 1], [1, -3, -3.5, 0.5], [2, 1.5, -2, -1.5],
+                              [0, 2, 2.5, 0.5]],
+                             [[-1, 0, 0, 1], [-3, -2.5, -1.5, -0.5], [-1, -2.5, -2.5, 1],
+                              [2, 2.5, -1.5, -0.5]],
+                             [[1, -2, 1, 0], [1, 0.5, -0.5, -1], [-1, 0.5, 3.5, -0.5],
+                              [2, 0.5, 2, 0.5]],
+                             [[-1, 2, 0, -1], [-1, 1.5, 1.5, 0.5], [1, 2.5, 0.5, 1],
+                              [-2, -2.5, -2.5, -0.5]]]],
+                        grads={"W": [[[[2, -3, -3], [1, 2, -2], [1, 3.5, -3]],
+                                      [[-1.5, 3.5, 0], [1, 3.5, -2], [2, 6, -2.5]],
+                                      [[-1.5, -5, 1], [-2.5, 0, -2], [2.5, 6, 1.5]],
+                                      [[8.5, 0.5, 0], [1, 0.5, 5], [3, 3, 1]]]],
+                               "b": [2.5]})),
+            # Winograd forward and input gradient ("same" padding), partial last tiles
+            Example(config={"filters": 4, "kernel_size": 3, "padding": "same"},
+                    input_shape=(4, 7, 5), id="winograd-same"),
             # docs/layers/conv2d.md, "Groups": each filter sees one channel
             Example(config={"filters": 2, "kernel_size": 2, "groups": 2}, input_shape=(2, 3, 3),
                     id="depthwise-hand",

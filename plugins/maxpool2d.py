@@ -103,6 +103,10 @@ class MaxPool2D(Layer):
         x_shape, winner = self.cached()
         return max_pool_backward(dy, winner, x_shape, self.pool, self.stride)
 
+    def max_pool_window(self):
+        """Its windows, so a layer that fuses_max_pool can end in this pool (lamina.graph)."""
+        return (self.pool, self.stride)
+
     def export_onnx(self, graph, inputs, name):
         """ONNX MaxPool (floor: partial windows dropped, as here)."""
         return graph.add("MaxPool", inputs, name, kernel_shape=list(self.pool),

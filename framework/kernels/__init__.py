@@ -9,6 +9,10 @@ run compiled loops (:mod:`lamina.kernels._loops`, Numba, imported on first use).
   (:mod:`lamina.kernels.conv`)
 - grouped_conv2d / grouped_conv2d_backward: the same with channels and filters in groups,
   depthwise by compiled loops (:mod:`lamina.kernels.grouped`)
+- winograd_conv2d / winograd_input_grad: 3x3 stride-1 convolutions by Winograd F(2x2, 3x3)
+  (:mod:`lamina.kernels.winograd`; conv2d chooses it by the layer's shape)
+- conv2d_max_pool / conv2d_max_pool_backward: a convolution ending in its 2x2 max pool, one
+  pass (:mod:`lamina.kernels.fused`)
 - max_pool / max_pool_backward: pooling with winners (:mod:`lamina.kernels.pool`)
 - erfc, sigmoid: the special functions NumPy lacks (:mod:`lamina.kernels.special`)
 - avg_pool / avg_pool_backward: average pooling, padding left out of each average
@@ -25,7 +29,10 @@ from lamina.kernels.conv import (
     conv2d,
     conv2d_backward,
     sample_patches,
+    winograd_applies,
+    winograd_input_grad_applies,
 )
+from lamina.kernels.fused import POOL_2X2, conv2d_max_pool, conv2d_max_pool_backward
 from lamina.kernels.geometry import Padding, Pair, conv_output_size, pair, same_padding
 from lamina.kernels.grouped import (
     DepthwiseInput,
@@ -42,9 +49,11 @@ from lamina.kernels.pool import (
     winner_dtype,
 )
 from lamina.kernels.special import erfc, sigmoid
+from lamina.kernels.winograd import winograd_conv2d, winograd_input_grad
 from lamina.kernels.workspace import Workspace
 
 __all__ = [
+    "POOL_2X2",
     "SAMPLE_COLUMNS_MAX_K",
     "DepthwiseInput",
     "GroupCaches",
@@ -58,6 +67,8 @@ __all__ = [
     "avg_pool_backward",
     "conv2d",
     "conv2d_backward",
+    "conv2d_max_pool",
+    "conv2d_max_pool_backward",
     "conv_output_size",
     "erfc",
     "grouped_conv2d",
@@ -69,4 +80,8 @@ __all__ = [
     "same_padding",
     "sigmoid",
     "winner_dtype",
+    "winograd_applies",
+    "winograd_conv2d",
+    "winograd_input_grad",
+    "winograd_input_grad_applies",
 ]

@@ -18,9 +18,13 @@ from numba import njit
 from numba.core.errors import NumbaError
 
 __all__ = ["NumbaError", "add_pixel_patches", "add_sample_columns", "avg_pool_2x2",
-           "avg_pool_2x2_backward", "channels_first", "channels_last", "depthwise_conv",
-           "depthwise_conv_input_grad", "depthwise_conv_weight_grad", "max_pool",
-           "max_pool_2x2", "max_pool_2x2_backward", "max_pool_backward", "pixel_patches"]
+           "avg_pool_2x2_backward", "channels_first", "channels_last",
+           "conv3x3_pool_single_channel", "crop_channels_first",
+           "depthwise_conv",
+           "depthwise_conv_input_grad", "depthwise_conv_weight_grad", "direct_conv_pool",
+           "max_pool", "max_pool_2x2", "max_pool_2x2_backward", "max_pool_backward",
+           "pad_channels_last", "pixel_patches", "winograd_input", "winograd_output",
+           "winograd_output_pool", "winograd_weights"]
 
 compiled = njit(nogil=True, cache=True)
 
@@ -361,3 +365,17 @@ def erfc(x, out):
     for i in range(x.size):
         out[i] = math.erfc(x[i])
     return out
+
+
+# The fast convolution paths (Winograd, the direct convolution ending in a pool) keep
+# their loops in a module of their own; lamina.kernels.jit.run finds them here.
+from lamina.kernels._conv_loops import (  # noqa: E402
+    conv3x3_pool_single_channel,
+    crop_channels_first,
+    direct_conv_pool,
+    pad_channels_last,
+    winograd_input,
+    winograd_output,
+    winograd_output_pool,
+    winograd_weights,
+)

@@ -39,6 +39,7 @@ import numpy as np
 
 from lamina.kernels.geometry import Padding, Pair, conv_output_size, taps
 from lamina.kernels.jit import run
+from lamina.kernels.winograd import winograd_conv2d, winograd_input_grad
 from lamina.kernels.workspace import Workspace
 
 #: Up to this many patch rows (C*kh*kw) conv2d uses sample columns, above it pixel rows.
@@ -94,36 +95,83 @@ def sample_patches(x: np.ndarray, kernel: Pair, stride: Pair, padding: Padding,
     return out
 
 
+def winograd_applies(weights_shape: tuple[int, ...], stride: Pair, padding: Padding) -> bool:
+    """Whether conv2d runs Winograd F(2x2, 3x3) (:mod:`lamina.kernels.winograd`) for a layer of
+    weights (F, C, kh, kw): 3x3 kernels at stride 1 with at most 2 zeros of padding per side
+    (so the input gradient is such a convolution too) and more than SAMPLE_COLUMNS_MAX_K
+    patch rows. On fewer channels its transforms cost more than the products they save
+    (measured in docs/performance.md)."""
+    _, c, kh, kw = weights_shape
+    return ((kh, kw) == (3, 3) and stride == (1, 1) and c * kh * kw > SAMPLE_COLUMNS_MAX_K
+            and all(0 <= side <= 2 for sides in padding for side in sides))
+
+
+def winograd_input_grad_applies(weights_shape: tuple[int, ...], stride: Pair,
+                                padding: Padding) -> bool:
+    """Whether conv2d_backward computes dx by Winograd: dx is a 3x3 convolution of dy (F
+    channels) padded by 2 - p, which pays only when the layer pads its input (p >= 1 on
+    every side, "same"). For a valid layer dy is padded by 2 all round and the tiles
+    reach far past it: on the reference network's conv2d_2 Winograd took 4.6 ms a shard
+    against 2.4 for the patch products (docs/performance.md)."""
+    f, c, kh, kw = weights_shape
+    return (winograd_applies(weights_shape, stride, padding)
+            and winograd_applies((c, f, kh, kw), stride, padding)
+            and all(side >= 1 for sides in padding for side in sides))
+
+
+class Deferred(NamedTuple):
+    """What :func:`conv2d_backward` needs from a forward that built no patch matrix
+    (Winograd, or a convolution that ended in its pool): the input, from which backward
+    builds the patches the weight gradient needs."""
+
+    x: np.ndarray
+    has_bias: bool
+
+
 def conv2d(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Padding,
-           work: Workspace) -> tuple[np.ndarray, SampleColumns | PixelRows]:
+           work: Workspace) -> tuple[np.ndarray, SampleColumns | PixelRows | Deferred]:
     """y (N, F, H', W'), a new array, and the cache :func:`conv2d_backward` reads."""
+    if winograd_applies(W.shape, stride, padding):
+        return winograd_conv2d(x, W, b, padding, work), Deferred(x, b is not None)
+    cache = patch_matrix(x, W.shape, b is not None, stride, padding, work)
+    n, f = x.shape[0], W.shape[0]
+    h_out, w_out = output_size(x.shape, W.shape[2:], stride, padding)
+    y = np.empty((n, f, h_out, w_out), dtype=x.dtype)
+    if isinstance(cache, SampleColumns):
+        W2 = W.reshape(f, -1)
+        if b is not None:  # beside the row of ones in the columns
+            W2 = np.concatenate([W2, b[:, None]], axis=1)
+        np.matmul(W2, cache.cols, out=y.reshape(n, f, h_out * w_out))
+        return y, cache
+    y_last = np.matmul(cache.rows, weights_last(W).T,
+                       out=work.get("y_last", (cache.rows.shape[0], f), x.dtype))
+    bias = np.zeros(f, x.dtype) if b is None else b
+    run("channels_first", y_last.reshape(n, h_out * w_out, f), bias, y.reshape(n, f, -1))
+    return y, cache
+
+
+def patch_matrix(x: np.ndarray, weights_shape: tuple[int, ...], bias: bool, stride: Pair,
+                 padding: Padding, work: Workspace) -> SampleColumns | PixelRows:
+    """x's receptive fields as the patch matrix of the layout this layer uses (a workspace
+    buffer): sample columns (with the row of ones when there is a ``bias``) or pixel rows."""
     n, c, _, _ = x.shape
-    f, _, kh, kw = W.shape
+    _, _, kh, kw = weights_shape
     h_out, w_out = output_size(x.shape, (kh, kw), stride, padding)
     k, pixels, dtype = c * kh * kw, h_out * w_out, x.dtype
-    y = np.empty((n, f, h_out, w_out), dtype=dtype)
     if k <= SAMPLE_COLUMNS_MAX_K:
-        rows = k + (b is not None)
-        cols = work.get("cols", (n, rows, pixels), dtype)
+        cols = work.get("cols", (n, k + bias, pixels), dtype)
         sample_patches(x, (kh, kw), stride, padding,
                        cols[:, :k].reshape(n, c, kh, kw, h_out, w_out))
-        W2 = W.reshape(f, k)
-        if b is not None:
+        if bias:
             cols[:, k] = 1
-            W2 = np.concatenate([W2, b[:, None]], axis=1)
-        np.matmul(W2, cols, out=y.reshape(n, f, pixels))
-        return y, SampleColumns(x.shape, cols)
+        return SampleColumns(x.shape, cols)
     patches = work.get("patches", (n, h_out, w_out, kh, kw, c), dtype)
     (sh, sw), ((top, _), (left, _)) = stride, padding
     run("pixel_patches", np.ascontiguousarray(x), kh, kw, sh, sw, top, left, patches)
-    rows = patches.reshape(n * pixels, k)
-    y_last = np.matmul(rows, weights_last(W).T, out=work.get("y_last", (n * pixels, f), dtype))
-    bias = np.zeros(f, dtype) if b is None else b
-    run("channels_first", y_last.reshape(n, pixels, f), bias, y.reshape(n, f, pixels))
-    return y, PixelRows(x.shape, rows)
+    return PixelRows(x.shape, patches.reshape(n * pixels, k))
 
 
-def conv2d_backward(dy: np.ndarray, cache: SampleColumns | PixelRows, W: np.ndarray,
+def conv2d_backward(dy: np.ndarray, cache: SampleColumns | PixelRows | Deferred, W: np.ndarray,
                     dW: np.ndarray, db: np.ndarray | None, stride: Pair, padding: Padding,
                     work: Workspace, *, input_grad: bool = True) -> np.ndarray | None:
     """Fill dW (and db, unless None) in place; return dx (N, C, H, W), a new array, or
@@ -132,6 +180,8 @@ def conv2d_backward(dy: np.ndarray, cache: SampleColumns | PixelRows, W: np.ndar
     _, c, kh, kw = W.shape
     k, pixels, dtype = c * kh * kw, h_out * w_out, dy.dtype
     dy = np.ascontiguousarray(dy)
+    if isinstance(cache, Deferred):
+        cache = patch_matrix(cache.x, W.shape, cache.has_bias, stride, padding, work)
     if isinstance(cache, SampleColumns):
         cols = cache.cols
         dY = dy.reshape(n, f, pixels)
@@ -158,6 +208,8 @@ def conv2d_backward(dy: np.ndarray, cache: SampleColumns | PixelRows, W: np.ndar
         np.sum(np.sum(dy.reshape(n, f, pixels), axis=2), axis=0, out=db)
     if not input_grad:
         return None
+    if winograd_input_grad_applies(W.shape, stride, padding):
+        return winograd_input_grad(dy, W, padding, work)
     dpatches = np.matmul(dy_last, weights_last(W), out=work.get("dpatches", rows.shape, dtype))
     dxh = work.get("dx_last", (n, *cache.x_shape[2:], c), dtype)
     (sh, sw), ((top, _), (left, _)) = stride, padding

@@ -79,7 +79,11 @@ from .checks_training import (
     check_training_deterministic,
     check_uses_current_params,
 )
-from .checks_traits import check_max_selecting, check_monotone_elementwise
+from .checks_traits import (
+    check_fuses_max_pool,
+    check_max_selecting,
+    check_monotone_elementwise,
+)
 from .checks_usage import (
     check_continuation,
     check_eval_changes_nothing,
@@ -142,6 +146,7 @@ __all__ = [
     "check_loss_soft_targets",
     "check_loss_target_forms",
     "check_loss_unfused_reference",
+    "check_fuses_max_pool",
     "check_max_selecting",
     "check_memory_layouts",
     "check_monotone_elementwise",

@@ -2,10 +2,14 @@
 
 A layer that declares ``monotone_elementwise`` (relu) and is read only by one that
 declares ``max_selecting`` (maxpool2d) runs after it instead of before: exact only
-when both declarations hold. Each check runs only on a layer that makes its
-declaration, and tests it against a reference partner written here: a max pool over
-pairs of entries for the elementwise layer, and relu and x**3 for the pool. Inputs
-are multiples of 1/4, so windows hold ties, the case where the order could matter.
+when both declarations hold. A layer that declares ``fuses_max_pool`` (conv2d) ends in
+the pool that follows it, in a fused chain: exact only when its ``forward_max_pool`` is
+the pool of its forward (``check_fuses_max_pool``, against a reference pool written
+here, on values where every sum is exact so that ties stay ties). Each check runs only
+on a layer that makes its declaration, and tests it against a reference partner
+written here: a max pool over pairs of entries for the elementwise layer, and relu and
+x**3 for the pool. Inputs are multiples of 1/4, so windows hold ties, the case where
+the order could matter.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import check, fail, fresh_copy, rng
-from .harness import backward, build, draw_inputs, forward, max_diff
+from .base import NotApplicable, check, fail, fresh_copy, rng
+from .harness import backward, build, copy_values, draw_inputs, forward, max_diff
 
 _FIX_MONOTONE = ("Declare monotone_elementwise only for one non-decreasing scalar function "
                  "applied to every entry, with no parameters and a zero gradient wherever it "
@@ -155,3 +159,114 @@ def check_max_selecting(plugin: type, example: Any) -> None:
                  "runner applies a monotone layer after a max_selecting one)",
                  f"values differing by up to {max_diff(y_f_first, y_pool_first):.3g} and "
                  f"gradients by up to {max_diff(dx_f_first, dx_pool_first):.3g}", _FIX_POOL)
+
+
+_FIX_FUSED = ("forward_max_pool(x, window) must return exactly the max pool of forward(x) "
+              "(first maximum in row-major order, a NaN winning, partial windows dropped) "
+              "and backward_max_pool(dy) what backward gives for dy routed to those "
+              "winners; declare fuses_max_pool only then, and accept only windows you "
+              "compute that way in fusable_max_pool")
+#: the windows a fuses_max_pool layer is asked about: the reference network's pool, an
+#: overlapping one and a strided one
+_WINDOWS = (((2, 2), (2, 2)), ((3, 3), (2, 2)), ((2, 2), (1, 1)))
+
+
+def reference_max_pool(y: np.ndarray, window) -> tuple[np.ndarray, np.ndarray]:
+    """The max pool lamina's runner stands for a fused chain's pool: over the last two
+    axes, first maximum in row-major order winning, a NaN winning over numbers (the first
+    NaN), partial windows dropped. Returns (pooled, flat index of each winner in y)."""
+    (ph, pw), (sh, sw) = window
+    *lead, h, w = y.shape
+    h_out, w_out = (h - ph) // sh + 1, (w - pw) // sw + 1
+    pooled = np.empty((*lead, h_out, w_out), dtype=y.dtype)
+    where = np.empty((*lead, h_out, w_out), dtype=np.intp)
+    index = np.arange(y.size).reshape(y.shape)
+    for p in range(h_out):
+        for q in range(w_out):
+            block = y[..., p * sh:p * sh + ph, q * sw:q * sw + pw].reshape(*lead, -1)
+            ids = index[..., p * sh:p * sh + ph, q * sw:q * sw + pw].reshape(*lead, -1)
+            nan = np.isnan(block)
+            # the first NaN if any, else the first maximum (np.argmax takes the first)
+            pick = np.where(nan.any(axis=-1), np.argmax(nan, axis=-1),
+                            np.argmax(np.where(nan, -np.inf, block), axis=-1))
+            pooled[..., p, q] = np.take_along_axis(block, pick[..., None], -1)[..., 0]
+            where[..., p, q] = np.take_along_axis(ids, pick[..., None], -1)[..., 0]
+    return pooled, where
+
+
+def _dyadic(layer: Any, x: np.ndarray) -> np.ndarray:
+    """Parameters and inputs set to multiples of 1/4 of at most a few units (in place for
+    the layer): every sum of products is then exact in float64, whatever the order or the
+    algorithm, so fused and unfused paths must agree bit for bit, ties included."""
+    gen = rng(43)
+    for value in layer.params().values():
+        value[...] = gen.integers(-4, 5, size=value.shape) / 4
+    return np.round(x * 4) / 4
+
+
+@check
+def check_fuses_max_pool(plugin: type, example: Any) -> None:
+    """``fuses_max_pool`` holds: for every window the layer accepts, ``forward_max_pool``
+    equals the max pool of ``forward`` (values, winners through the gradient, ties and
+    NaN) and ``backward_max_pool`` equals ``backward`` of the routed gradient (input and
+    parameter gradients, with and without ``input_grad``), in float64 and float32."""
+    layer, out_shape = build(plugin, example)
+    accepted = [w for w in _WINDOWS if layer.fusable_max_pool(w)]
+    if len(out_shape) < 2 or not accepted:
+        raise NotApplicable("the layer fuses none of the pools tried "
+                            f"({', '.join(map(str, _WINDOWS))}) in this example's config "
+                            "or output shape", "no pool fused")
+    x = _dyadic(layer, _quantized(plugin, example))
+    flat = np.full_like(x, x.flat[0])  # a constant image: outputs tied across each window
+    nan_x = x.copy()
+    nan_x.flat[x.size // 2] = np.nan
+    cases = ((x, "inputs with ties"), (flat, "a constant input (every window tied)"),
+             (nan_x, "an input holding NaN"))
+    for window in accepted:
+        (ph, pw), _ = window
+        if out_shape[-2] < ph or out_shape[-1] < pw:
+            continue
+        for inputs, what in cases:
+            plain, fused = fresh_copy(layer), fresh_copy(layer)
+            with np.errstate(invalid="ignore"):
+                y = forward(plain, [inputs], training=True)
+                expected, where = reference_max_pool(y, window)
+                got = np.array(fused.forward_max_pool(inputs.copy(), window, training=True),
+                               copy=True)
+            if got.shape != expected.shape or not np.array_equal(got, expected,
+                                                                  equal_nan=True):
+                fail(f"forward_max_pool(x, {window}) to equal the max pool of forward(x) "
+                     f"exactly on {what}",
+                     f"values differing by up to {max_diff(got, expected):.3g}"
+                     if got.shape == expected.shape else f"shape {got.shape}", _FIX_FUSED)
+            if inputs is nan_x:
+                continue
+            dy = rng(47).integers(-4, 5, size=expected.shape) / 4
+            routed = np.zeros(y.size)
+            np.add.at(routed, where.ravel(), dy.ravel())
+            dx_plain = backward(plain, routed.reshape(y.shape), 1)[0]
+            dx_fused = np.array(fused.backward_max_pool(dy.copy(), input_grad=True), copy=True)
+            grads_plain = {k: v.copy() for k, v in plain.grads().items()}
+            if not (np.array_equal(dx_fused, dx_plain) and all(
+                    np.array_equal(fused.grads()[k], v) for k, v in grads_plain.items())):
+                fail(f"backward_max_pool(dy) for the window {window} to equal backward of dy "
+                     f"routed to each window's first maximum ({what})",
+                     f"input gradients differing by up to {max_diff(dx_fused, dx_plain):.3g}",
+                     _FIX_FUSED)
+            for value in fused.grads().values():
+                value[...] = np.nan
+            fused.backward_max_pool(dy.copy(), input_grad=False)
+            if not all(np.array_equal(fused.grads()[k], v) for k, v in grads_plain.items()):
+                fail("backward_max_pool(dy, input_grad=False) to fill the same parameter "
+                     "gradients", "different gradients", _FIX_FUSED)
+        single, _ = build(plugin, example, dtype=np.float32)
+        copy_values(layer, single)
+        low = np.array(single.forward_max_pool(x.astype(np.float32), window, training=True),
+                       copy=True)
+        high = fresh_copy(layer).forward_max_pool(x.copy(), window, training=True)
+        scale = max(float(np.max(np.abs(high))), 1.0)
+        if low.dtype != np.float32 or not np.allclose(low, high, rtol=1e-5,
+                                                      atol=1e-5 * scale):
+            fail(f"forward_max_pool(x, {window}) in float32 to agree with float64 within "
+                 "float32 rounding", f"{low.dtype} values differing by up to "
+                 f"{max_diff(low.astype(np.float64), high):.3g}", _FIX_FUSED)

@@ -56,7 +56,11 @@ from .checks_training import (
     check_training_deterministic,
     check_uses_current_params,
 )
-from .checks_traits import check_max_selecting, check_monotone_elementwise
+from .checks_traits import (
+    check_fuses_max_pool,
+    check_max_selecting,
+    check_monotone_elementwise,
+)
 from .checks_usage import USAGE_CHECKS, applies
 from .harness import flag
 
@@ -125,6 +129,8 @@ def layer_checks(plugin: type, example: Any) -> list:
         checks.append(check_monotone_elementwise)
     if flag(plugin, example, "max_selecting"):
         checks.append(check_max_selecting)
+    if flag(plugin, example, "fuses_max_pool"):
+        checks.append(check_fuses_max_pool)
     if example.reference is not None:
         checks.append(check_reference_values)
     return checks

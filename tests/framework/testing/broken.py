@@ -480,10 +480,59 @@ class RefDenseReluBlock(Block):
                 Example({"units": 6, "rate": 0.5}, (4,), id="dropout")]
 
 
+class RefScalePooled(RefChannelScale):
+    """ref_channel_scale that ends in a following 2x2 max pool (stride 2) itself."""
+
+    name = "ref_scale_pooled"
+    traits = LayerTraits(fuses_max_pool=True)
+
+    def fusable_max_pool(self, window):
+        return tuple(window) == ((2, 2), (2, 2))
+
+    @staticmethod
+    def windows(y):
+        """(N, C, H // 2, W // 2, 4): each 2x2 window's entries in row-major order."""
+        n, c, h, w = y.shape
+        y = y[:, :, : h // 2 * 2, : w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2)
+        return y.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
+
+    @staticmethod
+    def pick(blocks):
+        """The first NaN of each window, else its first maximum."""
+        nan = np.isnan(blocks)
+        return np.where(nan.any(axis=-1), np.argmax(nan, axis=-1),
+                        np.argmax(np.where(nan, -np.inf, blocks), axis=-1))
+
+    def forward_max_pool(self, x, window, *, training):
+        y = self.forward(x, training=training)
+        blocks = self.windows(y)
+        winner = self.pick(blocks)
+        self.cache = (x, winner, y.shape)
+        return np.take_along_axis(blocks, winner[..., None], axis=-1)[..., 0]
+
+    def backward_max_pool(self, dy, *, input_grad=True):
+        x, winner, (n, c, h, w) = self.cached()
+        routed = np.zeros((*winner.shape, 4))
+        np.put_along_axis(routed, winner[..., None], dy[..., None], axis=-1)
+        d = np.zeros((n, c, h, w))
+        d[:, :, : h // 2 * 2, : w // 2 * 2] = routed.reshape(
+            n, c, h // 2, w // 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(
+            n, c, h // 2 * 2, w // 2 * 2)
+        pooled, self.cache = self.cache, x  # backward reads the input
+        try:
+            return self.backward(d.astype(dy.dtype), input_grad=input_grad)
+        finally:
+            self.cache = pooled
+
+    @classmethod
+    def examples(cls):
+        return [Example(config={}, input_shape=(2, 4, 5), id="image")]
+
+
 REFERENCE = [RefDense, RefLeakyRelu, RefSwish, RefAvgPool, RefDropout, RefAdd, RefBatchCenter,
              RefChannelScale, RefSoftmaxCrossEntropy, RefSparseCrossEntropy, RefMomentumSGD,
              RefDenseByHand, RefSoftmaxCrossEntropyByHand, RefMomentumSGDByHand,
-             RefDenseReluBlock, RefSquaredError, RefSigmoidCrossEntropy]
+             RefDenseReluBlock, RefSquaredError, RefSigmoidCrossEntropy, RefScalePooled]
 
 # -- broken layers: one contract broken each ----------------------------------------------
 
@@ -957,6 +1006,16 @@ class AvgPoolDeclaredMaxSelecting(RefAvgPool):
 
     name = "avg_pool_declared_max_selecting"
     traits = LayerTraits(max_selecting=True)
+
+
+class FusedPoolLastMaximum(RefScalePooled):
+    """A fused pool that keeps the last of tied maxima, where maxpool2d keeps the first."""
+
+    name = "fused_pool_last_maximum"
+
+    @staticmethod
+    def pick(blocks):
+        return blocks.shape[-1] - 1 - np.argmax(blocks[..., ::-1], axis=-1)
 
 
 class ExportForgetsTheBias(RefDense):
