@@ -155,6 +155,8 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
         "memory_format": "channels_last" if mode == "best" else "contiguous (NCHW)",
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "torch_version": torch.__version__,
+        # the widest vector extension torch's own kernels use here ("AVX512", "AVX2")
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
 
@@ -210,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     first = next(iter(results.values()))
     report = {
         "torch_version": first["torch_version"],
+        "cpu_capability": first["cpu_capability"],
         "num_threads": {mode: r["num_threads"] for mode, r in results.items()},
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),

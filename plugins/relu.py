@@ -10,7 +10,8 @@ subgradient choice), so the upstream gradient passes through the mask:
 
     dx = dy * mask                    (N, ...)
 
-No parameters; the per-sample shape is unchanged. Derivation: docs/layers/relu.md.
+No parameters; the per-sample shape is unchanged. Both passes are single compiled loops
+(lamina.kernels.elementwise). Derivation: docs/layers/relu.md.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from lamina import Example, Layer, LayerConfig, LayerTraits, Reference, Shape, hookimpl
+from lamina.kernels import relu, relu_backward
 
 
 class ReLUConfig(LayerConfig):
@@ -39,14 +41,12 @@ class ReLU(Layer):
 
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
         """x: (N, ...) -> y: (N, ...)."""
-        mask = x > 0
-        self.cache = mask
-        return np.multiply(x, mask, dtype=x.dtype)
+        y, self.cache = relu(x)  # the mask and the product in one pass
+        return y
 
     def backward(self, dy: np.ndarray, *, input_grad: bool = True) -> np.ndarray:
         """dy: (N, ...) -> dx: (N, ...)."""
-        mask = self.cached()
-        return np.multiply(dy, mask, dtype=dy.dtype)
+        return relu_backward(dy, self.cached())
 
     def export_onnx(self, graph, inputs, name):
         return graph.add("Relu", inputs, name)

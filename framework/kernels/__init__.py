@@ -15,6 +15,7 @@ run compiled loops (:mod:`lamina.kernels._loops`, Numba, imported on first use).
   pass (:mod:`lamina.kernels.fused`)
 - max_pool / max_pool_backward: pooling with winners (:mod:`lamina.kernels.pool`)
 - erfc, sigmoid: the special functions NumPy lacks (:mod:`lamina.kernels.special`)
+- relu / relu_backward: relu's mask and product in one pass (:mod:`lamina.kernels.elementwise`)
 - avg_pool / avg_pool_backward: average pooling, padding left out of each average
   (:mod:`lamina.kernels.pool`)
 - Workspace: buffers reused across calls of one shape (:mod:`lamina.kernels.workspace`)
@@ -32,6 +33,7 @@ from lamina.kernels.conv import (
     winograd_applies,
     winograd_input_grad_applies,
 )
+from lamina.kernels.elementwise import relu, relu_backward
 from lamina.kernels.fused import POOL_2X2, conv2d_max_pool, conv2d_max_pool_backward
 from lamina.kernels.geometry import Padding, Pair, conv_output_size, pair, same_padding
 from lamina.kernels.grouped import (
@@ -76,6 +78,8 @@ __all__ = [
     "max_pool",
     "max_pool_backward",
     "pair",
+    "relu",
+    "relu_backward",
     "sample_patches",
     "same_padding",
     "sigmoid",

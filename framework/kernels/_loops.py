@@ -19,12 +19,11 @@ from numba.core.errors import NumbaError
 
 __all__ = ["NumbaError", "add_pixel_patches", "add_sample_columns", "avg_pool_2x2",
            "avg_pool_2x2_backward", "channels_first", "channels_last",
-           "conv3x3_pool_single_channel", "crop_channels_first",
-           "depthwise_conv",
+           "conv3x3_pool_single_channel", "crop_channels_first", "depthwise_conv",
            "depthwise_conv_input_grad", "depthwise_conv_weight_grad", "direct_conv_pool",
            "max_pool", "max_pool_2x2", "max_pool_2x2_backward", "max_pool_backward",
-           "pad_channels_last", "pixel_patches", "winograd_input", "winograd_output",
-           "winograd_output_pool", "winograd_weights"]
+           "pad_channels_last", "pixel_patches", "relu", "relu_backward", "winograd_input",
+           "winograd_output", "winograd_output_pool", "winograd_weights"]
 
 compiled = njit(nogil=True, cache=True)
 
@@ -356,6 +355,25 @@ def channels_first(x, b, out):
             for k in range(k_count):
                 dst[k] = x[n, k, c] + bias
     return out
+
+
+@compiled
+def relu(x, y, mask):
+    """mask[i] = x[i] > 0 and y[i] = x[i] * mask[i] for flat x (the product, not a select,
+    as NumPy's multiply by the mask gives: -0.0 for negative x, NaN for -inf and NaN)."""
+    for i in range(x.size):
+        positive = x[i] > 0
+        mask[i] = positive
+        y[i] = x[i] * positive
+    return y
+
+
+@compiled
+def relu_backward(dy, mask, dx):
+    """dx[i] = dy[i] * mask[i] for flat arrays."""
+    for i in range(dy.size):
+        dx[i] = dy[i] * mask[i]
+    return dx
 
 
 @compiled

@@ -40,11 +40,28 @@ def _plane_rows(tiles: int, row_bytes: tuple[int, ...]) -> int:
     """Rows for V's and M's 16 planes of ``tiles`` rows: a few more when a plane would span
     a multiple of 4 KiB. The transforms read or write all 16 planes at once, and 16 streams
     4 KiB apart share the L1 cache's sets: 36 tiles of 8 samples (288 rows of 32 floats)
-    took the input transform from 0.3 to 3.9 ms a shard."""
-    rows = tiles
-    while any((rows * size) % 4096 < 512 or (rows * size) % 4096 > 3584 for size in row_bytes):
-        rows += 1
-    return rows
+    took the input transform from 0.3 to 3.9 ms a shard. A row of a multiple of 4 KiB
+    cannot be spaced that way and is left alone."""
+    sizes = [size for size in row_bytes if size % 4096]
+    for rows in range(tiles, tiles + 4096):
+        if all(512 <= (rows * size) % 4096 <= 3584 for size in sizes):
+            return rows
+    return tiles
+
+
+def transformed_weights(W: np.ndarray, work: Workspace, prefix: str = "") -> np.ndarray:
+    """U (16, C, F) for W (F, C, 3, 3), kept in ``work`` with a copy of the W it came from:
+    while the weights stay the same (inference, every shard of a training step after the
+    first) comparing them, ~20 times cheaper than the transform, is all it costs."""
+    f, c = W.shape[:2]
+    source, U = work.find(prefix + "U.source"), work.find(prefix + "U")
+    if (source is not None and U is not None and U.shape == (16, c, f) and U.dtype == W.dtype
+            and source.shape == W.shape and np.array_equal(source, W)):
+        return U
+    U = run("winograd_weights", np.ascontiguousarray(W), work.get(prefix + "U", (16, c, f),
+                                                                  W.dtype))
+    work.get(prefix + "U.source", W.shape, W.dtype)[...] = W
+    return U
 
 
 def winograd_conv2d(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, padding: Padding,
@@ -63,7 +80,7 @@ def winograd_conv2d(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, padding:
     else:
         tiles_h, tiles_w = -(-h_out // 2), -(-w_out // 2)
     per_sample = tiles_h * tiles_w
-    U = run("winograd_weights", np.ascontiguousarray(W), work.get(prefix + "U", (16, c, f), dtype))
+    U = transformed_weights(W, work, prefix)
     bias = np.zeros(f, dtype) if b is None else b
     x = np.ascontiguousarray(x)
     if pool:

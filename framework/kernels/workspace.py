@@ -29,6 +29,10 @@ class Workspace:
             self._buffers[key] = buf
         return buf
 
+    def find(self, key: str) -> np.ndarray | None:
+        """The buffer under ``key`` if one was made, else None (its contents as last left)."""
+        return self._buffers.get(key)
+
     def clear(self) -> None:
         """Free every buffer (they are allocated again on the next ``get``)."""
         self._buffers.clear()

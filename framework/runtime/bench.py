@@ -23,6 +23,7 @@ import numpy as np
 from ..graph import Network
 from ..plan import make_plan
 from ..registry import Registry
+from .machine import describe, machine
 from .parallel import ShardedStep
 
 EPOCH_SAMPLES = 60_000
@@ -92,8 +93,11 @@ def run_bench(config_source: str, registry: Registry, *, batch_size: int = 128,
     def samples_per_s(key: str) -> float:
         return batch_size / statistics.median(times[key])
 
+    fused_into = {chain[-1]: chain[0] for chain in network.fused_chains()}
     return {
         "config": config.source,
+        "machine": machine(),
+        "fused": [list(chain) for chain in network.fused_chains()],
         "batch_size": batch_size,
         "steps": steps,
         "warmup": warmup,
@@ -101,7 +105,7 @@ def run_bench(config_source: str, registry: Registry, *, batch_size: int = 128,
         "shards": shards,
         "parallel": how,
         "layers": [
-            {"name": n.name, "type": n.config.type,
+            {"name": n.name, "type": n.config.type, "fused_into": fused_into.get(n.name),
              "forward": _spread(per_layer[n.name]["forward"]),
              "backward": _spread(per_layer[n.name]["backward"])}
             for n in network.nodes
@@ -121,11 +125,18 @@ def run_bench(config_source: str, registry: Registry, *, batch_size: int = 128,
 def format_bench(result: dict[str, Any]) -> str:
     rows = [("layer", "type", "forward ms", "backward ms")]
     for layer in result["layers"]:
-        rows.append((layer["name"], layer["type"], _fmt(layer["forward"]),
-                     _fmt(layer["backward"])))
+        into = layer.get("fused_into")
+        rows.append((layer["name"], layer["type"], *(
+            (f"in {into}'s", "(fused)") if into else (_fmt(layer["forward"]),
+                                                       _fmt(layer["backward"])))))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    chains = "; ".join(" -> ".join(chain) for chain in result["fused"])
     lines = [f"{result['config']}: batch {result['batch_size']}, {result['dtype']}, median of "
-             f"{result['steps']} steps after {result['warmup']} warm-up (min-max)", ""]
+             f"{result['steps']} steps after {result['warmup']} warm-up (min-max)",
+             f"machine: {describe(result['machine'])}",
+             f"fused chains: {chains}" if chains else
+             "fused chains: none (LAMINA_FUSION=0, or no layer ends in the pool after it)",
+             ""]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
               for r in rows]
     lines += [

@@ -60,6 +60,7 @@ from .checks_traits import (
     check_fuses_max_pool,
     check_max_selecting,
     check_monotone_elementwise,
+    pools_to_fuse,
 )
 from .checks_usage import USAGE_CHECKS, applies
 from .harness import flag
@@ -129,7 +130,7 @@ def layer_checks(plugin: type, example: Any) -> list:
         checks.append(check_monotone_elementwise)
     if flag(plugin, example, "max_selecting"):
         checks.append(check_max_selecting)
-    if flag(plugin, example, "fuses_max_pool"):
+    if flag(plugin, example, "fuses_max_pool") and pools_to_fuse(plugin, example):
         checks.append(check_fuses_max_pool)
     if example.reference is not None:
         checks.append(check_reference_values)

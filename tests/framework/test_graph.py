@@ -348,3 +348,122 @@ def test_a_layer_whose_arrays_cannot_be_listed_is_named_not_the_optimizer(regist
     with pytest.raises(PluginError, match=rf"'act': the relu plugin .* raised ValueError in "
                                           rf"{which}\(\): params boom"):
         getattr(net, which)()
+
+
+# -- fused chains: a fuses_max_pool layer ending in the max pool after it ------------------
+
+
+def test_the_reference_network_runs_two_fused_chains_and_agrees_unfused(registry, monkeypatch):
+    config = load_config("mnist_cnn", registry)
+    fused = Network(config, registry, np.random.default_rng(0), dtype=np.float64)
+    plain = Network(config, registry, np.random.default_rng(0), dtype=np.float64, fuse=False)
+    assert fused.fused_chains() == [("conv2d_1", "relu_1", "maxpool2d_1"),
+                                    ("conv2d_2", "relu_2", "maxpool2d_2")]
+    assert plain.fused_chains() == []
+    monkeypatch.setenv("LAMINA_FUSION", "0")
+    assert Network(config, registry, np.random.default_rng(0)).fused_chains() == []
+    assert fused.replica(np.random.default_rng(1)).fused_chains() == fused.fused_chains()
+    x = np.random.default_rng(1).random((3, 1, 28, 28))
+    dy = np.random.default_rng(2).normal(size=(3, 10))
+    for net in (fused, plain):  # dropout off: eval-mode forward, then backward
+        net.forward(x, training=False)
+    outputs = [net.forward(x, training=False) for net in (fused, plain)]
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-12, atol=1e-12)
+    dxs = [net.backward(dy, input_grad=True) for net in (fused, plain)]
+    np.testing.assert_allclose(dxs[0], dxs[1], rtol=1e-10, atol=1e-12)
+    for key, value in plain.grads().items():
+        np.testing.assert_allclose(fused.grads()[key], value, rtol=1e-10, atol=1e-12,
+                                   err_msg=key)
+
+
+def test_chains_are_decided_by_declarations_not_names(registry):
+    # a pool the conv does not end in (3x3), a conv read by two layers, an activation
+    # read by two layers: no chain; the conv's pool directly after it: a chain
+    def chains(layers):
+        return build(registry, layers, input_shape=(4, 9, 9)).fused_chains()
+
+    conv = {"type": "conv2d", "filters": 4, "kernel_size": 3, "name": "c"}
+    assert chains([conv, {"type": "maxpool2d", "pool_size": 3}]) == []
+    assert chains([conv, {"type": "maxpool2d", "name": "p"}]) == [("c", "p")]
+    assert chains([conv, {"type": "sigmoid", "name": "s"}, {"type": "maxpool2d", "name": "p"}]
+                  ) == [("c", "s", "p")]
+    assert chains([conv, {"type": "gelu"}, {"type": "maxpool2d"}]) == []  # gelu dips
+    assert chains([conv, {"type": "maxpool2d", "name": "p"},
+                   {"type": "maxpool2d", "name": "q", "inputs": ["c"]},
+                   {"type": "add", "inputs": ["p", "q"]}]) == []
+    assert chains([conv, {"type": "relu", "name": "r"}, {"type": "maxpool2d", "name": "p"},
+                   {"type": "flatten", "name": "f"}, {"type": "flatten", "name": "g",
+                                                      "inputs": ["r"]},
+                   {"type": "concat", "inputs": ["f", "g"]}]) == []
+    grouped = {**conv, "groups": 2}
+    assert chains([grouped, {"type": "maxpool2d"}]) == []  # conv2d fuses groups = 1 only
+
+
+def test_a_third_party_layer_takes_part_through_its_declarations(registry):
+    from lamina import Example, Layer, LayerConfig, LayerTraits
+
+    calls = []
+
+    class Doubler(Layer):
+        """y = 2x on images, ending in a 2x2 pool itself when asked."""
+
+        name = "doubler"
+        Config = LayerConfig
+        traits = LayerTraits(fuses_max_pool=True)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def forward(self, x, *, training):
+            self.cache = True
+            return 2 * x
+
+        def backward(self, dy, *, input_grad=True):
+            return 2 * dy
+
+        def fusable_max_pool(self, window):
+            return window == ((2, 2), (2, 2))
+
+        def forward_max_pool(self, x, window, *, training):
+            calls.append("forward_max_pool")
+            n, c, h, w = x.shape
+            blocks = x.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5)
+            flat = blocks.reshape(n, c, h // 2, w // 2, 4)
+            self.cache = (x.shape, np.argmax(flat, axis=-1))
+            return 2 * flat.max(axis=-1)
+
+        def backward_max_pool(self, dy, *, input_grad=True):
+            calls.append("backward_max_pool")
+            (n, c, h, w), winner = self.cached()
+            routed = np.zeros((n, c, h // 2, w // 2, 4))
+            np.put_along_axis(routed, winner[..., None], 2 * dy[..., None], axis=-1)
+            return routed.reshape(n, c, h // 2, w // 2, 2, 2).transpose(
+                0, 1, 2, 4, 3, 5).reshape(n, c, h, w)
+
+        @classmethod
+        def examples(cls):
+            return [Example(config={}, input_shape=(1, 4, 4))]
+
+    registry = load_registry(load_entry_points=False, plugins=[Doubler])
+    net = build(registry, [{"type": "doubler", "name": "d"}, {"type": "relu", "name": "r"},
+                           {"type": "maxpool2d", "name": "p"}], input_shape=(2, 4, 4))
+    assert net.fused_chains() == [("d", "r", "p")]
+    x = np.random.default_rng(3).normal(size=(2, 2, 4, 4))
+    y = net.forward(x, training=True)
+    np.testing.assert_array_equal(
+        y, np.maximum(2 * x.reshape(2, 2, 2, 2, 2, 2).max(axis=(3, 5)), 0))
+    dx = net.backward(np.ones_like(y), input_grad=True)
+    assert calls == ["forward_max_pool", "backward_max_pool"]
+    assert dx.shape == x.shape and np.count_nonzero(dx) == np.count_nonzero(y > 0)
+
+
+def test_a_fused_chain_failing_is_named_with_the_method(registry):
+    net = build(registry, [{"type": "conv2d", "filters": 4, "kernel_size": 3, "name": "c"},
+                           {"type": "maxpool2d"}], input_shape=(4, 6, 6))
+
+    def broken(x, window, *, training):
+        raise RuntimeError("oops")
+
+    net.nodes[0].layer.forward_max_pool = broken
+    with pytest.raises(PluginError, match=r"'c'.*raised RuntimeError in forward_max_pool\(\)"):
+        net.forward(np.ones((1, 4, 6, 6)), training=False)
