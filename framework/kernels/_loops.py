@@ -22,8 +22,10 @@ __all__ = ["NumbaError", "add_pixel_patches", "add_sample_columns", "avg_pool_2x
            "conv3x3_pool_single_channel", "crop_channels_first", "depthwise_conv",
            "depthwise_conv_input_grad", "depthwise_conv_weight_grad", "direct_conv_pool",
            "max_pool", "max_pool_2x2", "max_pool_2x2_backward", "max_pool_backward",
-           "pad_channels_last", "pixel_patches", "relu", "relu_backward", "winograd_input",
-           "winograd_output", "winograd_output_pool", "winograd_weights"]
+           "pad_channels_last", "pad_from_channels_last", "pixel_patches",
+           "pixel_patches_from_channels_last", "relu", "relu_backward",
+           "unpool_2x2_channels_last", "winograd_input", "winograd_output",
+           "winograd_output_pool", "winograd_weights"]
 
 compiled = njit(nogil=True, cache=True)
 
@@ -392,6 +394,9 @@ from lamina.kernels._conv_loops import (  # noqa: E402
     crop_channels_first,
     direct_conv_pool,
     pad_channels_last,
+    pad_from_channels_last,
+    pixel_patches_from_channels_last,
+    unpool_2x2_channels_last,
     winograd_input,
     winograd_output,
     winograd_output_pool,

@@ -60,6 +60,8 @@ class PixelRows(NamedTuple):
     x_shape: tuple[int, int, int, int]
     rows: np.ndarray
     """(N*H'*W', kh*kw*C) one channels-last patch per output pixel, a workspace buffer."""
+    channels_last: bool = False
+    """x lay channels-last in memory (a fused conv2d's output): dx is returned so too."""
 
 
 def output_size(x_shape, kernel: Pair, stride: Pair, padding: Padding) -> tuple[int, int]:
@@ -167,8 +169,9 @@ def patch_matrix(x: np.ndarray, weights_shape: tuple[int, ...], bias: bool, stri
         return SampleColumns(x.shape, cols)
     patches = work.get("patches", (n, h_out, w_out, kh, kw, c), dtype)
     (sh, sw), ((top, _), (left, _)) = stride, padding
-    run("pixel_patches", np.ascontiguousarray(x), kh, kw, sh, sw, top, left, patches)
-    return PixelRows(x.shape, patches.reshape(n * pixels, k))
+    run("pixel_patches", x, kh, kw, sh, sw, top, left, patches)  # any layout
+    last = not x.flags.c_contiguous and x.transpose(0, 2, 3, 1).flags.c_contiguous
+    return PixelRows(x.shape, patches.reshape(n * pixels, k), last)
 
 
 def conv2d_backward(dy: np.ndarray, cache: SampleColumns | PixelRows | Deferred, W: np.ndarray,
@@ -211,10 +214,14 @@ def conv2d_backward(dy: np.ndarray, cache: SampleColumns | PixelRows | Deferred,
     if winograd_input_grad_applies(W.shape, stride, padding):
         return winograd_input_grad(dy, W, padding, work)
     dpatches = np.matmul(dy_last, weights_last(W), out=work.get("dpatches", rows.shape, dtype))
-    dxh = work.get("dx_last", (n, *cache.x_shape[2:], c), dtype)
+    last = cache.channels_last  # dx laid out as x was: a new array either way
+    dxh = np.empty((n, *cache.x_shape[2:], c), dtype) if last else work.get(
+        "dx_last", (n, *cache.x_shape[2:], c), dtype)
     (sh, sw), ((top, _), (left, _)) = stride, padding
     run("add_pixel_patches", dpatches.reshape(n, h_out, w_out, kh, kw, c), sh, sw, top, left,
         dxh)
+    if last:
+        return dxh.transpose(0, 3, 1, 2)
     dx = np.empty(cache.x_shape, dtype=dtype)
     run("channels_first", dxh.reshape(n, -1, c), np.zeros(c, dtype), dx.reshape(n, c, -1))
     return dx

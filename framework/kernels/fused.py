@@ -15,7 +15,9 @@ order; a NaN wins). The convolution's own output is never written:
 - every other geometry runs the convolution, then the pool (same results, no saving).
 
 The backward routes the pooled gradient to the winners and runs conv2d's backward, which
-builds the patch matrix it needs from the input (:class:`lamina.kernels.conv.Deferred`).
+builds the patch matrix it needs from the input (:class:`lamina.kernels.conv.Deferred`);
+for a stride-1 pixel-rows layer it runs those products over the outputs the pool kept
+only, the gradient routed straight into channels-last rows.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from lamina.kernels.conv import (
     conv2d,
     conv2d_backward,
     output_size,
+    weights_last,
     winograd_applies,
 )
 from lamina.kernels.geometry import Padding, Pair
@@ -57,7 +60,15 @@ class PooledConv(NamedTuple):
 def conv2d_max_pool(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, stride: Pair,
                     padding: Padding, work: Workspace) -> tuple[np.ndarray, PooledConv]:
     """The 2x2 max pool (stride 2) of conv2d(x, W, b, stride, padding): a new array, and the
-    cache :func:`conv2d_max_pool_backward` reads."""
+    cache :func:`conv2d_max_pool_backward` reads.
+
+    The Winograd and direct paths compute with the filters innermost and return their
+    output as it lies in memory, channels-last, seen through a transposed view: an array
+    of shape (N, F, H'/2, W'/2) like any other, indexed the same, whose strides say
+    channels-last. Layers that need C order copy it (np.ascontiguousarray), and the
+    ones after conv2d in an image network read it as it lies: relu in memory order,
+    a following Winograd conv2d channels-last as it wants it, flatten by one reshape
+    copy. Transposing it to C order here cost 0.2 ms of a 2.6 ms shard (docs/performance.md)."""
     n, f = x.shape[0], W.shape[0]
     h_out, w_out = output_size(x.shape, W.shape[2:], stride, padding)
     conv_shape = (n, f, h_out, w_out)
@@ -79,8 +90,7 @@ def _direct(x, W, b, padding, work, conv_shape) -> tuple[np.ndarray, PooledConv]
         x, ((0, 0), (0, 0), (top, bottom), (left, right)))
     image = np.ascontiguousarray(image)
     dtype, pooled = x.dtype, (n, h_out // 2, w_out // 2, f)
-    y_last = work.get("pool_y_last", pooled, dtype)
-    k_last = work.get("pool_k_last", pooled, winner_dtype((2, 2)))
+    y_last, k_last = np.empty(pooled, dtype), np.empty(pooled, winner_dtype((2, 2)))
     bias = np.zeros(f, dtype) if b is None else b
     if W.shape[1:] == (1, 3, 3):
         run("conv3x3_pool_single_channel", image, np.ascontiguousarray(W.reshape(f, 9).T), bias,
@@ -88,11 +98,8 @@ def _direct(x, W, b, padding, work, conv_shape) -> tuple[np.ndarray, PooledConv]
     else:
         run("direct_conv_pool", image, np.ascontiguousarray(W.transpose(1, 2, 3, 0)), bias,
             work.get("pool_acc", (4, f), dtype), y_last, k_last)
-    y = np.empty((n, f, h_out // 2, w_out // 2), dtype=dtype)
-    winner = np.empty(y.shape, dtype=k_last.dtype)
-    run("channels_first", y_last.reshape(n, -1, f), np.zeros(f, dtype), y.reshape(n, f, -1))
-    run("channels_first", k_last.reshape(n, -1, f), np.zeros(f, k_last.dtype),
-        winner.reshape(n, f, -1))
+    # (N, F, H'/2, W'/2) views of channels-last memory (see conv2d_max_pool)
+    y, winner = y_last.transpose(0, 3, 1, 2), k_last.transpose(0, 3, 1, 2)
     return y, PooledConv(conv_shape, winner, Deferred(x, b is not None))
 
 
@@ -102,7 +109,61 @@ def conv2d_max_pool_backward(dy: np.ndarray, cache: PooledConv, W: np.ndarray, d
     """dy (N, F, H'//2, W'//2) of the pooled output -> dx as conv2d_backward returns it (dW
     and db filled in place): each window's gradient to its winner, then the convolution's
     backward."""
+    f, c, kh, kw = W.shape
+    if (isinstance(cache.conv, Deferred) and stride == (1, 1)
+            and c * kh * kw > SAMPLE_COLUMNS_MAX_K):  # pixel rows (a first layer: measured
+        # 4.8 against 1.5 ms a shard as pixel rows, so it keeps its sample columns)
+        return _kept_pixel_rows_backward(dy, cache, W, dW, db, padding, work, input_grad)
     d_conv = max_pool_backward(dy, cache.winner, cache.conv_shape, *POOL_2X2)
     return conv2d_backward(d_conv, cache.conv, W, dW, db, stride, padding, work,
                            input_grad=input_grad)
+
+
+def _kept_pixel_rows_backward(dy, cache, W, dW, db, padding, work, input_grad):
+    """conv2d_backward's pixel-rows products over the outputs the pool kept only.
+
+    A floor pool drops the last row and column of an odd-sized output (conv2d_2: 100 of
+    121 pixels kept), whose gradient is 0: the patch rows, both products and the adjoint
+    copy run over the kept (2P, 2Q) grid, and the pooled gradient is routed straight
+    into its channels-last rows (unpool_2x2_channels_last), where conv2d_backward would
+    route it into (N, F, H', W') and reorder it. Sums are those of conv2d_backward
+    restricted to terms that are not 0 (the dropped pixels' terms are all 0)."""
+    x = cache.conv.x
+    n, f, p_count, q_count = dy.shape
+    _, c, kh, kw = W.shape
+    dtype, (top, _), (left, _) = dy.dtype, *padding
+    h_kept, w_kept = 2 * p_count, 2 * q_count
+    d_rows = work.get("kept_dy", (n, h_kept, w_kept, f), dtype)
+    run("unpool_2x2_channels_last", _channels_last(dy), _channels_last(cache.winner), d_rows)
+    patches = work.get("kept_patches", (n, h_kept, w_kept, kh, kw, c), dtype)
+    x_last = x.transpose(0, 2, 3, 1)
+    if x_last.flags.c_contiguous:
+        run("pixel_patches_from_channels_last", x_last, kh, kw, top, left, patches)
+    else:
+        run("pixel_patches", x, kh, kw, 1, 1, top, left, patches)
+    rows, dy_rows = patches.reshape(-1, kh * kw * c), d_rows.reshape(-1, f)
+    dW_last = np.matmul(dy_rows.T, rows, out=work.get("kept_dW", (f, kh * kw * c), dtype))
+    dW[...] = dW_last.reshape(f, kh, kw, c).transpose(0, 3, 1, 2)
+    if db is not None:  # the pooled gradient's sums: each window's reaches one output
+        np.sum(np.sum(dy.reshape(n, f, -1) if dy.flags.c_contiguous else
+                      np.ascontiguousarray(dy).reshape(n, f, -1), axis=2), axis=0, out=db)
+    if not input_grad:
+        return None
+    dpatches = np.matmul(dy_rows, weights_last(W), out=work.get("kept_dpatches", rows.shape,
+                                                                 dtype))
+    channels_last = not x.flags.c_contiguous and x_last.flags.c_contiguous
+    dxh = np.empty((n, *x.shape[2:], c), dtype) if channels_last else work.get(
+        "kept_dx_last", (n, *x.shape[2:], c), dtype)
+    run("add_pixel_patches", dpatches.reshape(n, h_kept, w_kept, kh, kw, c), 1, 1, top, left,
+        dxh)
+    if channels_last:  # dx laid out as x was, a new array
+        return dxh.transpose(0, 3, 1, 2)
+    dx = np.empty(x.shape, dtype=dtype)
+    run("channels_first", dxh.reshape(n, -1, c), np.zeros(c, dtype), dx.reshape(n, c, -1))
+    return dx
+
+
+def _channels_last(a: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) as a C-contiguous (N, H, W, C): a view when ``a`` lies so already."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
 

@@ -69,7 +69,9 @@ def winograd_conv2d(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, padding:
                     prefix: str = "") -> np.ndarray | Pooled:
     """y (N, F, H', W') = b + the cross-correlation of x (N, C, H, W) with W (F, C, 3, 3),
     zero-padded by ``padding``; with ``pool``, its 2x2 max pool with stride 2 (floor) as a
-    :class:`Pooled`. New arrays; ``work`` keeps the buffers (keys start with ``prefix``)."""
+    :class:`Pooled` of channels-last memory seen as (N, F, H'/2, W'/2) (transposed views).
+    x may have any memory layout (a channels-last one is read fastest). New arrays;
+    ``work`` keeps the buffers (keys start with ``prefix``)."""
     n, c, h, w = x.shape
     f = W.shape[0]
     (top, bottom), (left, right) = padding
@@ -82,12 +84,16 @@ def winograd_conv2d(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, padding:
     per_sample = tiles_h * tiles_w
     U = transformed_weights(W, work, prefix)
     bias = np.zeros(f, dtype) if b is None else b
-    x = np.ascontiguousarray(x)
-    if pool:
-        y_last = work.get(prefix + "y_last", (n * per_sample, f), dtype)
-        k_last = work.get(prefix + "k_last", (n * per_sample, f), winner_dtype((2, 2)))
+    if pool:  # new arrays: the results are views of them
+        y_last = np.empty((n * per_sample, f), dtype)
+        k_last = np.empty((n * per_sample, f), winner_dtype((2, 2)))
     else:
         y = np.empty((n, f, h_out, w_out), dtype=dtype)
+    x_last = x.transpose(0, 2, 3, 1)
+    if x_last.flags.c_contiguous:  # channels-last memory (a fused conv2d's output)
+        pad, source = "pad_from_channels_last", x_last
+    else:
+        pad, source = "pad_channels_last", np.ascontiguousarray(x)
     for n0 in range(0, n, CHUNK):
         s = min(CHUNK, n - n0)
         xp = work.get(f"{prefix}xp{s}", (s, 2 * tiles_h + 2, 2 * tiles_w + 2, c), dtype)
@@ -95,7 +101,7 @@ def winograd_conv2d(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, padding:
         V = work.get(f"{prefix}V{s}", (16, rows, c), dtype)
         M = work.get(f"{prefix}M{s}", (16, rows, f), dtype)
         V[:, s * per_sample:] = 0  # rows that only keep the planes apart
-        run("pad_channels_last", x, n0, top, left, xp)
+        run(pad, source, n0, top, left, xp)
         run("winograd_input", xp, tiles_h, tiles_w, V)
         np.matmul(V, U, out=M)
         if pool:
@@ -107,13 +113,9 @@ def winograd_conv2d(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, padding:
             run("crop_channels_first", y_tiles, n0, y)
     if not pool:
         return y
-    y = np.empty((n, f, tiles_h, tiles_w), dtype=dtype)
-    winner = np.empty((n, f, tiles_h, tiles_w), dtype=k_last.dtype)
-    run("channels_first", y_last.reshape(n, per_sample, f), np.zeros(f, dtype),
-        y.reshape(n, f, per_sample))
-    run("channels_first", k_last.reshape(n, per_sample, f), np.zeros(f, k_last.dtype),
-        winner.reshape(n, f, per_sample))
-    return Pooled(y, winner)
+    # (N, F, tiles_h, tiles_w) views of the channels-last results, not copies
+    return Pooled(y_last.reshape(n, tiles_h, tiles_w, f).transpose(0, 3, 1, 2),
+                  k_last.reshape(n, tiles_h, tiles_w, f).transpose(0, 3, 1, 2))
 
 
 def winograd_input_grad(dy: np.ndarray, W: np.ndarray, padding: Padding,
