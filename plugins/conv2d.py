@@ -179,7 +179,7 @@ class Conv2D(Layer):
                                            self._group_work)
             return y
         y, self.cache = conv2d(x, self._params["W"], self._params.get("b"), self.stride,
-                               self.padding, self._work)
+                               self.padding, self._work, training=training)
         return y
 
     def backward(self, dy, *, input_grad=True):

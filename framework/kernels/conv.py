@@ -131,9 +131,15 @@ class Deferred(NamedTuple):
 
 
 def conv2d(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Padding,
-           work: Workspace) -> tuple[np.ndarray, SampleColumns | PixelRows | Deferred]:
-    """y (N, F, H', W'), a new array, and the cache :func:`conv2d_backward` reads."""
-    if winograd_applies(W.shape, stride, padding):
+           work: Workspace, *, training: bool = False
+           ) -> tuple[np.ndarray, SampleColumns | PixelRows | Deferred]:
+    """y (N, F, H', W'), a new array, and the cache :func:`conv2d_backward` reads.
+
+    ``training``: a backward will follow, which needs the patch matrix; the product with
+    it is then the forward too, rather than Winograd and the same patches built in
+    backward (on the reference network's conv2d_2 without its pool: 17.9 against 20.0 ms
+    for forward and backward of a 128-sample batch)."""
+    if not training and winograd_applies(W.shape, stride, padding):
         return winograd_conv2d(x, W, b, padding, work), Deferred(x, b is not None)
     cache = patch_matrix(x, W.shape, b is not None, stride, padding, work)
     n, f = x.shape[0], W.shape[0]

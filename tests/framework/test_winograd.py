@@ -619,3 +619,15 @@ def test_conv2d_with_512_float64_filters_returns():
     with hang_guard(1.0):
         y, _ = conv2d(x, W, None, (1, 1), SAME, Workspace())
     assert_close(y, reference_conv(x, W, None, padding=SAME), 1e-12)
+
+
+def test_conv2d_in_training_builds_the_patches_backward_needs():
+    """A training forward takes the product with the patch matrix backward needs anyway
+    (measured faster than Winograd plus the patches built in backward); inference runs
+    Winograd. Both give the reference values."""
+    rng = np.random.default_rng(31)
+    x, W, b = rng.standard_normal((2, 8, 6, 6)), rng.standard_normal((3, 8, 3, 3)), None
+    for training, kind in ((True, conv.PixelRows), (False, conv.Deferred)):
+        y, cache = conv2d(x, W, b, (1, 1), SAME, Workspace(), training=training)
+        assert isinstance(cache, kind)
+        assert_close(y, reference_conv(x, W, None, padding=SAME), 1e-12)

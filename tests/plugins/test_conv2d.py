@@ -411,7 +411,8 @@ def test_groups_1_runs_the_ungrouped_kernels_unchanged(monkeypatch):
         y, dx = written.forward(x, training=True), written.backward(dy)
         W, b = written.params()["W"], written.params()["b"]
         work = Workspace()
-        y_kernel, cache = conv2d_kernel(x, W, b, (1, 1), ((0, 0), (0, 0)), work)
+        y_kernel, cache = conv2d_kernel(x, W, b, (1, 1), ((0, 0), (0, 0)), work,
+                                        training=True)
         dW, db = np.empty_like(W), np.empty_like(b)
         dx_kernel = conv2d_backward(dy, cache, W, dW, db, (1, 1), ((0, 0), (0, 0)), work)
         for got, want in ((y, y_kernel), (dx, dx_kernel), (written.grads()["W"], dW),
