@@ -27,10 +27,12 @@ Two optimisations use the declarations of the layer contract (see
   ``max_selecting`` layer whose window it accepts (``max_pool_window()``,
   ``fusable_max_pool``), directly or through one moved elementwise layer, ends in that
   pool: one *fused chain*, run as ``forward_max_pool`` then the elementwise layer on the
-  pooled array (the pool layer itself is not called). conv2d then computes only the
-  outputs the pool keeps and never writes its full output. Every value outside the
-  chain is the documented array; the chain's output is the pool's. ``LAMINA_FUSION=0``
-  in the environment (or ``Network(..., fuse=False)``) turns chains off.
+  pooled array (the pool layer itself is not called). Only the windows of
+  ``FUSED_POOL_WINDOWS`` are fused, the ones ``check_fuses_max_pool`` verifies. conv2d
+  then computes, on its fast paths, only the outputs the pool keeps. Every value outside
+  the chain is an array of the documented shape (a fused conv2d's lies channels-last in
+  memory); the chain's output is the pool's. ``LAMINA_FUSION=0`` (or false, no, off) in
+  the environment, or ``Network(..., fuse=False)``, turns chains off.
 - Unless ``backward(..., input_grad=True)`` asks for it, the layers that read the
   network input are called with ``backward(dy, input_grad=False)``: for a first
   conv2d that gradient is a full col2im of the input, thrown away.
@@ -47,7 +49,7 @@ import numpy as np
 
 from .config import INPUT, NetworkConfig, NodeConfig, readers_of, topological_order
 from .errors import PASSED_THROUGH, PluginError, ShapeError, StateError
-from .layer import ParamSpec, Shape, infer_output_shape
+from .layer import FUSED_POOL_WINDOWS, ParamSpec, Shape, infer_output_shape
 from .registry import Provider, Registry
 
 #: the dtype a network computes in unless it is built with another (lamina trains in float32)
@@ -116,15 +118,14 @@ class Step:
     inputs: tuple[str, ...]
     output: str
     pool: Node | None = None
-
-    @property
-    def window(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
-        return None if self.pool is None else self.pool.layer.max_pool_window()
+    window: tuple[tuple[int, int], tuple[int, int]] | None = None
 
 
 def fusion_enabled() -> bool:
-    """Whether networks fuse chains unless told otherwise: ``LAMINA_FUSION=0`` turns it off."""
-    return os.environ.get("LAMINA_FUSION", "1").strip() != "0"
+    """Whether networks fuse chains unless told otherwise: ``LAMINA_FUSION`` set to 0,
+    false, no or off turns it off."""
+    return os.environ.get("LAMINA_FUSION", "1").strip().lower() not in ("0", "false", "no",
+                                                                         "off")
 
 
 class Architecture:
@@ -298,13 +299,16 @@ class Network:
             if source is None or len(source.nodes) != 1 or source.pool is not None:
                 continue
             first = source.nodes[0]
-            window = pool.layer.max_pool_window()
-            if (window is None or not first.layer.traits.fuses_max_pool
-                    or consumers[first.name] != 1 or first.name == self.output
-                    or not first.layer.fusable_max_pool(window)):
+            if (not first.layer.traits.fuses_max_pool or consumers[first.name] != 1
+                    or first.name == self.output):
+                continue
+            window = _asked(pool, "max_pool_window()", pool.layer.max_pool_window)
+            # only the windows check_fuses_max_pool verifies
+            if window not in FUSED_POOL_WINDOWS or not _asked(
+                    first, "fusable_max_pool()", first.layer.fusable_max_pool, window):
                 continue
             merged[step.output] = Step((first, *step.nodes[1:]), first.inputs, step.output,
-                                       pool=pool)
+                                       pool=pool, window=window)
             absorbed.add(source.output)
         return [merged.get(step.output, step) for step in steps
                 if step.output not in absorbed]
@@ -357,8 +361,9 @@ class Network:
                                              exc) from exc
                 if not isinstance(value, np.ndarray) or value.shape != expected \
                         or value.dtype.kind != "f":
-                    raise node.plugin_returned("forward()", value,
-                                               f"a floating-point array of shape {expected}")
+                    raise node.plugin_returned(
+                        "forward_max_pool()" if pooled else "forward()", value,
+                        f"a floating-point array of shape {expected}")
                 if timings is not None:
                     timings[node.name] = time.perf_counter() - started
             if timings is not None and step.pool is not None:
@@ -395,14 +400,15 @@ class Network:
             if not wanted:
                 continue
             d_ins = grad if first.layer.traits.multi_input else [grad]
+            method = "backward_max_pool()" if step.pool is not None else "backward()"
             if not isinstance(d_ins, list | tuple) or len(d_ins) != len(step.inputs):
-                raise first.plugin_returned("backward()", d_ins, f"a list of {len(step.inputs)} "
+                raise first.plugin_returned(method, d_ins, f"a list of {len(step.inputs)} "
                                             "arrays, the gradient of each of its inputs")
             for ref, d_in in zip(step.inputs, d_ins, strict=True):
                 expected = (len(dy), *self._shapes[ref])
                 if not isinstance(d_in, np.ndarray) or d_in.shape != expected:
                     raise first.plugin_returned(
-                        "backward()", d_in, f"an array of shape {expected}, the gradient of "
+                        method, d_in, f"an array of shape {expected}, the gradient of "
                         "an input the runner needs (None only when called with "
                         "input_grad=False)")
                 # A fan-out sums its consumers' gradients. ``+`` makes a new array, so a
@@ -481,6 +487,16 @@ class Network:
     def summary(self, *, expand: bool = False) -> str:
         """A table of layers, types, output shapes, parameter counts and providers."""
         return self.architecture.summary(expand=expand)
+
+
+def _asked(node: Node, what: str, method, *args) -> Any:
+    """A plugin method's answer while the runner plans; its exception named as its own."""
+    try:
+        return method(*args)
+    except PASSED_THROUGH:
+        raise
+    except BaseException as exc:
+        raise node.plugin_failed(what, exc) from exc
 
 
 def _renamed(targets: dict[str, np.ndarray], state: dict[str, Any]) -> str:

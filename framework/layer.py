@@ -116,6 +116,12 @@ class LayerTraits:
                             "or fuses_max_pool: each acts on one input")
 
 
+#: the max pools (window, stride) a ``fuses_max_pool`` layer may end in: the runner fuses
+#: only these, the ones ``check_fuses_max_pool`` verifies (the reference network's 2x2
+#: pool, an overlapping and a strided one)
+FUSED_POOL_WINDOWS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
+    ((2, 2), (2, 2)), ((3, 3), (2, 2)), ((2, 2), (1, 1)))
+
 #: the names of the declarations, for the places that read them by name
 TRAIT_NAMES: tuple[str, ...] = tuple(item.name for item in fields(LayerTraits))
 

@@ -105,7 +105,7 @@ def validate_declarations(kind: str, cls: Any, who: str) -> None:
 
         missing = [name for name in ("fusable_max_pool", "forward_max_pool",
                                      "backward_max_pool")
-                   if getattr(cls, name, None) is getattr(Layer, name)]
+                   if getattr(cls, name, None) in (None, getattr(Layer, name))]
         if missing:
             raise PluginError(f"{who} declares fuses_max_pool but does not implement "
                               f"{', '.join(missing)}; implement them (docs/writing-a-plugin.md, "

@@ -176,7 +176,7 @@ class Conv2D(Layer):
         if self.config.groups > 1:
             y, self.cache = grouped_conv2d(x, self._params["W"], self._params.get("b"),
                                            self.config.groups, self.stride, self.padding,
-                                           self._group_work)
+                                           self._group_work, training=training)
             return y
         y, self.cache = conv2d(x, self._params["W"], self._params.get("b"), self.stride,
                                self.padding, self._work, training=training)
@@ -286,6 +286,13 @@ class Conv2D(Layer):
             # Winograd forward and input gradient ("same" padding), partial last tiles
             Example(config={"filters": 4, "kernel_size": 3, "padding": "same"},
                     input_shape=(4, 7, 5), id="winograd-same"),
+            # the fused pool's loop for 3x3 kernels on one channel (the reference network's
+            # first layer)
+            Example(config={"filters": 3, "kernel_size": 3}, input_shape=(1, 7, 6),
+                    id="gray-3x3"),
+            # Winograd in each group of four channels (eval mode)
+            Example(config={"filters": 4, "kernel_size": 3, "padding": "same", "groups": 2},
+                    input_shape=(8, 5, 5), id="groups2-winograd"),
             # docs/layers/conv2d.md, "Groups": each filter sees one channel
             Example(config={"filters": 2, "kernel_size": 2, "groups": 2}, input_shape=(2, 3, 3),
                     id="depthwise-hand",

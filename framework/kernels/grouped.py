@@ -52,11 +52,12 @@ class GroupCaches(NamedTuple):
 
 
 def grouped_conv2d(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, groups: int,
-                   stride: Pair, padding: Padding, work: Sequence[Workspace],
-                   ) -> tuple[np.ndarray, DepthwiseInput | GroupCaches]:
+                   stride: Pair, padding: Padding, work: Sequence[Workspace], *,
+                   training: bool = False) -> tuple[np.ndarray, DepthwiseInput | GroupCaches]:
     """y (N, F, H', W'), a new array, and the cache :func:`grouped_conv2d_backward` reads.
 
-    ``work`` holds one workspace per group (the depthwise loops use the first only)."""
+    ``work`` holds one workspace per group (the depthwise loops use the first only);
+    ``training`` is passed to each group's :func:`lamina.kernels.conv2d`."""
     f, cg, kh, kw = W.shape
     h_out, w_out = output_size(x.shape, (kh, kw), stride, padding)
     (sh, sw), ((top, _), (left, _)) = stride, padding
@@ -70,7 +71,8 @@ def grouped_conv2d(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, groups: i
     for g in range(groups):
         filters = slice(g * fg, (g + 1) * fg)
         y_g, cache = conv2d(x[:, g * cg:(g + 1) * cg], W[filters],
-                            None if b is None else b[filters], stride, padding, work[g])
+                            None if b is None else b[filters], stride, padding, work[g],
+                            training=training)
         y[:, filters] = y_g
         caches.append(cache)
     return y, GroupCaches(x.shape, tuple(caches))

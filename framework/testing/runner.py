@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from lamina.block import Block
-from lamina.layer import TRAIT_NAMES, Example, Layer
+from lamina.layer import FUSED_POOL_WINDOWS, TRAIT_NAMES, Example, Layer
 from lamina.loss import Loss, LossExample
 from lamina.optimizer import Optimizer, OptimizerExample
 
@@ -130,7 +130,8 @@ def layer_checks(plugin: type, example: Any) -> list:
         checks.append(check_monotone_elementwise)
     if flag(plugin, example, "max_selecting"):
         checks.append(check_max_selecting)
-    if flag(plugin, example, "fuses_max_pool") and pools_to_fuse(plugin, example):
+    # the class's declaration, as the runner reads it (an example cannot switch it off)
+    if plugin.traits.fuses_max_pool and pools_to_fuse(plugin, example):
         checks.append(check_fuses_max_pool)
     if example.reference is not None:
         checks.append(check_reference_values)
@@ -198,12 +199,26 @@ def check_examples(plugin: type, example: Any) -> None:
     ids = [ex.id for ex in examples]
     if len(set(ids)) != len(ids):
         fail("examples() to have distinct ids (they name the pytest tests)", str(ids))
+    traits = getattr(plugin, "traits", None)
+    if kind == "layer" and getattr(traits, "fuses_max_pool", False) is True and not any(
+            _fuses_some_pool(plugin, ex) for ex in examples):
+        fail("an example in which a layer declaring fuses_max_pool accepts one of the pools "
+             f"the runner fuses ({', '.join(map(str, FUSED_POOL_WINDOWS))}) and whose "
+             "output it fits", "none", "Add such an example: without one "
+             "check_fuses_max_pool never runs, and the runner would fuse unchecked code")
     if kind in ("layer", "block"):
         unknown = sorted({key for ex in examples for key in ex.extra} - set(TRAIT_NAMES))
         if unknown:
             fail("Example.extra to override declarations by their names "
                  f"({', '.join(TRAIT_NAMES)})", f"the keys {unknown}",
                  "Fix the spelling: an unknown key overrides nothing")
+
+
+def _fuses_some_pool(plugin: type, example: Any) -> bool:
+    try:
+        return bool(pools_to_fuse(plugin, example))
+    except Exception:  # a broken example: check_examples' other lines or the layer checks say
+        return False
 
 
 #: the checks ``quick=True`` leaves out: the two slowest (threads running many rounds,

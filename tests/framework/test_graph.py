@@ -467,3 +467,56 @@ def test_a_fused_chain_failing_is_named_with_the_method(registry):
     net.nodes[0].layer.forward_max_pool = broken
     with pytest.raises(PluginError, match=r"'c'.*raised RuntimeError in forward_max_pool\(\)"):
         net.forward(np.ones((1, 4, 6, 6)), training=False)
+
+
+def test_a_fused_chain_returning_the_wrong_shape_names_its_method(registry):
+    net = build(registry, [{"type": "conv2d", "filters": 4, "kernel_size": 3, "name": "c"},
+                           {"type": "maxpool2d"}], input_shape=(4, 6, 6))
+    net.nodes[0].layer.forward_max_pool = lambda x, window, *, training: np.ones((1, 4, 3, 3))
+    with pytest.raises(PluginError, match=r"'c'.*returned an array of shape \(1, 4, 3, 3\).* "
+                                          r"from forward_max_pool\(\)"):
+        net.forward(np.ones((1, 4, 6, 6)), training=False)
+    net = build(registry, [{"type": "dense", "units": 36}, {"type": "reshape",
+                                                            "target_shape": [1, 6, 6]},
+                           {"type": "conv2d", "filters": 4, "kernel_size": 3, "name": "c"},
+                           {"type": "maxpool2d"}], input_shape=(3,))
+    net.forward(np.ones((2, 3)), training=True)
+    net.nodes[2].layer.backward_max_pool = lambda dy, *, input_grad: None
+    with pytest.raises(PluginError, match=r"'c'.*returned None from backward_max_pool\(\)"):
+        net.backward(np.ones((2, 4, 2, 2)))
+
+
+def test_a_pool_whose_window_method_fails_is_named_when_the_network_is_built(registry,
+                                                                           monkeypatch):
+    from lamina.plugins.maxpool2d import MaxPool2D
+
+    def broken(self):
+        raise RuntimeError("no window")
+
+    monkeypatch.setattr(MaxPool2D, "max_pool_window", broken)
+    with pytest.raises(PluginError, match=r"'p'.*raised RuntimeError in max_pool_window\(\)"):
+        build(registry, [{"type": "conv2d", "filters": 4, "kernel_size": 3},
+                         {"type": "maxpool2d", "name": "p"}], input_shape=(4, 6, 6))
+
+
+@pytest.mark.parametrize("value", ["0", "false", "No", " off "])
+def test_lamina_fusion_turns_chains_off_with_any_false_spelling(registry, monkeypatch, value):
+    monkeypatch.setenv("LAMINA_FUSION", value)
+    net = build(registry, [{"type": "conv2d", "filters": 4, "kernel_size": 3},
+                           {"type": "maxpool2d"}], input_shape=(4, 6, 6))
+    assert net.fused_chains() == []
+
+
+def test_only_the_windows_the_suite_checks_are_fused(registry, monkeypatch):
+    """A layer accepting every window still fuses only FUSED_POOL_WINDOWS, the ones
+    check_fuses_max_pool verifies."""
+    from lamina.layer import FUSED_POOL_WINDOWS
+    from lamina.plugins.conv2d import Conv2D
+
+    monkeypatch.setattr(Conv2D, "fusable_max_pool", lambda self, window: True)
+    for pool, stride in (((3, 3), 3), ((2, 2), 2), ((3, 3), 2)):
+        net = build(registry, [{"type": "conv2d", "filters": 4, "kernel_size": 3},
+                               {"type": "maxpool2d", "pool_size": list(pool),
+                                "stride": stride}], input_shape=(4, 9, 9))
+        fused = ((pool, (stride, stride)) in FUSED_POOL_WINDOWS)
+        assert bool(net.fused_chains()) == fused

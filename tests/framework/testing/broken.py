@@ -1018,6 +1018,107 @@ class FusedPoolLastMaximum(RefScalePooled):
         return blocks.shape[-1] - 1 - np.argmax(blocks[..., ::-1], axis=-1)
 
 
+class FusedPoolWrongInEval(RefScalePooled):
+    """A fused pool that keeps each window's minimum when not training (a copy-paste slip
+    in an eval-only fast path): predict and validation would differ from training."""
+
+    name = "fused_pool_wrong_in_eval"
+
+    def forward_max_pool(self, x, window, *, training):
+        pooled = super().forward_max_pool(x, window, training=training)
+        if training:
+            return pooled
+        shape = self.per_channel(x)
+        y = x * self._params["gamma"].reshape(shape) + self._params["beta"].reshape(shape)
+        return self.windows(y).min(axis=-1)
+
+
+class FusedPoolStaleWeights(RefScalePooled):
+    """A fused pool that folds gamma and beta once, at its first call."""
+
+    name = "fused_pool_stale_weights"
+
+    def forward_max_pool(self, x, window, *, training):
+        if not hasattr(self, "folded"):
+            self.folded = {k: v.copy() for k, v in self._params.items()}
+        live, self._params = self._params, self.folded
+        try:
+            return super().forward_max_pool(x, window, training=training)
+        finally:
+            self._params = live
+
+
+class FusedPoolReusedBuffer(RefScalePooled):
+    """A fused pool that writes every result into one buffer it keeps."""
+
+    name = "fused_pool_reused_buffer"
+
+    def forward_max_pool(self, x, window, *, training):
+        y = super().forward_max_pool(x, window, training=training)
+        if getattr(self, "out", None) is None or self.out.shape != y.shape:
+            self.out = np.empty_like(y)
+        self.out[...] = y
+        return self.out
+
+
+class FusedPoolAssumesCOrder(RefScalePooled):
+    """A fused pool that reads its input's memory in order, right only for C-ordered x:
+    wrong behind a fused conv2d, whose output lies channels-last."""
+
+    name = "fused_pool_assumes_c_order"
+
+    def forward_max_pool(self, x, window, *, training):
+        return super().forward_max_pool(x.ravel(order="K").reshape(x.shape), window,
+                                        training=training)
+
+
+class FusedPoolWithoutExample(RefScalePooled):
+    """Declares fuses_max_pool, but no example has an image to pool."""
+
+    name = "fused_pool_without_example"
+
+    @classmethod
+    def examples(cls):
+        return [Example(config={}, input_shape=(3,), id="features")]
+
+
+class MaxPoolSaysAnotherStride(Layer):
+    """A 2x2 max pool with stride 2 whose max_pool_window() says stride 1."""
+
+    name = "max_pool_says_another_stride"
+    Config = EmptyConfig
+    traits = LayerTraits(max_selecting=True)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ShapeError(f"{self.name} pools images (C, H, W), received {input_shape}")
+        c, h, w = input_shape
+        return (c, h // 2, w // 2)
+
+    def max_pool_window(self):
+        return ((2, 2), (1, 1))
+
+    def forward(self, x, *, training):
+        blocks = RefScalePooled.windows(x)
+        winner = np.argmax(blocks, axis=-1)
+        self.cache = (x.shape, winner)
+        return np.take_along_axis(blocks, winner[..., None], axis=-1)[..., 0]
+
+    def backward(self, dy, *, input_grad=True):
+        (n, c, h, w), winner = self.cached()
+        routed = np.zeros((*winner.shape, 4), dtype=dy.dtype)
+        np.put_along_axis(routed, winner[..., None], dy[..., None], axis=-1)
+        dx = np.zeros((n, c, h, w), dtype=dy.dtype)
+        dx[:, :, : h // 2 * 2, : w // 2 * 2] = routed.reshape(
+            n, c, h // 2, w // 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(
+            n, c, h // 2 * 2, w // 2 * 2)
+        return dx
+
+    @classmethod
+    def examples(cls):
+        return [Example(config={}, input_shape=(2, 4, 6), id="image")]
+
+
 class ExportForgetsTheBias(RefDense):
     """An ONNX export of y = x W + b that writes only the product."""
 
