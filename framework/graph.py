@@ -10,29 +10,12 @@ naming the layer in the config and the fix.
 Parameters, gradients and non-trainable state are exposed under stable dotted
 names, ``<layer name>.<key>`` (``conv2d_1.W``), in the order of the config.
 
-Two optimisations use the declarations of the layer contract (see
-:mod:`lamina.layer`); neither changes a result beyond float rounding:
+The layers run in *steps* (:mod:`lamina.steps`): usually one layer each; a
+``monotone_elementwise`` layer read only by a ``max_selecting`` one runs after it, on the
+pooled array, and a ``fuses_max_pool`` layer read only by such a pool ends in it, one
+*fused chain*. Neither changes a result beyond float rounding; ``LAMINA_FUSION=0`` or
+``Network(..., fuse=False)`` turns chains off. And:
 
-- A layer that declares ``monotone_elementwise`` (relu, sigmoid, ...) and whose only
-  consumer declares ``max_selecting`` (maxpool2d) runs *after* it, on the pooled array:
-  f(pool(x)) == pool(f(x)), gradients included, and the elementwise layer then touches
-  4x fewer entries behind a 2x2 pool. The pair is one *step* of the plan; every other
-  layer is a step of its own. For relu this is exact; for the others (leaky_relu,
-  sigmoid, ...) it holds to f's rounding: two inputs of a window a rounding or a few
-  apart can round to one output (a tie after f and not before) or even in the wrong
-  order (computed float32 sigmoid is not monotone between neighbouring floats), and the
-  pooled value and the entry its gradient goes to are then those of exact arithmetic,
-  which may differ from the configured order's by an ulp.
-- A layer that declares ``fuses_max_pool`` (conv2d) and is read only by a
-  ``max_selecting`` layer whose window it accepts (``max_pool_window()``,
-  ``fusable_max_pool``), directly or through one moved elementwise layer, ends in that
-  pool: one *fused chain*, run as ``forward_max_pool`` then the elementwise layer on the
-  pooled array (the pool layer itself is not called). Only the windows of
-  ``FUSED_POOL_WINDOWS`` are fused, the ones ``check_fuses_max_pool`` verifies. conv2d
-  then computes, on its fast paths, only the outputs the pool keeps. Every value outside
-  the chain is an array of the documented shape (a fused conv2d's lies channels-last in
-  memory); the chain's output is the pool's. ``LAMINA_FUSION=0`` (or false, no, off) in
-  the environment, or ``Network(..., fuse=False)``, turns chains off.
 - Unless ``backward(..., input_grad=True)`` asks for it, the layers that read the
   network input are called with ``backward(dy, input_grad=False)``: for a first
   conv2d that gradient is a full col2im of the input, thrown away.
@@ -40,7 +23,6 @@ Two optimisations use the declarations of the layer contract (see
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,8 +31,9 @@ import numpy as np
 
 from .config import INPUT, NetworkConfig, NodeConfig, readers_of, topological_order
 from .errors import PASSED_THROUGH, PluginError, ShapeError, StateError
-from .layer import FUSED_POOL_WINDOWS, ParamSpec, Shape, infer_output_shape
+from .layer import ParamSpec, Shape, infer_output_shape
 from .registry import Provider, Registry
+from .steps import fusion_enabled, plan_steps
 
 #: the dtype a network computes in unless it is built with another (lamina trains in float32)
 DTYPE = np.dtype(np.float32)
@@ -104,28 +87,6 @@ class Node:
             f"the runner needs {needed}. This is a bug in the plugin; report it to its "
             "author, or use another layer"
         )
-
-
-@dataclass(frozen=True)
-class Step:
-    """Layers run back to back on one value: usually one node; (pool, elementwise) for a
-    swapped pair, which reads the elementwise layer's inputs and stands for the pool's
-    output (the elementwise layer's own output is never materialised). In a fused chain
-    ``pool`` is the max_selecting node the first layer ends in (by ``forward_max_pool``),
-    ``nodes`` the first layer and the moved elementwise layer, if any."""
-
-    nodes: tuple[Node, ...]
-    inputs: tuple[str, ...]
-    output: str
-    pool: Node | None = None
-    window: tuple[tuple[int, int], tuple[int, int]] | None = None
-
-
-def fusion_enabled() -> bool:
-    """Whether networks fuse chains unless told otherwise: ``LAMINA_FUSION`` set to 0,
-    false, no or off turns it off."""
-    return os.environ.get("LAMINA_FUSION", "1").strip().lower() not in ("0", "false", "no",
-                                                                         "off")
 
 
 class Architecture:
@@ -252,66 +213,13 @@ class Network:
                 raise
             except BaseException as exc:
                 raise node.plugin_failed("build()", exc) from exc
-        self.steps = self._plan()
+        self.steps = plan_steps(self.order, self.output, fuse=self.fuse)
         self._readers = readers_of(self.steps)  # how many steps read each value
         # the per-sample shape of every value the steps pass on, to check what layers return
         by_name = {node.name: node for node in self.nodes}
         self._shapes = {INPUT: self.input_shape,
                         **{step.output: by_name[step.output].output_shape
                            for step in self.steps}}
-
-    def _plan(self) -> list[Step]:
-        """The execution order: ``self.order`` with commuting pairs swapped into one step."""
-        consumers = readers_of(self.nodes)
-        by_name = {node.name: node for node in self.order}
-        pulled: dict[str, Node] = {}  # pool name -> the elementwise layer it runs before
-        for node in self.order:
-            if not (node.layer.traits.max_selecting and len(node.inputs) == 1
-                    and node.inputs[0] in by_name):
-                continue
-            before = by_name[node.inputs[0]]
-            if (before.layer.traits.monotone_elementwise and consumers[before.name] == 1
-                    and before.name != self.output):
-                pulled[node.name] = before
-        deferred = {before.name for before in pulled.values()}
-        steps = []
-        for node in self.order:
-            if node.name in deferred:
-                continue  # runs inside its pool's step
-            before = pulled.get(node.name)
-            if before is None:
-                steps.append(Step((node,), node.inputs, node.name))
-            else:
-                steps.append(Step((node, before), before.inputs, node.name))
-        return self._fuse_chains(steps, consumers) if self.fuse else steps
-
-    def _fuse_chains(self, steps: list[Step], consumers: dict[str, int]) -> list[Step]:
-        """Each pool step whose input comes from a one-layer step of a ``fuses_max_pool``
-        layer that accepts its window, and that nothing else reads, becomes one chain."""
-        producer = {step.output: step for step in steps}
-        merged: dict[str, Step] = {}  # pool step output -> its chain
-        absorbed: set[str] = set()  # outputs of the steps the chains replace
-        for step in steps:
-            pool = step.nodes[0]
-            if not pool.layer.traits.max_selecting or len(step.inputs) != 1:
-                continue
-            source = producer.get(step.inputs[0])
-            if source is None or len(source.nodes) != 1 or source.pool is not None:
-                continue
-            first = source.nodes[0]
-            if (not first.layer.traits.fuses_max_pool or consumers[first.name] != 1
-                    or first.name == self.output):
-                continue
-            window = _asked(pool, "max_pool_window()", pool.layer.max_pool_window)
-            # only the windows check_fuses_max_pool verifies
-            if window not in FUSED_POOL_WINDOWS or not _asked(
-                    first, "fusable_max_pool()", first.layer.fusable_max_pool, window):
-                continue
-            merged[step.output] = Step((first, *step.nodes[1:]), first.inputs, step.output,
-                                       pool=pool, window=window)
-            absorbed.add(source.output)
-        return [merged.get(step.output, step) for step in steps
-                if step.output not in absorbed]
 
     def fused_chains(self) -> list[tuple[str, ...]]:
         """The layers each fused chain runs, in config order (the pool last): ``[("conv2d_1",
@@ -487,16 +395,6 @@ class Network:
     def summary(self, *, expand: bool = False) -> str:
         """A table of layers, types, output shapes, parameter counts and providers."""
         return self.architecture.summary(expand=expand)
-
-
-def _asked(node: Node, what: str, method, *args) -> Any:
-    """A plugin method's answer while the runner plans; its exception named as its own."""
-    try:
-        return method(*args)
-    except PASSED_THROUGH:
-        raise
-    except BaseException as exc:
-        raise node.plugin_failed(what, exc) from exc
 
 
 def _renamed(targets: dict[str, np.ndarray], state: dict[str, Any]) -> str:

@@ -90,7 +90,7 @@ class LayerTraits:
     #: layer instead of before it, on fewer entries. An increasing curved f qualifies when
     #: its gradient is 0 where its output has rounded to f's limit, a flat piece of the
     #: computed f (compute it from the output, as tanh's 1 - y^2). The swap is exact for
-    #: relu; for a curved f it holds to f's rounding (lamina.graph)
+    #: relu; for a curved f it holds to f's rounding (lamina.steps)
     monotone_elementwise: bool = False
     #: every output is the first maximal entry of a window of its input (in a fixed
     #: order of the window), and backward routes its gradient to exactly that entry
@@ -102,7 +102,7 @@ class LayerTraits:
     #: returns the pool of its forward and ``backward_max_pool(dy, *, input_grad)`` takes
     #: the pooled output's gradient. The runner then runs layer, pool (and a
     #: monotone_elementwise layer between them, moved behind the pool) as one fused chain
-    #: (lamina.graph); the conformance suite holds the pair to the unfused layers
+    #: (lamina.steps); the conformance suite holds the pair to the unfused layers
     fuses_max_pool: bool = False
 
     def __post_init__(self) -> None:

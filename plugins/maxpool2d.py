@@ -66,7 +66,7 @@ class MaxPool2D(Layer):
     name: ClassVar[str] = "maxpool2d"
     Config: ClassVar[type[LayerConfig]] = MaxPool2DConfig
     # Each output is its window's first maximum and alone gets its gradient, so a relu
-    # before this layer may run after it instead (lamina.layer, lamina.graph).
+    # before this layer may run after it instead (lamina.layer, lamina.steps).
     traits: ClassVar[LayerTraits] = LayerTraits(max_selecting=True)
 
     def __init__(self, config=None, /, **kwargs):
@@ -104,7 +104,7 @@ class MaxPool2D(Layer):
         return max_pool_backward(dy, winner, x_shape, self.pool, self.stride)
 
     def max_pool_window(self):
-        """Its windows, so a layer that fuses_max_pool can end in this pool (lamina.graph)."""
+        """Its windows, so a layer that fuses_max_pool can end in this pool (lamina.steps)."""
         return (self.pool, self.stride)
 
     def export_onnx(self, graph, inputs, name):

@@ -1,7 +1,8 @@
 """The graph a config describes: the order its layers run in, and who reads each value.
 
 Shared by config validation (a cycle or an unused output is a config mistake) and
-by the graph runner (:mod:`lamina.graph`), which plans its steps from the same counts.
+by the graph runner (:mod:`lamina.graph`), whose steps (:mod:`lamina.steps`) are planned
+from the same counts.
 """
 
 from __future__ import annotations
