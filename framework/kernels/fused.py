@@ -4,7 +4,8 @@
 
 with conv the convolution of :mod:`lamina.kernels.conv` and the winner of each window
 chosen as :func:`lamina.kernels.max_pool` chooses it (the first maximum in row-major
-order; a NaN wins). The convolution's own output is never written:
+order; a NaN wins). On the first two paths the convolution's own output is never
+written:
 
 - 3x3 stride-1 layers that run Winograd compute only the tiles the pool keeps and pool
   each tile in the output transform (:func:`lamina.kernels.winograd.winograd_conv2d`);
