@@ -9,8 +9,9 @@ run compiled loops (:mod:`lamina.kernels._loops`, Numba, imported on first use).
   (:mod:`lamina.kernels.conv`)
 - grouped_conv2d / grouped_conv2d_backward: the same with channels and filters in groups,
   depthwise by compiled loops (:mod:`lamina.kernels.grouped`)
-- winograd_conv2d / winograd_input_grad: 3x3 stride-1 convolutions by Winograd F(2x2, 3x3)
-  (:mod:`lamina.kernels.winograd`; conv2d chooses it by the layer's shape)
+- winograd_conv2d / winograd_input_grad / winograd_weight_grad: 3x3 stride-1 convolutions
+  and their gradients by Winograd F(2x2, 3x3) and F(3x3, 2x2) (:mod:`lamina.kernels.winograd`;
+  conv2d chooses it by the layer's shape)
 - conv2d_max_pool / conv2d_max_pool_backward: a convolution ending in its 2x2 max pool, one
   pass (:mod:`lamina.kernels.fused`)
 - max_pool / max_pool_backward: pooling with winners (:mod:`lamina.kernels.pool`)
@@ -51,7 +52,7 @@ from lamina.kernels.pool import (
     winner_dtype,
 )
 from lamina.kernels.special import erfc, sigmoid
-from lamina.kernels.winograd import winograd_conv2d, winograd_input_grad
+from lamina.kernels.winograd import winograd_conv2d, winograd_input_grad, winograd_weight_grad
 from lamina.kernels.workspace import Workspace
 
 __all__ = [
@@ -88,4 +89,5 @@ __all__ = [
     "winograd_conv2d",
     "winograd_input_grad",
     "winograd_input_grad_applies",
+    "winograd_weight_grad",
 ]

@@ -22,8 +22,8 @@ compiled_fma = njit(nogil=True, cache=True, fastmath={"contract"})
 
 __all__ = ["conv3x3_pool_single_channel", "crop_channels_first", "direct_conv_pool",
            "pad_channels_last", "pad_from_channels_last", "pixel_patches_from_channels_last",
-           "unpool_2x2_channels_last", "winograd_input", "winograd_output",
-           "winograd_output_pool", "winograd_weights"]
+           "unpool_2x2_channels_last", "winograd_grad_tiles", "winograd_input",
+           "winograd_output", "winograd_output_pool", "winograd_weights"]
 
 
 @compiled
@@ -351,3 +351,53 @@ def pixel_patches_from_channels_last(x_last, kh, kw, top, left, cols):
                             for c in range(c_count):
                                 dst[c] = 0
     return cols
+
+
+@compiled
+def winograd_grad_tiles(d_rows, n0, samples, D):
+    """D[k, t, f] = s_k (G' g G'^T)[k // 4, k % 4] for the 2x2 block g of d_rows[n0 + s, 2ty ..
+    2ty + 1, 2tx .. 2tx + 1, f] (tile t = (s*P + ty)*Q + tx, s < samples), G' = [[1, 0], [1/2, 1/2],
+    [1/2, -1/2], [0, 1]]: the output gradient's tiles for the weight gradient by Winograd
+    F(3x3, 2x2). s_k = -1 where exactly one of k's row and column is 3: the sign that
+    turns :func:`winograd_input`'s B^T (last row [0, 1, 0, -1]) into F(3x3, 2x2)'s
+    ([0, -1, 0, 1]), so the forward's input transform serves both. One loop per row of
+    G' g through 1-D views, as winograd_input and for the same reason."""
+    p_count, q_count, f_count = d_rows.shape[1] // 2, d_rows.shape[2] // 2, d_rows.shape[3]
+    for s in range(samples):
+        for ty in range(p_count):
+            for tx in range(q_count):
+                t = (s * p_count + ty) * q_count + tx
+                g00, g01 = d_rows[n0 + s, 2 * ty, 2 * tx], d_rows[n0 + s, 2 * ty, 2 * tx + 1]
+                g10 = d_rows[n0 + s, 2 * ty + 1, 2 * tx]
+                g11 = d_rows[n0 + s, 2 * ty + 1, 2 * tx + 1]
+                for i in range(4):
+                    v0, v1, v2, v3 = D[4 * i, t], D[4 * i + 1, t], D[4 * i + 2, t], D[4 * i + 3, t]
+                    if i == 0:  # row g0
+                        for f in range(f_count):
+                            a, b = g00[f], g01[f]
+                            v0[f] = a
+                            v1[f] = (a + b) * 0.5
+                            v2[f] = (a - b) * 0.5
+                            v3[f] = -b
+                    elif i == 1:  # (g0 + g1) / 2
+                        for f in range(f_count):
+                            a, b = (g00[f] + g10[f]) * 0.5, (g01[f] + g11[f]) * 0.5
+                            v0[f] = a
+                            v1[f] = (a + b) * 0.5
+                            v2[f] = (a - b) * 0.5
+                            v3[f] = -b
+                    elif i == 2:  # (g0 - g1) / 2
+                        for f in range(f_count):
+                            a, b = (g00[f] - g10[f]) * 0.5, (g01[f] - g11[f]) * 0.5
+                            v0[f] = a
+                            v1[f] = (a + b) * 0.5
+                            v2[f] = (a - b) * 0.5
+                            v3[f] = -b
+                    else:  # row g1, its sign flipped but for column 3
+                        for f in range(f_count):
+                            a, b = g10[f], g11[f]
+                            v0[f] = -a
+                            v1[f] = -(a + b) * 0.5
+                            v2[f] = -(a - b) * 0.5
+                            v3[f] = b
+    return D

@@ -24,8 +24,8 @@ __all__ = ["NumbaError", "add_pixel_patches", "add_sample_columns", "avg_pool_2x
            "max_pool", "max_pool_2x2", "max_pool_2x2_backward", "max_pool_backward",
            "pad_channels_last", "pad_from_channels_last", "pixel_patches",
            "pixel_patches_from_channels_last", "relu", "relu_backward",
-           "unpool_2x2_channels_last", "winograd_input", "winograd_output",
-           "winograd_output_pool", "winograd_weights"]
+           "unpool_2x2_channels_last", "winograd_grad_tiles", "winograd_input",
+           "winograd_output", "winograd_output_pool", "winograd_weights"]
 
 compiled = njit(nogil=True, cache=True)
 
@@ -397,6 +397,7 @@ from lamina.kernels._conv_loops import (  # noqa: E402
     pad_from_channels_last,
     pixel_patches_from_channels_last,
     unpool_2x2_channels_last,
+    winograd_grad_tiles,
     winograd_input,
     winograd_output,
     winograd_output_pool,

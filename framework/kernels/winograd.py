@@ -89,11 +89,7 @@ def winograd_conv2d(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, padding:
         k_last = np.empty((n * per_sample, f), winner_dtype((2, 2)))
     else:
         y = np.empty((n, f, h_out, w_out), dtype=dtype)
-    x_last = x.transpose(0, 2, 3, 1)
-    if x_last.flags.c_contiguous:  # channels-last memory (a fused conv2d's output)
-        pad, source = "pad_from_channels_last", x_last
-    else:
-        pad, source = "pad_channels_last", np.ascontiguousarray(x)
+    pad, source = _pad_source(x)
     for n0 in range(0, n, CHUNK):
         s = min(CHUNK, n - n0)
         xp = work.get(f"{prefix}xp{s}", (s, 2 * tiles_h + 2, 2 * tiles_w + 2, c), dtype)
@@ -116,6 +112,56 @@ def winograd_conv2d(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, padding:
     # (N, F, tiles_h, tiles_w) views of the channels-last results, not copies
     return Pooled(y_last.reshape(n, tiles_h, tiles_w, f).transpose(0, 3, 1, 2),
                   k_last.reshape(n, tiles_h, tiles_w, f).transpose(0, 3, 1, 2))
+
+
+def _pad_source(x: np.ndarray) -> tuple[str, np.ndarray]:
+    """The loop that copies chunks of x zero-padded and channels-last, and its argument:
+    x read as it lies when it lies channels-last (a fused conv2d's output)."""
+    x_last = x.transpose(0, 2, 3, 1)
+    if x_last.flags.c_contiguous:
+        return "pad_from_channels_last", x_last
+    return "pad_channels_last", np.ascontiguousarray(x)
+
+
+#: A'^T of Winograd F(3x3, 2x2), the weight gradient's output transform
+_WEIGHT_GRAD_AT = np.array([[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, 1]])
+
+
+def winograd_weight_grad(x: np.ndarray, d_rows: np.ndarray, padding: Padding,
+                         work: Workspace) -> np.ndarray:
+    """dW (F, C, 3, 3), a new array, of a 3x3 stride-1 convolution of x (N, C, H, W) whose
+    output gradient, 0 outside rows and columns [0, 2P) x [0, 2Q), is ``d_rows`` (N, 2P, 2Q,
+    F) channels-last (what a 2x2 pool's backward routes):
+
+        dW[f, c, i, j] = sum_{n, p, q} dy[n, f, p, q] * x[n, c, p + i - top, q + j - left]
+
+    by Winograd F(3x3, 2x2): each 2x2 block of dy (a pool window) and the 4x4 patch of x
+    it reads, transformed, make 16 products (C, tiles)(tiles, F) summed over the batch,
+    and A'^T M A' gives the 3x3 taps (docs/layers/conv2d.md, "Weight gradient")."""
+    n, h_kept, w_kept, f = d_rows.shape
+    c = x.shape[1]
+    (top, _), (left, _) = padding
+    tiles_h, tiles_w = h_kept // 2, w_kept // 2
+    per_sample, dtype = tiles_h * tiles_w, x.dtype
+    pad, source = _pad_source(x)
+    d_rows = np.ascontiguousarray(d_rows)
+    total = np.zeros((16, c, f), dtype)
+    for n0 in range(0, n, CHUNK):
+        s = min(CHUNK, n - n0)
+        rows = _plane_rows(s * per_sample, (c * dtype.itemsize, f * dtype.itemsize))
+        xp = work.get(f"dW.xp{s}", (s, 2 * tiles_h + 2, 2 * tiles_w + 2, c), dtype)
+        V = work.get(f"dW.V{s}", (16, rows, c), dtype)
+        D = work.get(f"dW.D{s}", (16, rows, f), dtype)
+        V[:, s * per_sample:] = 0  # rows that only keep the planes apart
+        D[:, s * per_sample:] = 0
+        run(pad, source, n0, top, left, xp)
+        run("winograd_input", xp, tiles_h, tiles_w, V)
+        run("winograd_grad_tiles", d_rows, n0, s, D)
+        total += np.matmul(V.transpose(0, 2, 1), D, out=work.get("dW.M", (16, c, f), dtype))
+    at = _WEIGHT_GRAD_AT.astype(dtype)
+    taps = np.tensordot(np.tensordot(at, total.reshape(4, 4, c, f), axes=(1, 0)), at,
+                        axes=(1, 1))  # (3, C, F, 3)
+    return np.ascontiguousarray(taps.transpose(2, 1, 0, 3))
 
 
 def winograd_input_grad(dy: np.ndarray, W: np.ndarray, padding: Padding,

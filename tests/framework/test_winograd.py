@@ -631,3 +631,32 @@ def test_conv2d_in_training_builds_the_patches_backward_needs():
         y, cache = conv2d(x, W, b, (1, 1), SAME, Workspace(), training=training)
         assert isinstance(cache, kind)
         assert_close(y, reference_conv(x, W, None, padding=SAME), 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("n", "c", "f", "hw", "padding"), [
+    (1, 4, 3, (7, 6), VALID), (CHUNK + 3, 5, 7, (6, 9), SAME),
+    (2 * CHUNK + 1, 32, 64, (13, 13), VALID), (3, 6, 2, (5, 5), ((2, 1), (0, 2)))])
+def test_winograd_weight_grad_matches_the_direct_sum(dtype, n, c, f, hw, padding):
+    """dW by Winograd F(3x3, 2x2) from a gradient that is 0 outside the [0, 2P) x [0, 2Q)
+    rows and columns (a 2x2 pool's backward), channels-last, against the sum of the
+    derivation; x C-ordered and channels-last."""
+    from lamina.kernels import winograd_weight_grad
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, c, *hw))
+    (top, bottom), (left, right) = padding
+    h_out, w_out = hw[0] + top + bottom - 2, hw[1] + left + right - 2
+    d_rows = rng.standard_normal((n, h_out // 2 * 2, w_out // 2 * 2, f))
+    dy = np.zeros((n, f, h_out, w_out))
+    dy[:, :, : d_rows.shape[1], : d_rows.shape[2]] = d_rows.transpose(0, 3, 1, 2)
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    want = np.zeros((f, c, 3, 3))
+    for i in range(3):
+        for j in range(3):
+            want[:, :, i, j] = np.einsum("nfpq,ncpq->fc", dy, xp[:, :, i:i + h_out, j:j + w_out])
+    for x_in in (x.astype(dtype), np.ascontiguousarray(x.transpose(0, 2, 3, 1)).astype(
+            dtype).transpose(0, 3, 1, 2)):
+        got = winograd_weight_grad(x_in, d_rows.astype(dtype), padding, Workspace())
+        assert got.shape == want.shape and got.dtype == dtype
+        assert_close(got, want, 1e-12 if dtype == np.float64 else 1e-5)
