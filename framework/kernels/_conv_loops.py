@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from lamina.kernels._loops import compiled
+from lamina.kernels._loops import _first_max, compiled
 
 #: the direct sums may fuse each multiply and add into one FMA instruction (one rounding
 #: instead of two; the order of the sum unchanged): 0.43 -> 0.31 ms a shard for the
@@ -216,20 +216,6 @@ def winograd_output_pool(M, b, y_last, winner_last):
             d = bias + (r11 - r12 - r13)
             y_last[t, f], winner_last[t, f] = _first_max(a, b_, c_, d)
     return y_last
-
-
-@compiled
-def _first_max(a, b, c, d):
-    """The first maximum of a 2x2 window a b / c d in row-major order and its offset, a NaN
-    winning (the rule of lamina.kernels._loops.max_pool_2x2), without branches."""
-    right = (b > a) | (b != b)
-    upper = b if right else a
-    upper_k = 1 if right else 0
-    right = (d > c) | (d != d)
-    lower = d if right else c
-    lower_k = 3 if right else 2
-    down = (lower > upper) | (lower != lower)
-    return (lower if down else upper), (lower_k if down else upper_k)
 
 
 @compiled_fma

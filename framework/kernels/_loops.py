@@ -31,15 +31,26 @@ compiled = njit(nogil=True, cache=True)
 
 
 @compiled
-def max_pool_2x2(x, y, winner):
-    """2x2 windows with stride 2: each output is the first maximum of its four inputs.
+def _first_max(a, b, c, d):
+    """The first maximum of a 2x2 window a b / c d in row-major order and its offset 0-3, a
+    NaN winning: the row pairs' first maxima (b replaces a only if b > a, d replaces c only
+    if d > c), then the bottom pair's only if it is greater. Without branches, so loops
+    calling it run on the vector units (max_pool_2x2, the fused pools)."""
+    right = (b > a) | (b != b)
+    upper = b if right else a
+    upper_k = 1 if right else 0
+    right = (d > c) | (d != d)
+    lower = d if right else c
+    lower_k = 3 if right else 2
+    down = (lower > upper) | (lower != lower)
+    return (lower if down else upper), (lower_k if down else upper_k)
 
-    With a, b the top row and c, d the bottom row of a window, the row-major first
-    maximum is the first maximum of the row pairs' first maxima: b replaces a only if
-    b > a, d replaces c only if d > c, and the bottom pair's winner replaces the top
-    pair's only if it is greater. Written without branches so the loop over q runs on
-    the vector units. A NaN in a window wins it (y is NaN, as with np.maximum).
-    """
+
+@compiled
+def max_pool_2x2(x, y, winner):
+    """2x2 windows with stride 2: each output is the first maximum of its four inputs
+    (:func:`_first_max`, written without branches so the loop over q runs on the vector
+    units). A NaN in a window wins it (y is NaN, as with np.maximum)."""
     n_count, c_count, h_out, w_out = y.shape
     for n in range(n_count):
         for c in range(c_count):
@@ -47,17 +58,8 @@ def max_pool_2x2(x, y, winner):
                 top, bottom = x[n, c, 2 * p], x[n, c, 2 * p + 1]
                 y_row, k_row = y[n, c, p], winner[n, c, p]
                 for q in range(w_out):
-                    a, b = top[2 * q], top[2 * q + 1]
-                    c_, d = bottom[2 * q], bottom[2 * q + 1]
-                    right = (b > a) | (b != b)
-                    upper = b if right else a
-                    upper_k = 1 if right else 0
-                    right = (d > c_) | (d != d)
-                    lower = d if right else c_
-                    lower_k = 3 if right else 2
-                    down = (lower > upper) | (lower != lower)
-                    y_row[q] = lower if down else upper
-                    k_row[q] = lower_k if down else upper_k
+                    y_row[q], k_row[q] = _first_max(top[2 * q], top[2 * q + 1],
+                                                    bottom[2 * q], bottom[2 * q + 1])
     return y
 
 

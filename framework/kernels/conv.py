@@ -39,7 +39,7 @@ import numpy as np
 
 from lamina.kernels.geometry import Padding, Pair, conv_output_size, taps
 from lamina.kernels.jit import run
-from lamina.kernels.winograd import winograd_conv2d, winograd_input_grad
+from lamina.kernels.winograd import lies_channels_last, winograd_conv2d, winograd_input_grad
 from lamina.kernels.workspace import Workspace
 
 #: Up to this many patch rows (C*kh*kw) conv2d uses sample columns, above it pixel rows.
@@ -176,8 +176,7 @@ def patch_matrix(x: np.ndarray, weights_shape: tuple[int, ...], bias: bool, stri
     patches = work.get("patches", (n, h_out, w_out, kh, kw, c), dtype)
     (sh, sw), ((top, _), (left, _)) = stride, padding
     run("pixel_patches", x, kh, kw, sh, sw, top, left, patches)  # any layout
-    last = not x.flags.c_contiguous and x.transpose(0, 2, 3, 1).flags.c_contiguous
-    return PixelRows(x.shape, patches.reshape(n * pixels, k), last)
+    return PixelRows(x.shape, patches.reshape(n * pixels, k), lies_channels_last(x))
 
 
 def conv2d_backward(dy: np.ndarray, cache: SampleColumns | PixelRows | Deferred, W: np.ndarray,
@@ -220,15 +219,24 @@ def conv2d_backward(dy: np.ndarray, cache: SampleColumns | PixelRows | Deferred,
     if winograd_input_grad_applies(W.shape, stride, padding):
         return winograd_input_grad(dy, W, padding, work)
     dpatches = np.matmul(dy_last, weights_last(W), out=work.get("dpatches", rows.shape, dtype))
-    last = cache.channels_last  # dx laid out as x was: a new array either way
-    dxh = np.empty((n, *cache.x_shape[2:], c), dtype) if last else work.get(
-        "dx_last", (n, *cache.x_shape[2:], c), dtype)
+    return add_pixel_rows(dpatches.reshape(n, h_out, w_out, kh, kw, c), cache.x_shape,
+                          cache.channels_last, stride, padding, work)
+
+
+def add_pixel_rows(dpatches: np.ndarray, x_shape: tuple[int, int, int, int],
+                   channels_last: bool, stride: Pair, padding: Padding,
+                   work: Workspace) -> np.ndarray:
+    """dx (N, C, H, W), a new array: the adjoint copy of pixel rows, each patch gradient of
+    ``dpatches`` (N, H', W', kh, kw, C) added back onto the input entries it was read from;
+    laid out channels-last (a transposed view) when ``channels_last``, as x was."""
+    n, c, dtype = x_shape[0], x_shape[1], dpatches.dtype
+    dxh = np.empty((n, *x_shape[2:], c), dtype) if channels_last else work.get(
+        "dx_last", (n, *x_shape[2:], c), dtype)
     (sh, sw), ((top, _), (left, _)) = stride, padding
-    run("add_pixel_patches", dpatches.reshape(n, h_out, w_out, kh, kw, c), sh, sw, top, left,
-        dxh)
-    if last:
+    run("add_pixel_patches", dpatches, sh, sw, top, left, dxh)
+    if channels_last:
         return dxh.transpose(0, 3, 1, 2)
-    dx = np.empty(cache.x_shape, dtype=dtype)
+    dx = np.empty(x_shape, dtype=dtype)
     run("channels_first", dxh.reshape(n, -1, c), np.zeros(c, dtype), dx.reshape(n, c, -1))
     return dx
 

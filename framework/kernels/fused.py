@@ -32,6 +32,7 @@ from lamina.kernels.conv import (
     Deferred,
     PixelRows,
     SampleColumns,
+    add_pixel_rows,
     conv2d,
     conv2d_backward,
     output_size,
@@ -41,7 +42,7 @@ from lamina.kernels.conv import (
 from lamina.kernels.geometry import Padding, Pair
 from lamina.kernels.jit import run
 from lamina.kernels.pool import max_pool, max_pool_backward, winner_dtype
-from lamina.kernels.winograd import winograd_conv2d, winograd_weight_grad
+from lamina.kernels.winograd import lies_channels_last, winograd_conv2d, winograd_weight_grad
 from lamina.kernels.workspace import Workspace
 
 #: the pool a convolution can end in: 2x2 windows with stride 2
@@ -140,13 +141,14 @@ def _kept_pixel_rows_backward(dy, cache, W, dW, db, padding, work, input_grad):
     h_kept, w_kept = 2 * p_count, 2 * q_count
     d_rows = work.get("kept_dy", (n, h_kept, w_kept, f), dtype)
     run("unpool_2x2_channels_last", _channels_last(dy), _channels_last(cache.winner), d_rows)
-    dy_rows, x_last = d_rows.reshape(-1, f), x.transpose(0, 2, 3, 1)
+    dy_rows, channels_last = d_rows.reshape(-1, f), lies_channels_last(x)
     if winograd_applies(W.shape, (1, 1), padding):  # no patch matrix at all
         dW[...] = winograd_weight_grad(x, d_rows, padding, work)
     else:
         patches = work.get("kept_patches", (n, h_kept, w_kept, kh, kw, c), dtype)
-        if x_last.flags.c_contiguous:
-            run("pixel_patches_from_channels_last", x_last, kh, kw, top, left, patches)
+        if channels_last:
+            run("pixel_patches_from_channels_last", x.transpose(0, 2, 3, 1), kh, kw, top, left,
+                patches)
         else:
             run("pixel_patches", x, kh, kw, 1, 1, top, left, patches)
         dW_last = np.matmul(dy_rows.T, patches.reshape(-1, kh * kw * c),
@@ -159,16 +161,8 @@ def _kept_pixel_rows_backward(dy, cache, W, dW, db, padding, work, input_grad):
         return None
     dpatches = np.matmul(dy_rows, weights_last(W), out=work.get(
         "kept_dpatches", (dy_rows.shape[0], kh * kw * c), dtype))
-    channels_last = not x.flags.c_contiguous and x_last.flags.c_contiguous
-    dxh = np.empty((n, *x.shape[2:], c), dtype) if channels_last else work.get(
-        "kept_dx_last", (n, *x.shape[2:], c), dtype)
-    run("add_pixel_patches", dpatches.reshape(n, h_kept, w_kept, kh, kw, c), 1, 1, top, left,
-        dxh)
-    if channels_last:  # dx laid out as x was, a new array
-        return dxh.transpose(0, 3, 1, 2)
-    dx = np.empty(x.shape, dtype=dtype)
-    run("channels_first", dxh.reshape(n, -1, c), np.zeros(c, dtype), dx.reshape(n, c, -1))
-    return dx
+    return add_pixel_rows(dpatches.reshape(n, h_kept, w_kept, kh, kw, c), x.shape,
+                          channels_last, (1, 1), padding, work)
 
 
 def _channels_last(a: np.ndarray) -> np.ndarray:

@@ -89,16 +89,9 @@ def winograd_conv2d(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, padding:
         k_last = np.empty((n * per_sample, f), winner_dtype((2, 2)))
     else:
         y = np.empty((n, f, h_out, w_out), dtype=dtype)
-    pad, source = _pad_source(x)
-    for n0 in range(0, n, CHUNK):
-        s = min(CHUNK, n - n0)
-        xp = work.get(f"{prefix}xp{s}", (s, 2 * tiles_h + 2, 2 * tiles_w + 2, c), dtype)
-        rows = _plane_rows(s * per_sample, (c * dtype.itemsize, f * dtype.itemsize))
-        V = work.get(f"{prefix}V{s}", (16, rows, c), dtype)
-        M = work.get(f"{prefix}M{s}", (16, rows, f), dtype)
-        V[:, s * per_sample:] = 0  # rows that only keep the planes apart
-        run(pad, source, n0, top, left, xp)
-        run("winograd_input", xp, tiles_h, tiles_w, V)
+    for n0, s, V in _transformed_input(x, (tiles_h, tiles_w), padding, f * dtype.itemsize,
+                                       work, prefix):
+        M = work.get(f"{prefix}M{s}", (16, V.shape[1], f), dtype)
         np.matmul(V, U, out=M)
         if pool:
             kept = slice(n0 * per_sample, (n0 + s) * per_sample)
@@ -114,13 +107,35 @@ def winograd_conv2d(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, padding:
                   k_last.reshape(n, tiles_h, tiles_w, f).transpose(0, 3, 1, 2))
 
 
-def _pad_source(x: np.ndarray) -> tuple[str, np.ndarray]:
-    """The loop that copies chunks of x zero-padded and channels-last, and its argument:
-    x read as it lies when it lies channels-last (a fused conv2d's output)."""
-    x_last = x.transpose(0, 2, 3, 1)
-    if x_last.flags.c_contiguous:
-        return "pad_from_channels_last", x_last
-    return "pad_channels_last", np.ascontiguousarray(x)
+def lies_channels_last(x: np.ndarray) -> bool:
+    """Whether x (N, C, H, W) lies channels-last in memory (a fused conv2d's output): its
+    (N, H, W, C) transpose is C-contiguous and x itself is not."""
+    return not x.flags.c_contiguous and x.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def _transformed_input(x: np.ndarray, tiles: tuple[int, int], padding: Padding,
+                       other_row_bytes: int, work: Workspace, prefix: str):
+    """For each chunk of :data:`CHUNK` samples of x (N, C, H, W): (n0, s, V), V (16, rows, C)
+    the transformed 4x4 input patches of its tiles (:func:`winograd_input`), zero-padded
+    by ``padding``; rows past the s * tiles of the chunk are 0, there only to keep the
+    planes apart (:func:`_plane_rows`, with ``other_row_bytes`` the row size of the planes
+    the product writes). x is read as it lies when it lies channels-last."""
+    n, c = x.shape[:2]
+    (tiles_h, tiles_w), ((top, _), (left, _)), dtype = tiles, padding, x.dtype
+    per_sample = tiles_h * tiles_w
+    if lies_channels_last(x):
+        pad, source = "pad_from_channels_last", x.transpose(0, 2, 3, 1)
+    else:
+        pad, source = "pad_channels_last", np.ascontiguousarray(x)
+    for n0 in range(0, n, CHUNK):
+        s = min(CHUNK, n - n0)
+        rows = _plane_rows(s * per_sample, (c * dtype.itemsize, other_row_bytes))
+        xp = work.get(f"{prefix}xp{s}", (s, 2 * tiles_h + 2, 2 * tiles_w + 2, c), dtype)
+        V = work.get(f"{prefix}V{s}", (16, rows, c), dtype)
+        V[:, s * per_sample:] = 0
+        run(pad, source, n0, top, left, xp)
+        run("winograd_input", xp, tiles_h, tiles_w, V)
+        yield n0, s, V
 
 
 #: A'^T of Winograd F(3x3, 2x2), the weight gradient's output transform
@@ -140,22 +155,14 @@ def winograd_weight_grad(x: np.ndarray, d_rows: np.ndarray, padding: Padding,
     and A'^T M A' gives the 3x3 taps (docs/layers/conv2d.md, "Weight gradient")."""
     n, h_kept, w_kept, f = d_rows.shape
     c = x.shape[1]
-    (top, _), (left, _) = padding
     tiles_h, tiles_w = h_kept // 2, w_kept // 2
     per_sample, dtype = tiles_h * tiles_w, x.dtype
-    pad, source = _pad_source(x)
     d_rows = np.ascontiguousarray(d_rows)
     total = np.zeros((16, c, f), dtype)
-    for n0 in range(0, n, CHUNK):
-        s = min(CHUNK, n - n0)
-        rows = _plane_rows(s * per_sample, (c * dtype.itemsize, f * dtype.itemsize))
-        xp = work.get(f"dW.xp{s}", (s, 2 * tiles_h + 2, 2 * tiles_w + 2, c), dtype)
-        V = work.get(f"dW.V{s}", (16, rows, c), dtype)
-        D = work.get(f"dW.D{s}", (16, rows, f), dtype)
-        V[:, s * per_sample:] = 0  # rows that only keep the planes apart
-        D[:, s * per_sample:] = 0
-        run(pad, source, n0, top, left, xp)
-        run("winograd_input", xp, tiles_h, tiles_w, V)
+    for n0, s, V in _transformed_input(x, (tiles_h, tiles_w), padding, f * dtype.itemsize,
+                                       work, "dW."):
+        D = work.get(f"dW.D{s}", (16, V.shape[1], f), dtype)
+        D[:, s * per_sample:] = 0  # rows that only keep the planes apart
         run("winograd_grad_tiles", d_rows, n0, s, D)
         total += np.matmul(V.transpose(0, 2, 1), D, out=work.get("dW.M", (16, c, f), dtype))
     at = _WEIGHT_GRAD_AT.astype(dtype)
